@@ -1,0 +1,23 @@
+# Two entry points (see README): `make reproduce` (install + main job) and `make test` (install + test suite).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: install reproduce test test-quick lint
+
+# torch first, and only when absent: `torch==2.13.0` is the CPU wheel on the reference machine; an unpinned
+# `torch` would pull a multi-GB CUDA build. An already-installed torch (a GPU user's) is left untouched.
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+
+reproduce: install
+	rational-approx study --json-out figures/error_vs_degree.json --figure figures/error_vs_degree.png
+
+test: install
+	$(PYTHON) -m pytest -q
+
+test-quick: install
+	$(PYTHON) -m pytest -q -m "not slow"
+
+lint:
+	ruff check rational_approx rsae tests benchmarks

@@ -1,0 +1,1 @@
+"""rational_approx — rational approximation of sparsity gates (|x|, ReLU, JumpReLU, sign, TopK gates)."""
