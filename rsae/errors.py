@@ -21,13 +21,13 @@ class ConfigError(RSAEError, ValueError):
 class SAEFileError(RSAEError):
     """A saved SAE folder is missing, malformed or unsafe.
 
-    Raised for missing ``cfg.json`` / ``sae_weights.safetensors``, unknown architecture names, missing or extra
-    tensor keys, wrong shapes or dtypes, and non-finite tensor values.
+    Raised for missing ``cfg.json`` / ``sae_weights.safetensors``, unknown architecture names, missing or
+    extra tensor keys, wrong shapes or dtypes, and non-finite tensor values.
     """
 
 
 class DataError(RSAEError):
-    """An activation store or in-memory data source is invalid (bad ``meta.json``, shard shape, dtype, size)."""
+    """An activation store or in-memory data source is invalid (bad ``meta.json``, shard shape, dtype)."""
 
 
 class ModelLoadError(RSAEError):
