@@ -93,6 +93,10 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
         self.activation = activation if activation is not None else make_activation(cfg)
         self.activation.to(dtype=dtype)
+        if cfg.family == "rational" and cfg.rational_a is None:
+            # Record the coefficients the gate's fit produced, so the config alone rebuilds this model.
+            self.cfg = cfg.replace(rational_a=tuple(self.activation.phi.a.detach().double().tolist()),
+                                   rational_b=tuple(self.activation.phi.b.detach().double().tolist()))
 
     @classmethod
     def from_config(cls, cfg: SAEConfig, seed: int = 0) -> SAE:
