@@ -40,7 +40,7 @@ from torch import Tensor
 
 from rsae.errors import DataError
 
-__all__ = ["STORE_FORMAT", "ActivationStore", "StoreWriter", "TensorSource", "as_source"]
+__all__ = ["STORE_FORMAT", "BatchSource", "ActivationStore", "StoreWriter", "TensorSource", "as_source"]
 
 STORE_FORMAT = "rsae-activation-store/1"
 """Value of ``meta.json["format"]`` for this layout."""
@@ -50,8 +50,12 @@ _RESERVED_KEYS = ("format", "d_in", "dtype", "n_tokens", "shards", "shard_tokens
 _STORE_DTYPES = ("float16", "float32")
 
 
-class _Source:
-    """Shared chunked-shuffle reader; subclasses supply the token ranges and how to read them."""
+class BatchSource:
+    """Base of every token source: the chunked-shuffle reader and uniform sampling.
+
+    Subclasses set ``n_tokens`` and ``d_in`` and implement ``_segments`` (contiguous ranges one read may
+    cover), ``_read`` (a range as a float32 CPU tensor) and ``_gather`` (given rows of a segment).
+    """
 
     n_tokens: int
     d_in: int
@@ -160,7 +164,7 @@ class _Source:
         raise NotImplementedError
 
 
-class TensorSource(_Source):
+class TensorSource(BatchSource):
     """An in-memory [n_tokens, d_in] tensor with the same reading API as :class:`ActivationStore`."""
 
     def __init__(self, data: Tensor | np.ndarray) -> None:
@@ -184,7 +188,7 @@ class TensorSource(_Source):
         return self.data[torch.from_numpy(rows)].float()
 
 
-class ActivationStore(_Source):
+class ActivationStore(BatchSource):
     """Read-only view of an on-disk activation store (shards memory-mapped, nothing loaded up front).
 
     Use :meth:`open` to read, :meth:`create` / :meth:`resume` to write.
@@ -392,9 +396,9 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def as_source(data: Tensor | np.ndarray | str | os.PathLike | _Source) -> _Source:
+def as_source(data: Tensor | np.ndarray | str | os.PathLike | BatchSource) -> BatchSource:
     """Wrap ``data`` as a batch source: a tensor/array (in memory), a store folder path, or a source."""
-    if isinstance(data, _Source):
+    if isinstance(data, BatchSource):
         return data
     if isinstance(data, (str, os.PathLike)):
         return ActivationStore.open(data)
