@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from rsae.config import SAEConfig
 from rsae.errors import ConfigError
+from rsae.rational import RationalActivation, safe_pade
 
 __all__ = [
     "Activation",
@@ -145,9 +146,10 @@ class Activation(nn.Module):
         """Sparsity penalty (already multiplied by its coefficient); zero for families without one."""
         return h.new_zeros(())
 
-    def magnitude(self, h: Tensor) -> Tensor:
-        """Magnitude map g applied to kept pre-activations (used by the AuxK loss): relu(h) by default."""
-        return torch.relu(h)
+    def magnitude(self, values: Tensor, latents: Tensor) -> Tensor:
+        """Magnitude map g on gathered pre-activations ``values`` of latents ``latents`` (same shape);
+        relu by default. Used for the top-k supports and the AuxK loss."""
+        return torch.relu(values)
 
     def initialise_from_data(self, h: Tensor) -> None:
         """Data-dependent initialisation from a sample of pre-activations ``h`` (default: nothing to do)."""
@@ -225,7 +227,7 @@ class TopK(Activation):
 
     def forward(self, h: Tensor) -> Tensor:
         idx = _topk_indices(h, self.k)
-        return torch.zeros_like(h).scatter(-1, idx, self.magnitude(h.gather(-1, idx)))
+        return torch.zeros_like(h).scatter(-1, idx, self.magnitude(h.gather(-1, idx), idx))
 
 
 class BatchTopK(Activation):
@@ -267,10 +269,10 @@ class BatchTopK(Activation):
             idx = self.batch_mask_indices(h)
             kept = h.reshape(-1)[idx]
             self._update_threshold(kept)
-            flat = torch.zeros_like(h).reshape(-1).scatter(0, idx, torch.where(kept > 0, magnitude(kept), 0))
-            return flat.reshape(h.shape)
+            values = torch.where(kept > 0, magnitude(kept, idx % h.shape[-1]), 0)
+            return torch.zeros_like(h).reshape(-1).scatter(0, idx, values).reshape(h.shape)
         threshold = torch.clamp(self.threshold, min=0).to(h.dtype)
-        return torch.where(h > threshold, magnitude(h), 0)
+        return torch.where(h > threshold, magnitude(h, None), 0)
 
     def forward(self, h: Tensor) -> Tensor:
         return self._gated(h, self.magnitude)
@@ -308,8 +310,6 @@ class Rational(Activation):
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
-        from rsae.rational import RationalActivation
-
         self.gate = cfg.rational_gate
         self.l1_coefficient = cfg.l1_coefficient
         self.weight_by_decoder_norm = cfg.l1_weight_by_decoder_norm
@@ -339,9 +339,16 @@ class Rational(Activation):
             self.batch = BatchTopK(cfg.d_sae, cfg.k, cfg.batchtopk_threshold_momentum)
         self.uses_auxk = self.gate in ("topk", "batchtopk")
 
-    def magnitude(self, h: Tensor) -> Tensor:
-        """φ(h) = C_out · r(h / C_in)."""
-        return self.phi(h)
+    def magnitude(self, values: Tensor, latents: Tensor | None) -> Tensor:
+        """φ(values) = C_out · r(values / C_in) for gathered pre-activations of latents ``latents``
+        (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor)."""
+        if latents is None:
+            return self.phi(values)
+        log_c_in, log_c_out = self.phi.log_c_in, self.phi.log_c_out
+        if log_c_in.dim():
+            log_c_in, log_c_out = log_c_in[latents], log_c_out[latents]
+        t = values * torch.exp(-log_c_in).to(values.dtype)
+        return torch.exp(log_c_out).to(values.dtype) * safe_pade(t, self.phi.a, self.phi.b)
 
     def forward(self, h: Tensor) -> Tensor:
         if self.gate == "relu":
@@ -354,8 +361,8 @@ class Rational(Activation):
         if self.gate == "topk":
             idx = _topk_indices(h, self.k)
             kept = h.gather(-1, idx)
-            return torch.zeros_like(h).scatter(-1, idx, torch.where(kept > 0, self.phi(kept), 0))
-        return self.batch._gated(h, self.phi)
+            return torch.zeros_like(h).scatter(-1, idx, torch.where(kept > 0, self.magnitude(kept, idx), 0))
+        return self.batch._gated(h, self.magnitude)
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         if self.gate == "relu":

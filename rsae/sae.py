@@ -180,7 +180,7 @@ class SAE(nn.Module):
         masked = torch.where(dead_mask, h, torch.finfo(h.dtype).min)
         idx = torch.topk(masked, k, dim=-1, sorted=False).indices
         kept = h.gather(-1, idx)
-        values = torch.where(kept > 0, self.activation.magnitude(kept), 0)
+        values = torch.where(kept > 0, self.activation.magnitude(kept, idx), 0)
         z_aux = torch.zeros_like(h).scatter(-1, idx, values)
         residual = (x - x_hat).detach().float()
         return coefficient * (z_aux @ self.W_dec).float().sub(residual).pow(2).sum(-1).mean()
