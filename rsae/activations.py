@@ -320,12 +320,16 @@ class Rational(Activation):
             self.phi = RationalActivation(
                 torch.tensor(cfg.rational_a, dtype=torch.float32),
                 torch.tensor(cfg.rational_b, dtype=torch.float32),
-                c_in=cfg.rational_c_in, c_out=cfg.rational_c_out, d_sae=cfg.d_sae,
+                c_in=cfg.rational_c_in,
+                c_out=cfg.rational_c_out,
+                d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
             )
         else:
             self.phi = RationalActivation.from_gate(
-                cfg.rational_init_gate, tuple(cfg.rational_type), d_sae=cfg.d_sae,
+                cfg.rational_init_gate,
+                tuple(cfg.rational_type),
+                d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
             )
             with torch.no_grad():

@@ -129,12 +129,14 @@ class SAEConfig:
         if self.family not in FAMILIES:
             raise ConfigError(f"SAEConfig.family must be one of {FAMILIES}, got {self.family!r}")
         if self.rational_gate not in RATIONAL_GATES:
-            raise ConfigError(f"SAEConfig.rational_gate must be one of {RATIONAL_GATES}, "
-                              f"got {self.rational_gate!r}")
+            raise ConfigError(
+                f"SAEConfig.rational_gate must be one of {RATIONAL_GATES}, got {self.rational_gate!r}"
+            )
         if self.needs_k:
             if self.k is None or not isinstance(self.k, int) or isinstance(self.k, bool):
-                raise ConfigError(f"family {self.family!r} (gate {self.gate!r}) needs an integer k; "
-                                  "pass k=...")
+                raise ConfigError(
+                    f"family {self.family!r} (gate {self.gate!r}) needs an integer k; pass k=..."
+                )
             if not 1 <= self.k <= self.d_sae:
                 raise ConfigError(f"k must satisfy 1 <= k <= d_sae = {self.d_sae}, got k = {self.k}")
         for name in ("l1_coefficient", "l0_coefficient"):
@@ -144,21 +146,29 @@ class SAEConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"SAEConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 < self.batchtopk_threshold_momentum <= 1:
-            raise ConfigError("SAEConfig.batchtopk_threshold_momentum must lie in (0, 1], "
-                              f"got {self.batchtopk_threshold_momentum!r}")
+            raise ConfigError(
+                "SAEConfig.batchtopk_threshold_momentum must lie in (0, 1], "
+                f"got {self.batchtopk_threshold_momentum!r}"
+            )
         m, n = self.rational_type
         if m < 0 or n < 0:
-            raise ConfigError("SAEConfig.rational_type must be two non-negative integers, "
-                              f"got {self.rational_type}")
+            raise ConfigError(
+                f"SAEConfig.rational_type must be two non-negative integers, got {self.rational_type}"
+            )
         if self.rational_a is not None and len(self.rational_a) != m + 1:
-            raise ConfigError(f"rational_a needs m + 1 = {m + 1} coefficients for type {self.rational_type}, "
-                              f"got {len(self.rational_a)}")
+            raise ConfigError(
+                f"rational_a needs m + 1 = {m + 1} coefficients for type {self.rational_type}, "
+                f"got {len(self.rational_a)}"
+            )
         if self.rational_b is not None and len(self.rational_b) != n:
-            raise ConfigError(f"rational_b needs n = {n} coefficients for type {self.rational_type}, "
-                              f"got {len(self.rational_b)}")
+            raise ConfigError(
+                f"rational_b needs n = {n} coefficients for type {self.rational_type}, "
+                f"got {len(self.rational_b)}"
+            )
         if (self.rational_a is None) != (self.rational_b is None):
-            raise ConfigError("give both rational_a and rational_b, or neither "
-                              "(then rational_init_gate is used)")
+            raise ConfigError(
+                "give both rational_a and rational_b, or neither (then rational_init_gate is used)"
+            )
         if self.dtype not in _DTYPES:
             raise ConfigError(f"SAEConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
 
@@ -254,8 +264,15 @@ class TrainConfig:
     """Refresh the progress bar's loss / L0 / FVU every this many steps."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "dead_window_tokens", "init_sample_tokens", "chunk_tokens",
-                     "keep_checkpoints", "log_every"):
+        for name in (
+            "steps",
+            "batch_size",
+            "dead_window_tokens",
+            "init_sample_tokens",
+            "chunk_tokens",
+            "keep_checkpoints",
+            "log_every",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
@@ -297,10 +314,11 @@ def _from_dict(cls: type, data: dict[str, Any], tuple_fields: tuple[str, ...]) -
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(names)}")
-    kwargs = {key: (tuple(value) if key in tuple_fields and value is not None else value)
-              for key, value in data.items()}
+    kwargs = {
+        key: (tuple(value) if key in tuple_fields and value is not None else value)
+        for key, value in data.items()
+    }
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"bad {cls.__name__} fields: {exc}") from exc
-

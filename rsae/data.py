@@ -108,8 +108,10 @@ class BatchSource:
             Skip the first ``start_batch`` batches of the epoch without reading them.
         """
         if batch_size <= 0 or chunk_tokens <= 0 or start_batch < 0:
-            raise DataError(f"batch_size ({batch_size}) and chunk_tokens ({chunk_tokens}) must be positive "
-                            f"and start_batch ({start_batch}) non-negative")
+            raise DataError(
+                f"batch_size ({batch_size}) and chunk_tokens ({chunk_tokens}) must be positive "
+                f"and start_batch ({start_batch}) non-negative"
+            )
         piece_tokens = max(chunk_tokens // _PIECES_PER_CHUNK, 1)
         pieces = self._pieces(piece_tokens)
         if shuffle:
@@ -121,7 +123,7 @@ class BatchSource:
         buffer: list[Tensor] = []
         buffered = 0
         for chunk_id, first in enumerate(range(0, len(pieces), per_chunk)):
-            group = pieces[first:first + per_chunk]
+            group = pieces[first : first + per_chunk]
             size = sum(stop - start for _, start, stop in group)
             if offset + size <= skip:
                 offset += size
@@ -131,7 +133,7 @@ class BatchSource:
                 perm = np.random.default_rng([seed, epoch, chunk_id]).permutation(size)
                 rows = rows[torch.from_numpy(perm)]
             if offset < skip:
-                rows = rows[skip - offset:]
+                rows = rows[skip - offset :]
             offset += size
             buffer.append(rows)
             buffered += rows.shape[0]
@@ -139,7 +141,7 @@ class BatchSource:
                 data = torch.cat(buffer)
                 n_full = data.shape[0] // batch_size
                 yield from data[: n_full * batch_size].split(batch_size)
-                rest = data[n_full * batch_size:]
+                rest = data[n_full * batch_size :]
                 buffer, buffered = [rest], rest.shape[0]
         if buffered and not drop_last:
             yield torch.cat(buffer)
@@ -147,8 +149,9 @@ class BatchSource:
     def sample(self, n: int, seed: int = 0) -> Tensor:
         """``n`` distinct tokens drawn uniformly without replacement, in storage order, float32 [n, d_in]."""
         if not 0 < n <= self.n_tokens:
-            raise DataError(f"cannot sample {n} tokens from a source of {self.n_tokens}; "
-                            f"ask for 1..{self.n_tokens}")
+            raise DataError(
+                f"cannot sample {n} tokens from a source of {self.n_tokens}; ask for 1..{self.n_tokens}"
+            )
         chosen = np.sort(np.random.default_rng(seed).choice(self.n_tokens, size=n, replace=False))
         parts = []
         base = 0
@@ -170,8 +173,9 @@ class TensorSource(BatchSource):
     def __init__(self, data: Tensor | np.ndarray) -> None:
         tensor = torch.as_tensor(data)
         if tensor.ndim != 2 or tensor.shape[0] == 0 or tensor.shape[1] == 0:
-            raise DataError("expected a non-empty 2-D [n_tokens, d_in] tensor, "
-                            f"got shape {tuple(tensor.shape)}")
+            raise DataError(
+                f"expected a non-empty 2-D [n_tokens, d_in] tensor, got shape {tuple(tensor.shape)}"
+            )
         if not tensor.is_floating_point():
             raise DataError(f"expected floating-point activations, got dtype {tensor.dtype}")
         self.data = tensor.detach().cpu()
@@ -202,13 +206,20 @@ class ActivationStore(BatchSource):
         self.n_tokens = int(meta["n_tokens"])
 
     @staticmethod
-    def create(path: str | os.PathLike, d_in: int, dtype: str = "float32", meta: dict[str, Any] | None = None,
-               shard_tokens: int = 65536) -> StoreWriter:
+    def create(
+        path: str | os.PathLike,
+        d_in: int,
+        dtype: str = "float32",
+        meta: dict[str, Any] | None = None,
+        shard_tokens: int = 65536,
+    ) -> StoreWriter:
         """Start a new store in the (absent or empty) folder ``path`` and return its writer."""
         folder = Path(path)
         if folder.exists() and any(folder.iterdir()):
-            raise DataError(f"{folder} exists and is not empty; use ActivationStore.resume({str(folder)!r}) "
-                            "to continue an interrupted store, or pick a new folder")
+            raise DataError(
+                f"{folder} exists and is not empty; use ActivationStore.resume({str(folder)!r}) "
+                "to continue an interrupted store, or pick a new folder"
+            )
         if not isinstance(d_in, int) or d_in <= 0:
             raise DataError(f"d_in must be a positive integer, got {d_in!r}")
         if dtype not in _STORE_DTYPES:
@@ -220,8 +231,16 @@ class ActivationStore(BatchSource):
         if clash:
             raise DataError(f"meta keys {clash} are reserved by the store format; rename them")
         folder.mkdir(parents=True, exist_ok=True)
-        header = {"format": STORE_FORMAT, "d_in": d_in, "dtype": dtype, "n_tokens": 0,
-                  "shard_tokens": shard_tokens, "complete": False, "shards": [], **extra}
+        header = {
+            "format": STORE_FORMAT,
+            "d_in": d_in,
+            "dtype": dtype,
+            "n_tokens": 0,
+            "shard_tokens": shard_tokens,
+            "complete": False,
+            "shards": [],
+            **extra,
+        }
         writer = StoreWriter(folder, header)
         writer._write_meta()
         return writer
@@ -256,15 +275,18 @@ class ActivationStore(BatchSource):
             except (OSError, ValueError) as exc:
                 raise DataError(f"cannot read shard {file}: {exc}; the store is damaged") from exc
             if array.ndim != 2 or array.shape != (entry["n_tokens"], meta["d_in"]):
-                raise DataError(f"shard {file} has shape {array.shape}, meta.json says "
-                                f"({entry['n_tokens']}, {meta['d_in']})")
+                raise DataError(
+                    f"shard {file} has shape {array.shape}, meta.json says "
+                    f"({entry['n_tokens']}, {meta['d_in']})"
+                )
             if array.dtype != np.dtype(meta["dtype"]):
                 raise DataError(f"shard {file} has dtype {array.dtype}, meta.json says {meta['dtype']}")
             shards.append(array)
             total += array.shape[0]
         if total != meta["n_tokens"]:
-            raise DataError(f"{folder}: shards hold {total} tokens but meta.json says n_tokens = "
-                            f"{meta['n_tokens']}")
+            raise DataError(
+                f"{folder}: shards hold {total} tokens but meta.json says n_tokens = {meta['n_tokens']}"
+            )
         if total == 0:
             raise DataError(f"{folder} holds no tokens")
         return cls(folder, meta, shards)
@@ -321,7 +343,7 @@ class StoreWriter:
         while self._pending_tokens >= self.shard_tokens:
             data = np.concatenate(self._pending)
             self._write_shard(data[: self.shard_tokens])
-            rest = data[self.shard_tokens:]
+            rest = data[self.shard_tokens :]
             self._pending, self._pending_tokens = [rest], rest.shape[0]
 
     def close(self) -> None:
@@ -376,8 +398,10 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot parse {file}: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != STORE_FORMAT:
-        raise DataError(f"{file}: format must be {STORE_FORMAT!r}, got "
-                        f"{meta.get('format') if isinstance(meta, dict) else meta!r}")
+        raise DataError(
+            f"{file}: format must be {STORE_FORMAT!r}, got "
+            f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
+        )
     missing = [key for key in _RESERVED_KEYS if key not in meta]
     if missing:
         raise DataError(f"{file} lacks keys {missing}")
@@ -387,12 +411,18 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise DataError(f"{file}: dtype must be one of {_STORE_DTYPES}, got {meta['dtype']!r}")
     shards = meta["shards"]
     if not isinstance(shards, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("n_tokens"), int)
-        and "/" not in s["file"] and "\\" not in s["file"] and s["file"] not in ("", ".", "..")
+        isinstance(s, dict)
+        and isinstance(s.get("file"), str)
+        and isinstance(s.get("n_tokens"), int)
+        and "/" not in s["file"]
+        and "\\" not in s["file"]
+        and s["file"] not in ("", ".", "..")
         for s in shards
     ):
-        raise DataError(f"{file}: shards must be a list of {{'file': name, 'n_tokens': int}} "
-                        "naming files inside the folder")
+        raise DataError(
+            f"{file}: shards must be a list of {{'file': name, 'n_tokens': int}} "
+            "naming files inside the folder"
+        )
     return meta
 
 

@@ -88,23 +88,29 @@ def save_sae(sae: SAE, path: str | os.PathLike, *, extra_cfg: dict[str, Any] | N
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {
-        "W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec,
+        "W_enc": sae.W_enc,
+        "b_enc": sae.b_enc,
+        "W_dec": sae.W_dec,
+        "b_dec": sae.b_dec,
         **sae.activation.file_tensors(),
     }
-    tensors = {name: t.detach().to(device="cpu", dtype=sae.dtype).contiguous().clone()
-               for name, t in tensors.items()}
+    tensors = {
+        name: t.detach().to(device="cpu", dtype=sae.dtype).contiguous().clone() for name, t in tensors.items()
+    }
     cfg = sae.cfg
     document: dict[str, Any] = dict(extra_cfg or {})
-    document.update({
-        "architecture": _FAMILY_TO_ARCHITECTURE[cfg.family],
-        "d_in": cfg.d_in,
-        "d_sae": cfg.d_sae,
-        "dtype": str(sae.dtype).removeprefix("torch."),
-        "device": "cpu",
-        "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
-        "normalize_activations": "none",
-        "rsae": {"format": _RSAE_FORMAT, "config": cfg.to_dict()},
-    })
+    document.update(
+        {
+            "architecture": _FAMILY_TO_ARCHITECTURE[cfg.family],
+            "d_in": cfg.d_in,
+            "d_sae": cfg.d_sae,
+            "dtype": str(sae.dtype).removeprefix("torch."),
+            "device": "cpu",
+            "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
+            "normalize_activations": "none",
+            "rsae": {"format": _RSAE_FORMAT, "config": cfg.to_dict()},
+        }
+    )
     if cfg.needs_k:
         document["k"] = cfg.k
     tmp = folder / (WEIGHTS_FILE + ".tmp")
@@ -135,8 +141,10 @@ def read_cfg(path: str | os.PathLike) -> SAEConfig:
         raise SAEFileError(f"{file}: unknown architecture {arch!r}; supported: {sorted(ARCHITECTURES)}")
     normalization = document.get("normalize_activations", "none")
     if normalization not in (None, "none"):
-        raise SAEFileError(f"{file}: normalize_activations={normalization!r} is not supported; only 'none' "
-                           "(normalise the activations yourself before encoding)")
+        raise SAEFileError(
+            f"{file}: normalize_activations={normalization!r} is not supported; only 'none' "
+            "(normalise the activations yourself before encoding)"
+        )
     try:
         if "rsae" in document:
             section = document["rsae"]
@@ -147,8 +155,10 @@ def read_cfg(path: str | os.PathLike) -> SAEConfig:
                 raise SAEFileError(f"{file}: architecture {arch!r} disagrees with rsae family {cfg.family!r}")
             for key in ("d_in", "d_sae"):
                 if key in document and document[key] != getattr(cfg, key):
-                    raise SAEFileError(f"{file}: {key} = {document[key]!r} disagrees with the rsae section "
-                                       f"({getattr(cfg, key)})")
+                    raise SAEFileError(
+                        f"{file}: {key} = {document[key]!r} disagrees with the rsae section "
+                        f"({getattr(cfg, key)})"
+                    )
             return cfg
         if arch == "rational":
             raise SAEFileError(f"{file}: a rational SAE needs the 'rsae' section (gate, type); it was lost")
@@ -157,7 +167,9 @@ def read_cfg(path: str | os.PathLike) -> SAEConfig:
             k = int(k)
         dtype = str(document.get("dtype", "float32")).removeprefix("torch.")
         return SAEConfig(
-            d_in=document.get("d_in"), d_sae=document.get("d_sae"), family=ARCHITECTURES[arch],
+            d_in=document.get("d_in"),
+            d_sae=document.get("d_sae"),
+            family=ARCHITECTURES[arch],
             k=k if ARCHITECTURES[arch] in ("topk", "batchtopk") else None,
             apply_b_dec_to_input=bool(document.get("apply_b_dec_to_input", True)),
             dtype=dtype,
@@ -176,20 +188,23 @@ def _read_tensors(file: Path) -> dict[str, Tensor]:
         raise SAEFileError(f"cannot read {file} as safetensors: {exc}") from exc
 
 
-def _check_tensors(file: Path, tensors: dict[str, Tensor], expected: dict[str, tuple[int, ...]],
-                   gate: str) -> None:
+def _check_tensors(
+    file: Path, tensors: dict[str, Tensor], expected: dict[str, tuple[int, ...]], gate: str
+) -> None:
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise SAEFileError(f"{file}: tensor keys do not match the architecture: missing {missing}, "
-                           f"unexpected {extra}")
+        raise SAEFileError(
+            f"{file}: tensor keys do not match the architecture: missing {missing}, unexpected {extra}"
+        )
     for name, shape in expected.items():
         tensor = tensors[name]
         if tensor.dtype not in _FLOAT_DTYPES:
             raise SAEFileError(f"{file}: tensor {name!r} has dtype {tensor.dtype}; expected a floating dtype")
         if tuple(tensor.shape) != tuple(shape):
-            raise SAEFileError(f"{file}: tensor {name!r} has shape {tuple(tensor.shape)}, "
-                               f"expected {tuple(shape)}")
+            raise SAEFileError(
+                f"{file}: tensor {name!r} has shape {tuple(tensor.shape)}, expected {tuple(shape)}"
+            )
         if not bool(torch.isfinite(tensor).all()):
             raise SAEFileError(f"{file}: tensor {name!r} holds NaN or inf values")
     for name in ("rational_c_in", "rational_c_out", "rational_cutoff"):
@@ -201,12 +216,15 @@ def _check_tensors(file: Path, tensors: dict[str, Tensor], expected: dict[str, t
         strict = gate == "jumprelu"
         bad = (tensors["threshold"] <= 0) if strict else (tensors["threshold"] < 0)
         if bool(bad.any()):
-            raise SAEFileError(f"{file}: 'threshold' must be {'> 0' if strict else '>= 0'} everywhere "
-                               f"({int(bad.sum())} entries are not)")
+            raise SAEFileError(
+                f"{file}: 'threshold' must be {'> 0' if strict else '>= 0'} everywhere "
+                f"({int(bad.sum())} entries are not)"
+            )
 
 
-def load_sae(path: str | os.PathLike, *, device: str | torch.device = "cpu",
-             dtype: torch.dtype | str | None = None) -> SAE:
+def load_sae(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
+) -> SAE:
     """Load an SAE folder written by :func:`save_sae` or by SAELens, validated, in ``eval()`` mode.
 
     Parameters
@@ -234,14 +252,19 @@ def load_sae(path: str | os.PathLike, *, device: str | torch.device = "cpu",
         m, n = cfg.rational_type
         a, b = tensors.get("rational_a"), tensors.get("rational_b")
         if a is None or b is None or a.shape != (m + 1,) or b.shape != (n,):
-            raise SAEFileError(f"{file}: a rational SAE of type {cfg.rational_type} needs "
-                               f"'rational_a' [{m + 1}] and 'rational_b' [{n}]")
+            raise SAEFileError(
+                f"{file}: a rational SAE of type {cfg.rational_type} needs "
+                f"'rational_a' [{m + 1}] and 'rational_b' [{n}]"
+            )
         # The stored coefficients become the config's initial ones, so no fit is needed to rebuild the model.
-        cfg = cfg.replace(rational_a=tuple(float(v) for v in a.double()),
-                          rational_b=tuple(float(v) for v in b.double()))
+        cfg = cfg.replace(
+            rational_a=tuple(float(v) for v in a.double()), rational_b=tuple(float(v) for v in b.double())
+        )
     sae = SAE(cfg)
     expected = {
-        "W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,), "W_dec": (cfg.d_sae, cfg.d_in),
+        "W_enc": (cfg.d_in, cfg.d_sae),
+        "b_enc": (cfg.d_sae,),
+        "W_dec": (cfg.d_sae, cfg.d_in),
         "b_dec": (cfg.d_in,),
         **{name: tuple(t.shape) for name, t in sae.activation.file_tensors().items()},
     }
@@ -249,7 +272,10 @@ def load_sae(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(sae, name).copy_(tensors[name])
-        extras = {name: tensors[name].to(sae.dtype) for name in expected if name not in
-                  ("W_enc", "b_enc", "W_dec", "b_dec")}
+        extras = {
+            name: tensors[name].to(sae.dtype)
+            for name in expected
+            if name not in ("W_enc", "b_enc", "W_dec", "b_dec")
+        }
         sae.activation.load_file_tensors(extras)
     return sae.to(device).eval()

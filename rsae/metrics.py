@@ -137,8 +137,9 @@ def batch_metrics(x: Tensor, x_hat: Tensor, codes: Tensor | None = None) -> dict
 
 
 @torch.no_grad()
-def evaluate_sae(sae: torch.nn.Module, source: Any, *, batch_size: int = 4096, max_tokens: int | None = None,
-                 seed: int = 0) -> dict[str, Any]:
+def evaluate_sae(
+    sae: torch.nn.Module, source: Any, *, batch_size: int = 4096, max_tokens: int | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Stream ``source`` (a :mod:`rsae.data` source, tensor or store path) through ``sae`` in eval mode.
 
     Parameters

@@ -81,7 +81,7 @@ class SAE(nn.Module):
     -----
     ``encode`` honours the module's mode: BatchTopK uses the batch-level top-k in ``train()`` mode and its
     inference threshold in ``eval()`` mode. Models returned by :func:`rsae.io.load_sae` are in ``eval()``
-    mode. """
+    mode."""
 
     def __init__(self, cfg: SAEConfig, activation: Activation | None = None) -> None:
         super().__init__()
@@ -95,15 +95,17 @@ class SAE(nn.Module):
         self.activation.to(dtype=dtype)
         if cfg.family == "rational" and cfg.rational_a is None:
             # Record the coefficients the gate's fit produced, so the config alone rebuilds this model.
-            self.cfg = cfg.replace(rational_a=tuple(self.activation.phi.a.detach().double().tolist()),
-                                   rational_b=tuple(self.activation.phi.b.detach().double().tolist()))
+            self.cfg = cfg.replace(
+                rational_a=tuple(self.activation.phi.a.detach().double().tolist()),
+                rational_b=tuple(self.activation.phi.b.detach().double().tolist()),
+            )
 
     @classmethod
     def from_config(cls, cfg: SAEConfig, seed: int = 0) -> SAE:
         """Build and initialise an SAE on ``cfg.device``.
 
         Initialisation: decoder rows drawn uniformly on the unit sphere (seeded CPU generator, so the
-        weights do not depend on the device), W_enc = W_decᵀ (tied start), b_enc = b_dec = 0. """
+        weights do not depend on the device), W_enc = W_decᵀ (tied start), b_enc = b_dec = 0."""
         sae = cls(cfg)
         generator = torch.Generator().manual_seed(seed)
         directions = torch.randn(cfg.d_sae, cfg.d_in, generator=generator, dtype=torch.float64)
@@ -168,8 +170,15 @@ class SAE(nn.Module):
         total = mse + sparsity_scale * sparsity + auxk
         return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))
 
-    def _auxk(self, x: Tensor, x_hat: Tensor, h: Tensor, dead_mask: Tensor | None,
-              coefficient: float, k_aux: int | None) -> Tensor:
+    def _auxk(
+        self,
+        x: Tensor,
+        x_hat: Tensor,
+        h: Tensor,
+        dead_mask: Tensor | None,
+        coefficient: float,
+        k_aux: int | None,
+    ) -> Tensor:
         zero = x.new_zeros((), dtype=torch.float32)
         if dead_mask is None or coefficient == 0 or not self.activation.uses_auxk:
             return zero

@@ -147,8 +147,10 @@ class SyntheticSource(BatchSource):
             n_groups = math.ceil(cfg.n_features / cfg.group_size)
             shared = torch.randn(rows, n_groups, generator=g).repeat_interleave(cfg.group_size, dim=1)
             own = torch.randn(rows, cfg.n_features, generator=g)
-            latent = (math.sqrt(cfg.correlation) * shared[:, : cfg.n_features]
-                      + math.sqrt(1 - cfg.correlation) * own)
+            latent = (
+                math.sqrt(cfg.correlation) * shared[:, : cfg.n_features]
+                + math.sqrt(1 - cfg.correlation) * own
+            )
             fires = latent < self._gauss_threshold
         else:
             fires = torch.rand(rows, cfg.n_features, generator=g) < self.probabilities
@@ -184,8 +186,10 @@ class SyntheticSource(BatchSource):
 
     def empirical_l0(self, n_blocks: int = 4) -> float:
         """Mean number of active true features per token over the first ``n_blocks`` blocks."""
-        counts = [(self.block(i, with_coefficients=True)[1] != 0).sum(-1).float()
-                  for i in range(min(n_blocks, self._n_blocks()))]
+        counts = [
+            (self.block(i, with_coefficients=True)[1] != 0).sum(-1).float()
+            for i in range(min(n_blocks, self._n_blocks()))
+        ]
         return float(torch.cat(counts).mean())
 
     def sample(self, n: int, seed: int = 0) -> Tensor:

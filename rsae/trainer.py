@@ -86,7 +86,7 @@ def geometric_median(points: Tensor, max_iter: int = 200, tol: float = 1e-7) -> 
     .. math:: y_{t+1} = \frac{\sum_i p_i / \lVert p_i - y_t\rVert}{\sum_i 1 / \lVert p_i - y_t\rVert}
 
     started at the mean; distances are floored at 1e-12 · scale so a point hit exactly does not divide by
-    zero. Stops when the step is below ``tol`` relative to ‖y‖ (or 1). Computed in float64. """
+    zero. Stops when the step is below ``tol`` relative to ‖y‖ (or 1). Computed in float64."""
     p = points.double()
     y = p.mean(0)
     floor = 1e-12 * max(float(p.abs().max()), 1.0)
@@ -117,16 +117,25 @@ class Trainer:
         Show a tqdm bar on stderr with loss, L0 and FVU.
     """
 
-    def __init__(self, sae: SAE, cfg: TrainConfig, source: Any, *,
-                 checkpoint_dir: str | os.PathLike | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        sae: SAE,
+        cfg: TrainConfig,
+        source: Any,
+        *,
+        checkpoint_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> None:
         self.sae = sae
         self.cfg = cfg
         self.source = as_source(source)
         if self.source.d_in != sae.cfg.d_in:
             raise DataError(f"data has d_in = {self.source.d_in} but the SAE expects d_in = {sae.cfg.d_in}")
         if self.source.n_tokens < cfg.batch_size:
-            raise DataError(f"the data holds {self.source.n_tokens} tokens, fewer than one batch "
-                            f"({cfg.batch_size}); lower batch_size or add data")
+            raise DataError(
+                f"the data holds {self.source.n_tokens} tokens, fewer than one batch "
+                f"({cfg.batch_size}); lower batch_size or add data"
+            )
         if cfg.autocast_bf16 and sae.device.type != "cuda":
             raise ConfigError("autocast_bf16 is meant for GPU training; on CPU train in float32")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -152,8 +161,13 @@ class Trainer:
     def _batches(self) -> Iterator[Tensor]:
         while True:
             batches = self.source.iter_batches(
-                self.cfg.batch_size, shuffle=True, seed=self.cfg.seed, epoch=self.epoch,
-                chunk_tokens=self.cfg.chunk_tokens, drop_last=True, start_batch=self.batch_in_epoch,
+                self.cfg.batch_size,
+                shuffle=True,
+                seed=self.cfg.seed,
+                epoch=self.epoch,
+                chunk_tokens=self.cfg.chunk_tokens,
+                drop_last=True,
+                start_batch=self.batch_in_epoch,
             )
             for batch in batches:
                 self.batch_in_epoch += 1
@@ -177,10 +191,19 @@ class Trainer:
             self.initialise_from_data()
         sae.train()
         device = sae.device
-        autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.autocast_bf16
-                    else contextlib.nullcontext())
-        bar = tqdm(total=cfg.steps, initial=self.step, file=sys.stderr, disable=not self.progress,
-                   desc=f"train {sae.cfg.family}", dynamic_ncols=True)
+        autocast = (
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            if cfg.autocast_bf16
+            else contextlib.nullcontext()
+        )
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            file=sys.stderr,
+            disable=not self.progress,
+            desc=f"train {sae.cfg.family}",
+            dynamic_ncols=True,
+        )
         batches = self._batches()
         try:
             while self.step < stop:
@@ -190,10 +213,15 @@ class Trainer:
                 bar.update(1)
                 if record is not None:
                     self.history.append(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4g}", l0=f"{record['l0']:.3g}",
-                                    fvu=f"{record['fvu']:.4f}")
-                if (self.checkpoint_dir is not None and cfg.checkpoint_every
-                        and self.step % cfg.checkpoint_every == 0 and self.step < stop):
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.4g}", l0=f"{record['l0']:.3g}", fvu=f"{record['fvu']:.4f}"
+                    )
+                if (
+                    self.checkpoint_dir is not None
+                    and cfg.checkpoint_every
+                    and self.step % cfg.checkpoint_every == 0
+                    and self.step < stop
+                ):
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -210,8 +238,13 @@ class Trainer:
         scale = min(1.0, (self.step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
         dead = self.tokens_since_fired >= cfg.dead_window_tokens
         with autocast:
-            out = sae(x, dead_mask=dead, sparsity_scale=scale, auxk_coefficient=cfg.auxk_coefficient,
-                      auxk_k=cfg.auxk_k)
+            out = sae(
+                x,
+                dead_mask=dead,
+                sparsity_scale=scale,
+                auxk_coefficient=cfg.auxk_coefficient,
+                auxk_k=cfg.auxk_k,
+            )
         self.optimizer.zero_grad(set_to_none=True)
         out.losses.total.backward()
         if sae.cfg.normalize_decoder:
@@ -257,8 +290,9 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        model = {f"model.{k}": v.detach().cpu().contiguous().clone()
-                 for k, v in self.sae.state_dict().items()}
+        model = {
+            f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.sae.state_dict().items()
+        }
         model["rng.cpu"] = torch.get_rng_state()
         if torch.cuda.is_available():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -266,8 +300,11 @@ class Trainer:
         model["trainer.tokens_since_fired"] = self.tokens_since_fired.cpu().clone()
         _save_safetensors(model, tmp / "model.safetensors")
         opt_state = self.optimizer.state_dict()
-        opt_tensors = {f"state.{idx}.{key}": value.detach().cpu().contiguous().clone()
-                       for idx, entry in opt_state["state"].items() for key, value in entry.items()}
+        opt_tensors = {
+            f"state.{idx}.{key}": value.detach().cpu().contiguous().clone()
+            for idx, entry in opt_state["state"].items()
+            for key, value in entry.items()
+        }
         _save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
         state = {
             "format": "rsae-checkpoint/1",
@@ -294,8 +331,14 @@ class Trainer:
         return final
 
     @classmethod
-    def resume(cls, checkpoint_dir: str | os.PathLike, source: Any, *, progress: bool = True,
-               device: str | None = None) -> Trainer:
+    def resume(
+        cls,
+        checkpoint_dir: str | os.PathLike,
+        source: Any,
+        *,
+        progress: bool = True,
+        device: str | None = None,
+    ) -> Trainer:
         """Rebuild a trainer from the newest checkpoint in ``checkpoint_dir`` (see :meth:`save_checkpoint`).
 
         ``source`` must be the same data as the original run (checked by token count and width).
@@ -316,8 +359,10 @@ class Trainer:
         sae.load_state_dict({k.removeprefix("model."): v for k, v in model.items() if k.startswith("model.")})
         trainer = cls(sae, train_cfg, source, checkpoint_dir=root, progress=progress)
         if {"n_tokens": trainer.source.n_tokens, "d_in": trainer.source.d_in} != state["data"]:
-            raise DataError(f"the checkpoint was trained on {state['data']}, but the data given has "
-                            f"{trainer.source.n_tokens} tokens of width {trainer.source.d_in}")
+            raise DataError(
+                f"the checkpoint was trained on {state['data']}, but the data given has "
+                f"{trainer.source.n_tokens} tokens of width {trainer.source.d_in}"
+            )
         opt_tensors = _load_safetensors(folder / "optimizer.safetensors")
         opt_state: dict[str, Any] = {"state": {}, "param_groups": state["optimizer_param_groups"]}
         for group in opt_state["param_groups"]:
@@ -358,4 +403,3 @@ def _write_text(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-

@@ -1,0 +1,442 @@
+"""Command line: ``rsae <command> ...``; every command prints one JSON object (``--json``) or a summary.
+
+Commands here: ``train`` (any family on synthetic data or an activation store), ``upgrade`` (the two-stage
+RSAE upgrade of a saved teacher) and ``synthetic-study`` (the MMCS and upgrade tables of docs/rsae.md).
+
+Adding a command is one function that registers a sub-parser and sets ``handler`` (a function of the parsed
+arguments returning a JSON-able dict, or a string printed as is), plus one entry in :data:`REGISTRARS`::
+
+    def register_harvest(subparsers):
+        parser = subparsers.add_parser("harvest", help="...")
+        parser.add_argument(...)
+        parser.set_defaults(handler=run_harvest)
+
+Progress bars and warnings go to stderr, the result to stdout. Errors of the package
+(:class:`rsae.errors.RSAEError`) and bad arguments print one line ``rsae <command>: error: ...`` on stderr and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rsae.errors import ConfigError, DataError, RSAEError
+
+__all__ = ["REGISTRARS", "main", "build_parser"]
+
+REGISTRARS: list[str] = [
+    "rsae.cli:register_train",
+    "rsae.cli:register_upgrade",
+    "rsae.cli:register_synthetic_study",
+]
+"""``module:function`` entries; each function takes the sub-parsers object and registers one command."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rsae`` parser with every command of :data:`REGISTRARS` registered."""
+    parser = _Parser(prog="rsae", description="Rational sparse autoencoders (arXiv 2606.14990).")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for entry in REGISTRARS:
+        module_name, function = entry.split(":")
+        getattr(importlib.import_module(module_name), function)(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rsae`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except RSAEError as exc:
+        sys.stderr.write(f"rsae {args.command}: error: {exc}\n")
+        return 2
+    if isinstance(result, str):
+        sys.stdout.write(result + "\n")
+    elif getattr(args, "json", False):
+        sys.stdout.write(json.dumps(_jsonable(result)) + "\n")
+    else:
+        sys.stdout.write(_summary(result) + "\n")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    """Replace non-finite floats by None so the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _summary(result: dict[str, Any], indent: str = "") -> str:
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(_summary(value, indent + "  "))
+        elif isinstance(value, float):
+            lines.append(f"{indent}{key}: {value:.6g}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _rational_type(text: str) -> tuple[int, int]:
+    try:
+        m, n = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected the rational type as 'm,n' (e.g. 3,2), got {text!r}"
+        ) from None
+    if m < 0 or n < 0:
+        raise argparse.ArgumentTypeError(f"m and n must be >= 0, got {text!r}")
+    return m, n
+
+
+def _add_training_options(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument(
+        "--steps", type=_positive_int, default=steps, help=f"optimiser steps (default {steps})"
+    )
+    group.add_argument(
+        "--batch-size", type=_positive_int, default=1024, help="tokens per step (default 1024)"
+    )
+    group.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr})")
+    group.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    group.add_argument("--autocast-bf16", action="store_true", help="bf16 autocast of the forward (GPU)")
+    group.add_argument(
+        "--eval-tokens",
+        type=_positive_int,
+        default=32768,
+        help="held-out tokens for the final metrics (default 32768)",
+    )
+    group.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _add_data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data",
+        required=required,
+        default=None,
+        help="'synthetic' or the folder of an activation store (rsae.data)",
+    )
+    group.add_argument(
+        "--eval-data",
+        default=None,
+        help="activation store for the held-out metrics (default: the training store)",
+    )
+    group.add_argument(
+        "--synthetic-tokens",
+        type=_positive_int,
+        default=1 << 18,
+        help="training tokens generated for --data synthetic (default 262144)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- train
+def register_train(subparsers: Any) -> None:
+    """``rsae train``: train one SAE of any family and save it in the SAELens layout."""
+    from rsae.config import FAMILIES, RATIONAL_GATES
+
+    parser = subparsers.add_parser("train", help="train an SAE (any family) and save it (SAELens layout)")
+    parser.add_argument("--family", required=True, choices=FAMILIES)
+    parser.add_argument("--out", required=True, help="output folder (cfg.json + sae_weights.safetensors)")
+    _add_data_options(parser, required=True)
+    model = parser.add_argument_group("model")
+    model.add_argument("--d-sae", type=_positive_int, default=None, help="latents (default 8 × d_in)")
+    model.add_argument(
+        "--k",
+        type=_positive_int,
+        default=None,
+        help="active latents for topk/batchtopk gates (default: the synthetic true L0 rounded, else 32)",
+    )
+    model.add_argument("--l1", type=float, default=None, help="L1 coefficient (relu, rational relu gate)")
+    model.add_argument(
+        "--l0", type=float, default=None, help="L0 coefficient (jumprelu, jumprelu/cutoff gates)"
+    )
+    model.add_argument(
+        "--gate",
+        choices=RATIONAL_GATES,
+        default="topk",
+        help="support gate of the rational family (default topk)",
+    )
+    model.add_argument("--rational-type", type=_rational_type, default=(3, 2), help="rational type m,n")
+    model.add_argument("--init-gate", default="relu", help="gate whose rational fit initialises (a, b)")
+    parser.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here")
+    parser.add_argument(
+        "--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint-dir")
+    _add_training_options(parser, steps=2000, lr=3e-3)
+    parser.set_defaults(handler=run_train)
+
+
+def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
+    """(train source, eval source, provenance for cfg.json, synthetic source or None)."""
+    from rsae.data import ActivationStore, TensorSource
+    from rsae.synthetic import SyntheticConfig, SyntheticSource
+
+    if args.data == "synthetic":
+        syn_cfg = SyntheticConfig(seed=getattr(args, "data_seed", 0))
+        n_train = args.synthetic_tokens
+        syn = SyntheticSource(syn_cfg, n_tokens=n_train + args.eval_tokens)
+        tokens = syn.materialize().data
+        provenance = {"dataset": "synthetic", "synthetic": {**syn_cfg.__dict__}, "synthetic_tokens": n_train}
+        return TensorSource(tokens[:n_train]), TensorSource(tokens[n_train:]), provenance, syn
+    if not Path(args.data).is_dir():
+        raise DataError(f"--data must be 'synthetic' or an activation-store folder; {args.data!r} is neither")
+    train = ActivationStore.open(args.data)
+    evaluation = ActivationStore.open(args.eval_data) if args.eval_data else train
+    provenance = {
+        "dataset": str(Path(args.data).resolve()),
+        "store_meta": {k: v for k, v in train.meta.items() if k not in ("shards",)},
+    }
+    return train, evaluation, provenance, None
+
+
+def _family_config(args: argparse.Namespace, d_in: int, true_l0: float | None) -> Any:
+    from rsae.config import SAEConfig
+
+    k = args.k if args.k is not None else (max(1, round(true_l0)) if true_l0 else 32)
+    kwargs: dict[str, Any] = dict(
+        d_in=d_in,
+        d_sae=args.d_sae or 8 * d_in,
+        family=args.family,
+        k=k,
+        device=args.device,
+        rational_gate=args.gate,
+        rational_type=tuple(args.rational_type),
+        rational_init_gate=args.init_gate,
+    )
+    defaults = SYNTHETIC_DEFAULTS.get((args.family, args.gate if args.family == "rational" else None), {})
+    kwargs.update(defaults)
+    if args.l1 is not None:
+        kwargs["l1_coefficient"] = args.l1
+    if args.l0 is not None:
+        kwargs["l0_coefficient"] = args.l0
+    return SAEConfig(**kwargs)
+
+
+SYNTHETIC_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
+    ("relu", None): {"l1_coefficient": 0.05},
+    ("jumprelu", None): {"l0_coefficient": 0.01, "threshold_init": 0.1},
+    ("rational", "relu"): {"l1_coefficient": 0.05},
+    ("rational", "jumprelu"): {"l0_coefficient": 0.01, "threshold_init": 0.1},
+    ("rational", "cutoff"): {"l0_coefficient": 0.01, "threshold_init": 0.1},
+}
+"""Sparsity coefficients used when none is given (chosen on the default synthetic data; see docs/rsae.md)."""
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Handler of ``rsae train``."""
+    from rsae.config import TrainConfig
+    from rsae.io import save_sae
+    from rsae.metrics import evaluate_sae
+    from rsae.sae import SAE
+    from rsae.synthetic import feature_recovery
+    from rsae.trainer import Trainer
+
+    train, evaluation, provenance, syn = _load_data(args)
+    started = time.perf_counter()
+    if args.resume:
+        if not args.checkpoint_dir:
+            raise ConfigError("--resume needs --checkpoint-dir (the folder of the interrupted run)")
+        trainer = Trainer.resume(
+            args.checkpoint_dir, train, progress=not args.no_progress, device=args.device
+        )
+    else:
+        cfg = _family_config(args, train.d_in, syn.true_l0 if syn is not None else None)
+        train_cfg = TrainConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            warmup_steps=min(100, args.steps // 10),
+            autocast_bf16=args.autocast_bf16,
+            checkpoint_every=args.checkpoint_every or 0,
+        )
+        trainer = Trainer(
+            SAE.from_config(cfg, seed=args.seed),
+            train_cfg,
+            train,
+            checkpoint_dir=args.checkpoint_dir,
+            progress=not args.no_progress,
+        )
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    sae = result.sae.eval()
+    save_sae(sae, args.out, extra_cfg={"rsae_provenance": provenance})
+    metrics = evaluate_sae(sae, evaluation, max_tokens=args.eval_tokens)
+    out: dict[str, Any] = {
+        "command": "train",
+        "family": sae.cfg.family,
+        "gate": sae.cfg.gate,
+        "out": str(Path(args.out)),
+        "d_in": sae.cfg.d_in,
+        "d_sae": sae.cfg.d_sae,
+        "steps": trainer.step,
+        "train_seconds": seconds,
+        "metrics": metrics,
+    }
+    if syn is not None:
+        out["truth"] = {"true_l0": syn.true_l0, **feature_recovery(syn.features, sae.W_dec)}
+    (Path(args.out) / "metrics.json").write_text(json.dumps(_jsonable(out), indent=2), encoding="utf-8")
+    return out
+
+
+# -------------------------------------------------------------------------------------------- upgrade
+def register_upgrade(subparsers: Any) -> None:
+    """``rsae upgrade``: RSAE-init + calibration + fine-tuning of a saved teacher."""
+    parser = subparsers.add_parser("upgrade", help="two-stage RSAE upgrade of a saved ReLU/JumpReLU/TopK SAE")
+    parser.add_argument("--teacher", required=True, help="teacher SAE folder (SAELens layout)")
+    parser.add_argument("--out", required=True, help="output folder for the fine-tuned RSAE")
+    _add_data_options(parser, required=False)
+    parser.add_argument("--rational-type", type=_rational_type, default=(3, 2), help="rational type m,n")
+    parser.add_argument("--init-gate", default="relu", help="gate whose rational fit initialises (a, b)")
+    parser.add_argument("--calibration-tokens", type=_positive_int, default=8192)
+    parser.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip fine-tuning a copy of the teacher with the same settings",
+    )
+    _add_training_options(parser, steps=1000, lr=1e-3)
+    parser.set_defaults(handler=run_upgrade)
+
+
+def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    """Handler of ``rsae upgrade``."""
+    from rsae.config import TrainConfig
+    from rsae.io import CFG_FILE, load_sae, save_sae
+    from rsae.upgrade import upgrade
+
+    teacher = load_sae(args.teacher, device=args.device)
+    if args.data is None:
+        provenance = json.loads((Path(args.teacher) / CFG_FILE).read_text(encoding="utf-8")).get(
+            "rsae_provenance", {}
+        )
+        dataset = provenance.get("dataset")
+        if dataset is None:
+            raise ConfigError("the teacher does not record its training data; pass --data synthetic|STORE")
+        args.data = dataset
+        if dataset == "synthetic":
+            args.synthetic_tokens = provenance.get("synthetic_tokens", args.synthetic_tokens)
+            args.data_seed = provenance.get("synthetic", {}).get("seed", 0)
+    train, evaluation, provenance, _ = _load_data(args)
+    finetune = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        warmup_steps=min(100, args.steps // 10),
+        autocast_bf16=args.autocast_bf16,
+    )
+    started = time.perf_counter()
+    result = upgrade(
+        teacher,
+        train,
+        evaluation,
+        finetune,
+        rational_type=tuple(args.rational_type),
+        init_gate=args.init_gate,
+        calibration_tokens=args.calibration_tokens,
+        eval_tokens=args.eval_tokens,
+        control=not args.no_control,
+        progress=not args.no_progress,
+    )
+    out_dir = Path(args.out)
+    save_sae(result.student, out_dir, extra_cfg={"rsae_provenance": provenance, "teacher": str(args.teacher)})
+    save_sae(result.student_init, out_dir / "init", extra_cfg={"rsae_provenance": provenance})
+    report = upgrade_report(result)
+    report.update(
+        {
+            "command": "upgrade",
+            "teacher": str(args.teacher),
+            "out": str(out_dir),
+            "seconds": time.perf_counter() - started,
+        }
+    )
+    (out_dir / "upgrade.json").write_text(json.dumps(_jsonable(report), indent=2), encoding="utf-8")
+    return report
+
+
+def upgrade_report(result: Any) -> dict[str, Any]:
+    """The JSON summary of an :class:`rsae.upgrade.UpgradeResult` (rows, calibration and the checks)."""
+    keys = ("mse", "fvu", "l0", "alive_fraction", "cosine_similarity")
+
+    def row(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if metrics is None else {k: metrics[k] for k in keys}
+
+    teacher, init, student = result.teacher_metrics, result.init_metrics, result.student_metrics
+    return {
+        "family": result.student.cfg.gate,
+        "teacher": row(teacher),
+        "rsae_init": row(init),
+        "rsae": row(student),
+        "teacher_finetuned_control": row(result.control_metrics),
+        "calibration": result.calibration._asdict(),
+        "checks": {
+            "init_mse_ratio": init["mse"] / teacher["mse"],
+            "init_within_2pct": abs(init["mse"] / teacher["mse"] - 1) <= 0.02,
+            "rsae_mse_ratio": student["mse"] / teacher["mse"],
+            "rsae_l0_ratio": student["l0"] / teacher["l0"],
+            "rsae_lower_mse_at_l0_le_1.05": student["mse"] < teacher["mse"]
+            and student["l0"] <= 1.05 * teacher["l0"],
+        },
+    }
+
+
+# ----------------------------------------------------------------------------------- synthetic-study
+def register_synthetic_study(subparsers: Any) -> None:
+    """``rsae synthetic-study``: the tables of docs/rsae.md on synthetic ground truth."""
+    parser = subparsers.add_parser(
+        "synthetic-study", help="every family's feature recovery and the upgrade table (synthetic)"
+    )
+    parser.add_argument("--part", choices=("families", "gates", "upgrade", "all"), default="all")
+    parser.add_argument("--steps", type=_positive_int, default=2000, help="training steps per model")
+    parser.add_argument(
+        "--finetune-steps", type=_positive_int, default=1000, help="upgrade fine-tuning steps"
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--markdown", action="store_true", help="print markdown tables instead of a summary")
+    output.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.set_defaults(handler=run_synthetic_study)
+
+
+def run_synthetic_study(args: argparse.Namespace) -> dict[str, Any] | str:
+    """Handler of ``rsae synthetic-study`` (markdown text with ``--markdown``)."""
+    from rsae.synthetic_study import markdown_tables, run_study
+
+    result = run_study(part=args.part, steps=args.steps, finetune_steps=args.finetune_steps)
+    return markdown_tables(result) if args.markdown else result
