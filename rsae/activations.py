@@ -318,8 +318,8 @@ class Rational(Activation):
         self.k = cfg.k
         if cfg.rational_a is not None:
             self.phi = RationalActivation(
-                torch.tensor(cfg.rational_a, dtype=torch.float32),
-                torch.tensor(cfg.rational_b, dtype=torch.float32),
+                cfg.rational_a,
+                cfg.rational_b,
                 c_in=cfg.rational_c_in,
                 c_out=cfg.rational_c_out,
                 d_sae=cfg.d_sae,
@@ -332,9 +332,21 @@ class Rational(Activation):
                 d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
             )
-            with torch.no_grad():
-                self.phi.log_c_in.fill_(math.log(cfg.rational_c_in))
-                self.phi.log_c_out.fill_(math.log(cfg.rational_c_out))
+        # RationalActivation stores its parameters in the default dtype; set them again at the model's
+        # precision so a float64 model holds the exact coefficients and scales.
+        dtype = getattr(torch, cfg.dtype)
+        a = torch.as_tensor(
+            cfg.rational_a if cfg.rational_a is not None else self.phi.a.detach(), dtype=dtype
+        )
+        b = torch.as_tensor(
+            cfg.rational_b if cfg.rational_b is not None else self.phi.b.detach(), dtype=dtype
+        )
+        self.phi.to(dtype)
+        with torch.no_grad():
+            self.phi.a.copy_(a)
+            self.phi.b.copy_(b)
+            self.phi.log_c_in.fill_(math.log(cfg.rational_c_in))
+            self.phi.log_c_out.fill_(math.log(cfg.rational_c_out))
         if self.gate == "jumprelu":
             self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.threshold_init)))
         elif self.gate == "cutoff":

@@ -1,0 +1,44 @@
+"""Shared fixtures of the rsae tests (tiny sizes: every test runs in well under a second or is marked slow)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsae.config import SAEConfig
+
+# The (3, 2) best ReLU approximation on [-1, 1] (Boullé, Nakatsukasa, Townsend 2020), rounded: explicit
+# coefficients keep these tests independent of the rational_approx solvers.
+RELU_A = (0.021844506346038181, 0.5, 1.5957439419765594, 1.1914878839531187)
+RELU_B = (0.0, 2.3829757679062375)
+
+FAMILY_CONFIGS = {
+    "relu": {"family": "relu"},
+    "jumprelu": {"family": "jumprelu", "threshold_init": 0.2},
+    "topk": {"family": "topk", "k": 3},
+    "batchtopk": {"family": "batchtopk", "k": 3},
+    "rational-relu": {"family": "rational", "rational_gate": "relu"},
+    "rational-jumprelu": {"family": "rational", "rational_gate": "jumprelu", "threshold_init": 0.2},
+    "rational-topk": {"family": "rational", "rational_gate": "topk", "k": 3},
+    "rational-batchtopk": {"family": "rational", "rational_gate": "batchtopk", "k": 3},
+    "rational-cutoff": {"family": "rational", "rational_gate": "cutoff", "threshold_init": 0.1},
+}
+
+
+def make_config(name: str, d_in: int = 6, d_sae: int = 12, **changes) -> SAEConfig:
+    """A tiny SAEConfig of the named family/gate; rational ones get explicit ReLU-fit coefficients."""
+    kwargs = dict(d_in=d_in, d_sae=d_sae, **FAMILY_CONFIGS[name])
+    if kwargs["family"] == "rational":
+        kwargs.update(rational_a=RELU_A, rational_b=RELU_B)
+    kwargs.update(changes)
+    return SAEConfig(**kwargs)
+
+
+@pytest.fixture(params=sorted(FAMILY_CONFIGS))
+def family_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,167 @@
+"""Each family's forward against a slow reference, the straight-through gradients, and exact sparsity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rsae.activations import jumprelu_ste, step_ste
+from rsae.config import SAEConfig
+from rsae.errors import ConfigError
+from rsae.sae import SAE
+from tests.rsae.conftest import RELU_A, RELU_B, make_config
+
+
+def _phi_reference(h: np.ndarray, c_in: float, c_out: float) -> np.ndarray:
+    out = np.empty_like(h)
+    for idx, value in np.ndenumerate(h):
+        t = value / c_in
+        p = sum(a * t**i for i, a in enumerate(RELU_A))
+        q = sum(b * t ** (j + 1) for j, b in enumerate(RELU_B))
+        out[idx] = c_out * p / (1 + abs(q))
+    return out
+
+
+def _topk_reference(h: np.ndarray, k: int) -> np.ndarray:
+    keep = np.zeros_like(h, dtype=bool)
+    for row in range(h.shape[0]):
+        order = sorted(range(h.shape[1]), key=lambda j: -h[row, j])
+        for j in order[:k]:
+            keep[row, j] = h[row, j] > 0
+    return keep
+
+
+def _batchtopk_reference(h: np.ndarray, k: int) -> np.ndarray:
+    flat = sorted(((h[i, j], i, j) for i in range(h.shape[0]) for j in range(h.shape[1])), reverse=True)
+    keep = np.zeros_like(h, dtype=bool)
+    for value, i, j in flat[: k * h.shape[0]]:
+        keep[i, j] = value > 0
+    return keep
+
+
+def _reference_codes(sae: SAE, h: np.ndarray) -> np.ndarray:
+    cfg = sae.cfg
+    act = sae.activation
+    if cfg.family == "rational":
+        c_in = float(act.phi.log_c_in.detach().exp())
+        c_out = float(act.phi.log_c_out.detach().exp())
+        mag = _phi_reference(h, c_in, c_out)
+    else:
+        mag = h.copy()
+    gate = cfg.gate
+    if gate == "relu":
+        keep = h > 0
+    elif gate == "jumprelu":
+        log_theta = act.log_threshold
+        keep = h > log_theta.exp().detach().double().numpy()[None, :]
+    elif gate == "topk":
+        keep = _topk_reference(h, cfg.k)
+    elif gate == "batchtopk":
+        keep = _batchtopk_reference(h, cfg.k) if sae.training else h > 0
+    else:  # cutoff
+        keep = mag > float(act.log_cutoff.detach().exp())
+    return np.where(keep, mag, 0.0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_matches_slow_reference(family_name: str, training: bool) -> None:
+    sae = SAE.from_config(make_config(family_name, dtype="float64"), seed=1)
+    with torch.no_grad():
+        sae.b_enc.normal_(0.0, 0.3)
+        if sae.cfg.family == "rational":
+            sae.activation.phi.log_c_in.fill_(math.log(1.7))
+            sae.activation.phi.log_c_out.fill_(math.log(0.8))
+        if sae.cfg.gate == "jumprelu":
+            thresholds = torch.linspace(0.05, 0.6, sae.cfg.d_sae, dtype=torch.float64)
+            log_theta = sae.activation.log_threshold
+            log_theta.copy_(thresholds.log())
+    sae.train(training)
+    x = torch.randn(9, sae.cfg.d_in, dtype=torch.float64)
+    with torch.no_grad():
+        h = sae.pre_acts(x)
+        codes = sae.encode(x)
+    expected = _reference_codes(sae, h.numpy())
+    np.testing.assert_allclose(codes.numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        sae.decode(codes).detach().numpy(),
+        expected @ sae.W_dec.detach().numpy() + sae.b_dec.detach().numpy(),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+def test_codes_have_exact_zeros_and_topk_l0(family_name: str) -> None:
+    sae = SAE.from_config(make_config(family_name, d_sae=40), seed=0)
+    codes = sae.encode(torch.randn(64, sae.cfg.d_in)).detach()
+    nonzero = (codes != 0).sum(-1)
+    assert (codes == 0).any()
+    if sae.cfg.gate == "topk":
+        assert int(nonzero.max()) <= sae.cfg.k
+    if sae.cfg.gate == "batchtopk":
+        assert int(nonzero.sum()) <= sae.cfg.k * 64
+
+
+def test_jumprelu_ste_gradients_match_rectangle_kernel() -> None:
+    h = torch.tensor([[0.48, 0.52, 0.9], [0.1, 0.51, 0.47]], dtype=torch.float64)
+    theta = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64, requires_grad=True)
+    upstream = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=torch.float64)
+    eps = 0.1
+    (jumprelu_ste(h, theta, eps) * upstream).sum().backward()
+    window = ((h - 0.5).abs() < eps / 2).double()
+    expected = (upstream * window * (-0.5 / eps)).sum(0)
+    torch.testing.assert_close(theta.grad, expected)
+    theta.grad = None
+    (step_ste(h, theta, eps) * upstream).sum().backward()
+    torch.testing.assert_close(theta.grad, (upstream * window * (-1 / eps)).sum(0))
+
+
+def test_jumprelu_input_gradient_is_heaviside() -> None:
+    h = torch.tensor([0.2, 0.7], requires_grad=True)
+    jumprelu_ste(h, torch.tensor(0.5), 0.1).sum().backward()
+    torch.testing.assert_close(h.grad, torch.tensor([0.0, 1.0]))
+
+
+def test_shared_cutoff_gradient_sums_over_latents() -> None:
+    h = torch.tensor([[0.49, 0.505, 2.0]])
+    tau = torch.tensor(0.5, requires_grad=True)
+    step_ste(h, tau, 0.1).sum().backward()
+    assert tau.grad.shape == ()
+    torch.testing.assert_close(tau.grad, torch.tensor(-20.0))
+
+
+def test_batchtopk_threshold_is_running_min_of_kept() -> None:
+    sae = SAE.from_config(make_config("batchtopk", d_sae=10), seed=0)
+    sae.train()
+    x = torch.randn(8, sae.cfg.d_in)
+    with torch.no_grad():
+        h = sae.pre_acts(x)
+        codes = sae.activation(h)
+    kept = h[codes != 0]
+    torch.testing.assert_close(sae.activation.threshold, torch.full((10,), float(kept.min())))
+    sae.eval()
+    with torch.no_grad():
+        eval_codes = sae.encode(x)
+    assert torch.equal(eval_codes != 0, h > kept.min())
+
+
+def test_penalties() -> None:
+    sae = SAE.from_config(make_config("relu", l1_coefficient=0.5), seed=0)
+    x = torch.randn(5, sae.cfg.d_in)
+    out = sae(x)
+    torch.testing.assert_close(out.losses.sparsity, 0.5 * out.codes.abs().sum(-1).mean())
+    jr = SAE.from_config(make_config("jumprelu", l0_coefficient=0.25), seed=0)
+    out = jr(x)
+    torch.testing.assert_close(out.losses.sparsity, 0.25 * (out.codes != 0).float().sum(-1).mean())
+    torch.testing.assert_close(out.losses.mse, (out.x_hat - x).pow(2).sum(-1).mean())
+
+
+def test_unknown_family_and_missing_k_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="family"):
+        SAEConfig(d_in=2, d_sae=4, family="gated")
+    with pytest.raises(ConfigError, match="needs an integer k"):
+        SAEConfig(d_in=2, d_sae=4, family="rational", rational_gate="topk")
+    with pytest.raises(ConfigError, match="1 <= k <= d_sae"):
+        SAEConfig(d_in=2, d_sae=4, family="topk", k=5)
