@@ -300,10 +300,10 @@ class ActivationStore(BatchSource):
         return [(i, 0, shard.shape[0]) for i, shard in enumerate(self._shards)]
 
     def _read(self, segment: int, start: int, stop: int) -> Tensor:
-        return torch.from_numpy(np.asarray(self._shards[segment][start:stop], dtype=np.float32))
+        return torch.from_numpy(np.array(self._shards[segment][start:stop], dtype=np.float32))
 
     def _gather(self, segment: int, rows: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.asarray(self._shards[segment][rows], dtype=np.float32))
+        return torch.from_numpy(np.array(self._shards[segment][rows], dtype=np.float32))
 
 
 class StoreWriter:
