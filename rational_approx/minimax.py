@@ -436,6 +436,13 @@ def _solve_continuation(g, domain, m, n, singular, avoid_first, tol, maxiter, in
     attempts.append(lambda: _continuation(g, domain, m, n, kw, unit=1))
     attempts.append(lambda: _continuation(g, domain, m, n, kw, unit=2))
     attempts.append(lambda: _remez(g, domain, m, n, _initial_reference(domain, M, singular), **kw))
+    # low-denominator types (polynomials above all) equioscillate on Chebyshev-like, not exponentially clustered, sets;
+    # one point of M + 1 is dropped to break the mirror symmetry that makes h = 0 for a target with an even part
+    def chebyshev_start():
+        ref = _initial_reference(domain, M + 1, ())
+        return _remez(g, domain, m, n, np.delete(ref, M // 2 - (M + 1) % 2), **kw)
+
+    attempts.append(chebyshev_start)
     results = []
     for attempt in attempts:
         try:
@@ -538,7 +545,7 @@ def _minimax(target, type, domain, *, symmetry, tol, maxiter, init, gap, raise_o
         raise RationalApproxError(f"symmetry must be 'auto', 'even', 'relu' or 'none', got {symmetry!r}")
     sym_domain = dom.is_symmetric(tol=1e-15 * (dom.b - dom.a))
     if symmetry == "auto":
-        if tgt.parity == "even" and sym_domain and m >= 2 and n >= 2:
+        if tgt.parity == "even" and sym_domain:
             symmetry = "even"
         elif tgt.name == "relu" and sym_domain and dom.is_interval and m == n + 1 and n % 2 == 0 and n >= 2:
             symmetry = "relu"
