@@ -1,0 +1,138 @@
+"""The trainer: schedule, geometric median, decoder constraint, dead tracking, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rsae.config import TrainConfig
+from rsae.errors import ConfigError, DataError
+from rsae.sae import SAE
+from rsae.trainer import Trainer, geometric_median, learning_rate
+from tests.rsae.conftest import make_config
+
+
+def _data(n: int = 1500, d: int = 6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(12, d, generator=g)
+    codes = torch.rand(n, 12, generator=g) * (torch.rand(n, 12, generator=g) < 0.2)
+    return codes @ features + 0.5
+
+
+def _cfg(**changes) -> TrainConfig:
+    base = dict(
+        steps=24,
+        batch_size=128,
+        warmup_steps=3,
+        lr=3e-3,
+        log_every=4,
+        dead_window_tokens=300,
+        init_sample_tokens=256,
+        chunk_tokens=256,
+        sparsity_warmup_steps=5,
+    )
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_learning_rate_schedule() -> None:
+    cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, decay_fraction=0.2)
+    lrs = [learning_rate(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[50] == 1.0 and lrs[80] == pytest.approx(1.0) and lrs[90] == pytest.approx(0.5)
+    assert lrs[99] == pytest.approx(0.05)
+
+
+def test_geometric_median_is_robust_and_optimal() -> None:
+    points = torch.cat(
+        [torch.randn(200, 3, dtype=torch.float64), torch.full((20, 3), 1e3, dtype=torch.float64)]
+    )
+    median = geometric_median(points)
+    assert median.norm() < 0.5  # the mean is pulled to ~90 by the outliers
+
+    def cost(y: torch.Tensor) -> float:
+        return float((points - y).norm(dim=1).sum())
+
+    for _ in range(20):
+        assert cost(median) <= cost(median + 1e-3 * torch.randn(3, dtype=torch.float64)) + 1e-9
+
+
+@pytest.mark.parametrize(
+    "name", ["relu", "jumprelu", "topk", "batchtopk", "rational-relu", "rational-topk", "rational-cutoff"]
+)
+def test_resume_continues_to_bit_identical_weights(tmp_path, name: str) -> None:
+    x = _data()
+    cfg = _cfg(steps=24)
+    straight = Trainer(SAE.from_config(make_config(name), seed=0), cfg, x, progress=False).train()
+    first = Trainer(
+        SAE.from_config(make_config(name), seed=0), cfg, x, progress=False, checkpoint_dir=tmp_path
+    )
+    first.train(until=13)  # 1500 tokens / 128 = 11 batches per epoch, so the cut lies in epoch 2
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["step"] == 13
+    resumed = Trainer.resume(tmp_path, x, progress=False).train()
+    for (key, a), b in zip(straight.sae.state_dict().items(), resumed.sae.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    assert straight.history == resumed.history
+
+
+def test_training_reduces_loss_and_keeps_unit_decoder_rows() -> None:
+    x = _data()
+    sae = SAE.from_config(make_config("topk"), seed=0)
+    result = Trainer(sae, _cfg(steps=60), x, progress=False).train()
+    assert result.history[-1]["mse"] < 0.5 * result.history[0]["mse"]
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(12))
+    assert 0 <= result.final["dead_fraction"] <= 1 and result.final["l0"] <= 3
+
+
+def test_parallel_gradient_component_is_removed() -> None:
+    sae = SAE.from_config(make_config("relu"), seed=0)
+    sae(torch.randn(10, 6)).losses.total.backward()
+    sae.remove_parallel_decoder_grad_()
+    dots = (sae.W_dec.grad * sae.W_dec).sum(1)
+    torch.testing.assert_close(dots, torch.zeros(12), atol=1e-6, rtol=0)
+
+
+def test_dead_latents_tracked_and_auxk_used() -> None:
+    x = _data()
+    sae = SAE.from_config(make_config("topk", d_sae=40), seed=0)
+    trainer = Trainer(sae, _cfg(steps=12, dead_window_tokens=128), x, progress=False)
+    result = trainer.train()
+    dead = trainer.tokens_since_fired >= 128
+    assert dead.any()
+    assert any(record["auxk"] > 0 for record in result.history)
+
+
+def test_checkpoints_are_pruned_and_complete(tmp_path) -> None:
+    x = _data()
+    trainer = Trainer(
+        SAE.from_config(make_config("relu"), seed=0),
+        _cfg(steps=20, checkpoint_every=5, keep_checkpoints=2),
+        x,
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
+    trainer.train()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["latest.json", "step_0000015", "step_0000020"]
+    assert sorted(p.name for p in (tmp_path / "step_0000020").iterdir()) == [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ]
+
+
+def test_trainer_validates_its_inputs(tmp_path) -> None:
+    sae = SAE.from_config(make_config("relu"), seed=0)
+    with pytest.raises(DataError, match="d_in"):
+        Trainer(sae, _cfg(), torch.randn(500, 5))
+    with pytest.raises(DataError, match="fewer than one batch"):
+        Trainer(sae, _cfg(), torch.randn(100, 6))
+    with pytest.raises(ConfigError, match="GPU"):
+        Trainer(sae, _cfg(autocast_bf16=True), torch.randn(500, 6))
+    trainer = Trainer(sae, _cfg(steps=4), _data(), progress=False, checkpoint_dir=tmp_path)
+    trainer.train()
+    with pytest.raises(DataError, match="checkpoint was trained on"):
+        Trainer.resume(tmp_path, torch.randn(700, 6))
