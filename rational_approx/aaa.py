@@ -59,10 +59,14 @@ on a continuum", SIAM J. Sci. Comput. 46 (2024) (adaptive sampling between sampl
 
 Example
 -------
+>>> import numpy as np
 >>> from rational_approx.aaa import aaa
->>> res = aaa("abs", degree=10)
->>> res.r.type, res.error < 2e-3, res.real_poles_in_domain.size
-((10, 10), True, 0)
+>>> res = aaa(np.exp)                       # smooth: converges to the tolerance at low degree
+>>> res.converged, res.r.type[0] <= 10, res.error < 1e-13
+(True, True, True)
+>>> res = aaa("abs", degree=20)             # |x|: root-exponential, kink resolved by clustered samples
+>>> res.r.type, res.error < 1e-4, res.real_poles_in_domain.size
+((20, 20), True, 0)
 """
 
 from __future__ import annotations
@@ -345,16 +349,28 @@ def poles_on_domain(r: BarycentricRational, domain: Domain, rtol: float = 1e-8) 
     return np.sort(p.real[_on_domain(r, p, domain, rtol)])
 
 
+def _has_doublet_on_domain(r: BarycentricRational, domain: Domain, tol: float) -> bool:
+    """Whether r has a pole on the domain whose residue is below ``tol`` (or not finite)."""
+    p = r.poles()
+    p = p[_on_domain(r, p, domain, 1e-8)]
+    if p.size == 0:
+        return False
+    with np.errstate(divide="ignore", invalid="ignore"):
+        res = np.abs(r.residues(p))
+    return bool(np.any(~np.isfinite(res) | (res <= max(tol, 1e-13 * float(np.max(np.abs(r.f)))))))
+
+
 def _aaa_core(
     x: np.ndarray, fx: np.ndarray, rows: np.ndarray, abstol: float, max_degree: int, domain: Domain
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, bool]:
     """Greedy AAA on fixed samples with row weights ``rows``.
 
     Returns every iterate as (support indices, weights), the sample error of each, and whether the last one
-    converged. Converged means sample error ≤ ``abstol`` *and* no pole on the domain: an iterate that fits the
-    samples but has a pole between them is skipped, as in continuum AAA. Otherwise AAA stops at type
-    (max_degree, max_degree) or when the error has not halved over the last STAGNATION_WINDOW steps
-    (rounding level).
+    converged. Converged means sample error ≤ ``abstol`` *and* no pole on the domain with residue below
+    ``abstol``: an iterate that fits the samples but hides a Froissart doublet between them is skipped, as in
+    continuum AAA, while a pole the target itself has (a large residue) is accepted and reported. Otherwise
+    AAA stops at type (max_degree, max_degree) or when the error has not halved over the last
+    STAGNATION_WINDOW steps (rounding level).
     """
     M = x.size
     max_support = min(max_degree + 1, M // 2)
@@ -382,7 +398,8 @@ def _aaa_core(
         err = float(np.max(np.abs(fx - R)))
         errors.append(err if np.isfinite(err) else np.inf)
         fits.append((np.array(support), w))
-        if err <= abstol and poles_on_domain(BarycentricRational(x[support], fz, w), domain).size == 0:
+        r = BarycentricRational(x[support], fz, w)
+        if err <= abstol and not _has_doublet_on_domain(r, domain, abstol):
             return fits, np.array(errors), True
         if m + 1 >= 2 * window and min(errors[-window:]) > 0.5 * min(errors[:-window]):
             break

@@ -131,6 +131,7 @@ def test_target_values_and_metadata():
         lambda: Target("bad", lambda x: x[:1]).check_domain(Domain.interval(-1, 1)),  # wrong shape
     ],
 )
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_target_bad_inputs_raise_target_error(build):
     with pytest.raises(TargetError):
         build()
