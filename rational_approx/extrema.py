@@ -84,8 +84,9 @@ def local_extrema(
         n = g.size
         is_max = np.zeros(n, dtype=bool)
         is_max[1:-1] = (ae[1:-1] >= ae[:-2]) & (ae[1:-1] >= ae[2:])
-        is_max[0] = ae[0] >= ae[1] if n > 1 else True
-        is_max[-1] = ae[-1] >= ae[-2] if n > 1 else True
+        # an interval end point is always a local extremum of the signed error (e is monotone next to it), even
+        # when |e| grows away from it through a sign change, and alternation may need it
+        is_max[0] = is_max[-1] = True
         idx = np.nonzero(is_max)[0]
         interior = idx[(idx > 0) & (idx < n - 1)]
         ends = idx[(idx == 0) | (idx == n - 1)]
