@@ -62,6 +62,7 @@ __all__ = [
     "newman_rational",
     "PolynomialRemezResult",
     "polynomial_remez",
+    "alternating_extrema",
     "best_polynomial_abs",
     "ZolotarevSign",
     "zolotarev_sign",
@@ -242,7 +243,7 @@ class PolynomialRemezResult:
         return np.polynomial.chebyshev.chebval(s, self.coefficients)
 
 
-def _alternating_extrema(x: np.ndarray, e: np.ndarray, count: int) -> np.ndarray:
+def alternating_extrema(x: np.ndarray, e: np.ndarray, count: int) -> np.ndarray:
     """Indices of ``count`` alternating-sign local extrema of e, keeping the largest |e| (exchange rule)."""
     s = np.sign(e)
     s[s == 0] = 1
@@ -326,7 +327,7 @@ def polynomial_remez(
             return f(x) - cheb.chebval(to_s(x), c)
 
         e = err(grid)
-        idx = _alternating_extrema(grid, e, n + 2)
+        idx = alternating_extrema(grid, e, n + 2)
         new_ref = grid[idx].copy()
         # local refinement of every extremum between its grid neighbours
         for k, i in enumerate(idx):
