@@ -40,9 +40,9 @@ Example
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import scipy.integrate
