@@ -98,13 +98,13 @@ class SyntheticConfig:
         """Firing probabilities p_i: Zipf, scaled to Σ p_i = true_l0 (clipped at 1, excess re-spread)."""
         raw = (np.arange(self.n_features) + 1.0) ** (-self.zipf_exponent)
         p = raw * self.true_l0 / raw.sum()
-        for _ in range(self.n_features):
-            over = p > 1
-            if not over.any():
+        while (p > 1).any():
+            fixed = p >= 1
+            p[fixed] = 1.0
+            free = ~fixed
+            if not free.any():
                 break
-            p[over] = 1.0
-            free = ~over & (p < 1)
-            p[free] *= (self.true_l0 - over.sum()) / p[free].sum()
+            p[free] *= (self.true_l0 - fixed.sum()) / p[free].sum()
         return np.minimum(p, 1.0)
 
 

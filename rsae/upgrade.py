@@ -215,16 +215,16 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300) -> 
             )
         phi.a.copy_(a)
         phi.b.copy_(b)
-        phi.log_c_in.fill_(float(log_c_in))
-        phi.log_c_out.fill_(float(log_c_out))
+        phi.log_c_in.fill_(float(log_c_in.detach()))
+        phi.log_c_out.fill_(float(log_c_out.detach()))
     return Calibration(
         before,
         after,
         int(h_kept.numel()),
         a.detach().tolist(),
         b.detach().tolist(),
-        math.exp(float(log_c_in)),
-        math.exp(float(log_c_out)),
+        math.exp(float(log_c_in.detach())),
+        math.exp(float(log_c_out.detach())),
     )
 
 
