@@ -207,7 +207,11 @@ def _evaluate(target: Target, x: np.ndarray) -> np.ndarray:
 
 
 def initial_samples(
-    target: Target, domain: Domain, n_samples: int, points: np.ndarray | Sequence[float] | None = None
+    target: Target,
+    domain: Domain,
+    n_samples: int,
+    points: np.ndarray | Sequence[float] | None = None,
+    depth: int = CLUSTER_DEPTH,
 ) -> np.ndarray:
     """Starting samples: ``points`` if given (validated), else :meth:`Domain.sample` clustered at the target's
     kinks and jumps and at the interval end points, always including the end points themselves."""
@@ -221,7 +225,7 @@ def initial_samples(
             )
         return x
     n_samples = _check_count("n_samples", n_samples, 2, DomainError)
-    x = domain.sample(n_samples, cluster=target.singular_points, depth=CLUSTER_DEPTH)
+    x = domain.sample(n_samples, cluster=target.singular_points, depth=depth)
     return _thin(np.unique(np.concatenate([x, domain.endpoints])))
 
 

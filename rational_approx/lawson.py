@@ -63,7 +63,6 @@ import numpy as np
 import scipy.linalg
 
 from .aaa import (
-    DEFAULT_N_SAMPLES,
     aaa,
     initial_samples,
     interleave,
@@ -78,6 +77,13 @@ from .errors import ConvergenceError, DegreeError, RationalApproxError
 from .targets import Target
 
 __all__ = ["LawsonResult", "lawson", "parse_type"]
+
+#: Default size of the Chebyshev-like part of Lawson's samples: every step solves a least-squares problem on
+#: all of them, and the adaptive refinement adds points where they are needed.
+LAWSON_N_SAMPLES = 800
+#: Decades of clustering at kinks and ends for Lawson: near-best errors above ~1e-15 resolve kinks on scales
+#: above ~1e-20, so deeper points only cost time.
+LAWSON_DEPTH = 20
 
 #: A step whose max error exceeds BLOWUP × the best so far is undone and the Lawson exponent halved.
 #: Smaller rises are normal: the max error of Lawson's iteration is not monotone.
@@ -196,10 +202,10 @@ def lawson(
     domain: Domain | str | Sequence[float] | None = None,
     *,
     maxiter: int = 500,
-    n_samples: int = DEFAULT_N_SAMPLES,
+    n_samples: int = LAWSON_N_SAMPLES,
     init: BarycentricRational | np.ndarray | Sequence[float] | None = None,
     tol: float = 1e-5,
-    patience: int = 50,
+    patience: int = 30,
     refine: bool = True,
     max_refinements: int = 8,
     check_k: int = 3,
@@ -250,7 +256,7 @@ def lawson(
         starts = [_support_points(tgt, dom, N, init, n_samples)]
     else:
         starts = _candidate_supports(tgt, dom, N, n_samples)
-    x0 = initial_samples(tgt, dom, n_samples)
+    x0 = initial_samples(tgt, dom, n_samples, depth=LAWSON_DEPTH)
     settings = (maxiter, tol, patience, refine, max_refinements, check_k, check_rtol)
     runs = []
     for t in starts:
