@@ -173,7 +173,7 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     phi = (sigma * p) / d * c_out
     gc = g.to(pt.dtype)
     live = phi.abs() <= omax
-    f = torch.where(live, gc * c_out, 0.0) * sigma / d
+    f = torch.where(live, gc * c_out * sigma / d, 0.0)  # select after the product: 0 even where σ = inf
     q = p / d
     sq = torch.sign(q_poly)
     core = _horner(u, big, pdt) - q * sq * _horner(u, big, bdt)
@@ -248,7 +248,8 @@ class _Params(NamedTuple):
 
 def _params(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
             dtype: torch.dtype) -> _Params:
-    h2 = h.reshape(-1, h.shape[-1]) if h.dim() > 0 else h.reshape(1, 1)
+    d = h.shape[-1] if h.dim() > 0 else 1
+    h2 = h.reshape(h.numel() // d if d else 0, d)
     zero = torch.zeros((), dtype=dtype, device=h.device)
     lci = zero if log_c_in is None else log_c_in.detach().to(dtype)
     lco = zero if log_c_out is None else log_c_out.detach().to(dtype)
