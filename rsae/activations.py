@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from rsae.config import SAEConfig
 from rsae.errors import ConfigError
-from rsae.rational import RationalActivation, safe_pade
+from rsae.rational import RationalActivation, rational_activation, safe_pade
 
 __all__ = [
     "Activation",
@@ -357,14 +357,21 @@ class Rational(Activation):
 
     def magnitude(self, values: Tensor, latents: Tensor | None) -> Tensor:
         """φ(values) = C_out · r(values / C_in) for gathered pre-activations of latents ``latents``
-        (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor)."""
+        (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor).
+
+        Shared scales go through :func:`rsae.rational.rational_activation` (overflow-safe for any finite
+        input). Per-latent scales are gathered here; t = values / C_in and the output are clamped to the
+        dtype's finite range (the same saturation, with zero gradient beyond it, as the fused kernel)."""
+        phi = self.phi
         if latents is None:
-            return self.phi(values)
-        log_c_in, log_c_out = self.phi.log_c_in, self.phi.log_c_out
-        if log_c_in.dim():
-            log_c_in, log_c_out = log_c_in[latents], log_c_out[latents]
-        t = values * torch.exp(-log_c_in).to(values.dtype)
-        return torch.exp(log_c_out).to(values.dtype) * safe_pade(t, self.phi.a, self.phi.b)
+            return phi(values)
+        if phi.log_c_in.dim() == 0:
+            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out)
+        big = torch.finfo(values.dtype).max
+        t = (values * torch.exp(-phi.log_c_in[latents]).to(values.dtype)).clamp(-big, big)
+        return (torch.exp(phi.log_c_out[latents]).to(values.dtype) * safe_pade(t, phi.a, phi.b)).clamp(
+            -big, big
+        )
 
     def forward(self, h: Tensor) -> Tensor:
         if self.gate == "relu":

@@ -41,8 +41,13 @@ from rsae.config import SAEConfig
 __all__ = ["Losses", "SAEOutput", "SAE"]
 
 
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Losses are reduced in float32 at least (float64 models keep float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class Losses(NamedTuple):
-    """Scalar loss terms of one forward pass (float32)."""
+    """Scalar loss terms of one forward pass (float32, or float64 for float64 models)."""
 
     total: Tensor
     """mse + sparsity_scale · sparsity + auxk: the quantity the trainer minimises."""
@@ -164,8 +169,9 @@ class SAE(nn.Module):
         h = self.pre_acts(x)
         z = self.activation(h)
         x_hat = self.decode(z)
-        mse = (x_hat.float() - x.float()).pow(2).sum(-1).mean()
-        sparsity = self.activation.penalty(h, z, self.W_dec).float()
+        acc = _accumulation_dtype(x_hat.dtype)
+        mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
+        sparsity = self.activation.penalty(h, z, self.W_dec).to(acc)
         auxk = self._auxk(x, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
         total = mse + sparsity_scale * sparsity + auxk
         return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))
@@ -179,7 +185,7 @@ class SAE(nn.Module):
         coefficient: float,
         k_aux: int | None,
     ) -> Tensor:
-        zero = x.new_zeros((), dtype=torch.float32)
+        zero = x.new_zeros((), dtype=_accumulation_dtype(x_hat.dtype))
         if dead_mask is None or coefficient == 0 or not self.activation.uses_auxk:
             return zero
         n_dead = int(dead_mask.sum())
@@ -191,8 +197,9 @@ class SAE(nn.Module):
         kept = h.gather(-1, idx)
         values = torch.where(kept > 0, self.activation.magnitude(kept, idx), 0)
         z_aux = torch.zeros_like(h).scatter(-1, idx, values)
-        residual = (x - x_hat).detach().float()
-        return coefficient * (z_aux @ self.W_dec).float().sub(residual).pow(2).sum(-1).mean()
+        acc = _accumulation_dtype(x_hat.dtype)
+        residual = (x - x_hat).detach().to(acc)
+        return coefficient * (z_aux @ self.W_dec).to(acc).sub(residual).pow(2).sum(-1).mean()
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
