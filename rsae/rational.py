@@ -7,10 +7,10 @@ What it computes
     φ(h) = C_{out}\, r(h / C_{in}), \qquad
     r(t) = \frac{P(t)}{1 + |B(t)|}, \quad P(t) = \sum_{i=0}^{m} a_i t^i, \quad B(t) = \sum_{j=1}^{n} b_j t^j,
 
-elementwise on ``[..., d_sae]`` pre-activations (Yin & Yu, "Rational Sparse Autoencoder", arXiv 2606.14990; the
-safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020). The coefficients
-(a, b) are shared by all latents; C_in, C_out > 0 are one scalar each or, optionally, one per latent, and are
-stored as logarithms so that gradient steps keep them positive.
+elementwise on ``[..., d_sae]`` pre-activations (Yin & Yu, "Rational Sparse Autoencoder", arXiv 2606.14990;
+the safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020). The
+coefficients (a, b) are shared by all latents; C_in, C_out > 0 are one scalar each or, optionally, one per
+latent, and are stored as logarithms so that gradient steps keep them positive.
 
 Evaluation, both branches
 -------------------------
@@ -23,8 +23,9 @@ For |t| ≤ 1 the polynomials are evaluated by Horner's rule in t. For |t| > 1 t
     \tilde P(s) = \sum_{i=0}^{m} a_i s^{m-i}, \quad \tilde B(s) = \sum_{j=1}^{n} b_j s^{n-j},
 
 with the factor σ(t) = t^m / |t|^n = sign(t)^m |t|^{m-n} (for m < n: sign(t)^m |s|^{n-m}). Both branches are
-one pass over u = t or u = s with the coefficient sequence selected per element; every power of u lies in
-[−1, 1]. With D = 1 + |B(t)| or D = |s|^n + |B̃(s)|, Q = B(t) or B̃(s), and κ = 1 or s, the analytic gradients are
+one Horner pass over u = t or u = s with the coefficient sequence selected per element; every power of u
+lies in [−1, 1]. Write D = 1 + |B(t)| or |s|^n + |B̃(s)|, Q = B(t) or B̃(s), q = P(t)/D or P̃(s)/D, κ = 1 or
+s, and σ = 1 for |t| ≤ 1. The analytic gradients are
 
 .. math::
 
@@ -32,29 +33,32 @@ one pass over u = t or u = s with the coefficient sequence selected per element;
     \frac{∂r}{∂a_i} = \frac{σ u^{π(i)}}{D}, \quad
     \frac{∂r}{∂b_j} = −\frac{σ q \operatorname{sign}(Q) u^{π'(j)}}{D},
 
-with q = P/D resp. P̃/D, (P_d, B_d) = (P'(t), B'(t)) resp. (Σ i a_i s^{m−i}, Σ j b_j s^{n−j}) (so that
-P'(t) = t^{m−1} P_d(s)), and exponents π(i) = i, π'(j) = j (|t| ≤ 1) resp. π(i) = m − i, π'(j) = n − j (|t| > 1).
-At a kink B = 0 the subgradient sign(0) = 0 is used: it is the mean of the two one-sided derivatives.
-Through t = h e^{−λ_in} and φ = e^{λ_out} r: ∂φ/∂h = C_out r'(t)/C_in, ∂φ/∂λ_in = −C_out r'(t) t (computed as
-σ (P_d − q sign(Q) B_d)/D · t κ with tκ ∈ [−1, 1], never overflowing) and ∂φ/∂λ_out = φ. The coefficient
-gradients are reductions over all elements; per-latent scale gradients are reductions over the leading dims.
+with (P_d, B_d) = (P'(t), B'(t)) for |t| ≤ 1 and (Σ_i i a_i s^{m−i}, Σ_j j b_j s^{n−j}) for |t| > 1 (then
+P'(t) = t^{m−1} P_d(s) and B'(t) = t^{n−1} B_d(s)), and exponents π(i) = i, π'(j) = j for |t| ≤ 1,
+π(i) = m − i, π'(j) = n − j for |t| > 1. At a kink B = 0 the subgradient sign(0) = 0 is used: it is the mean
+of the two one-sided derivatives. Through t = h e^{−λ_in} and φ = e^{λ_out} r (λ = log C):
+∂φ/∂h = C_out r'(t) / C_in, ∂φ/∂λ_in = −C_out r'(t) t (formed with tκ ∈ [−1, 1], so it cannot overflow where
+r' does not) and ∂φ/∂λ_out = φ. Coefficient gradients are reductions over all elements; per-latent scale
+gradients are reductions over the leading dimensions.
 
-Overflow policy
----------------
-Fast path: float32 arithmetic for float32, bfloat16 and float16 inputs (float64 when the input or a parameter is
-float64), one fused kernel per direction (``torch.compile``) for large tensors, the same code eagerly for small
-ones. Every call also counts the elements whose results are not finite or whose reciprocal-branch denominator
-fell below √tiny of the working precision (where underflow of |s|^n could matter). If there is any, the whole call
-is recomputed in float64, where for float32-range inputs and n ≤ 8, m − n ≤ 8 no power under- or overflows. Then:
+Precision and overflow policy
+-----------------------------
+Fast path: float32 arithmetic for float32, bfloat16 and float16 inputs (float64 when the input or a parameter
+is float64); one fused ``torch.compile`` kernel per direction for large tensors, the same code eagerly for
+small ones. The forward counts the elements whose φ is not finite or whose reciprocal-branch denominator fell
+below √tiny of the working precision (where the underflow of |s|^n could matter); the backward checks that
+its reductions are finite (every non-finite per-element term reaches one of them). On any such event the call
+is recomputed in float64, where for float32-range inputs with n ≤ 8 and m − n ≤ 8 no power under- or
+overflows. Then:
 
 * outputs whose true value exceeds the output dtype's range saturate to ± its largest finite value, and their
   gradients are zero (the derivative of that clamp);
-* gradients whose value exceeds the range of their dtype saturate likewise;
-* values that remain undefined even in float64 (only reachable with coefficient ratios beyond ~1e30) are set
-  to 0 at finite inputs, with a :class:`RuntimeWarning`.
+* gradients beyond the range of their dtype saturate likewise;
+* values still undefined in float64 (only reachable with extreme coefficient ratios) are set to 0 at finite
+  inputs, with a :class:`RuntimeWarning`.
 
-So finite inputs give finite outputs and gradients; NaN inputs propagate NaN (outputs, their input gradient
-and the coefficient gradients); ±inf inputs are outside the contract.
+So finite inputs give finite outputs and gradients; NaN inputs propagate NaN (to their output, their input
+gradient and the coefficient gradients); ±inf inputs are outside the contract.
 """
 
 from __future__ import annotations
@@ -94,8 +98,8 @@ _settings: dict[str, Any] = {
     "eager_chunk": 1 << 18,
 }
 _compiled: dict[str, Callable[..., Any]] = {}
-# The backward has m + n + 3 reductions; inductor's CPU default fuses at most 16 side by side and would split the
-# rest into further passes that re-read materialised intermediates. One pass is much faster.
+# The backward has m + n + 3 reductions; inductor's CPU default fuses at most 16 side by side and would split
+# the rest into further passes that re-read materialised intermediates. One pass is much faster.
 _INDUCTOR_OPTIONS = {"cpp.max_horizontal_fusion_size": 64, "max_fusion_size": 256}
 
 
@@ -106,8 +110,8 @@ def configure_kernels(*, compile: bool | None = None, min_numel: int | None = No
     ----------
     compile
         Fuse forward and backward into one ``torch.compile`` kernel each (default True; the environment
-        variable ``RSAE_RATIONAL_COMPILE=0`` sets False). If compilation fails (no C++ compiler, no Triton), the
-        eager code is used with a warning. The first call per shape class, dtype and type (m, n) compiles
+        variable ``RSAE_RATIONAL_COMPILE=0`` sets False). If compilation fails (no C++ compiler, no Triton),
+        the eager code is used with a warning. The first call per shape class, dtype and type (m, n) compiles
         (about 10–20 s on CPU); later calls reuse the kernel.
     min_numel
         Tensors with fewer elements run eagerly (default 2¹⁸): compiling is not worth it for them.
@@ -211,7 +215,7 @@ def _compiled_or_eager(name: str, fn: Callable[..., Any], numel: int) -> Callabl
     if not _settings["compile"] or numel < _settings["min_numel"]:
         return None
     if name not in _compiled:
-        _compiled[name] = torch.compile(fn, dynamic=False, options=_INDUCTOR_OPTIONS)
+        _compiled[name] = torch.compile(fn, dynamic=None, options=_INDUCTOR_OPTIONS)
     return _compiled[name]
 
 
@@ -222,8 +226,8 @@ def _call(name: str, fn: Callable[..., Any], numel: int, *args: Any) -> Any:
             return compiled(*args)
         except Exception as exc:  # noqa: BLE001 - any compiler/toolchain failure: fall back to eager
             _settings["compile"] = False
-            warnings.warn(f"rsae.rational: torch.compile failed ({type(exc).__name__}: {exc}); using the eager "
-                          "kernels from now on (slower, same results).", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"rsae.rational: torch.compile failed ({type(exc).__name__}: {exc}); using the "
+                          "eager kernels from now on (slower, same results).", RuntimeWarning, stacklevel=3)
     return fn(*args)
 
 
@@ -258,7 +262,8 @@ def _params(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out:
 
 
 def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    return torch.float64 if any(x is not None and x.dtype == torch.float64 for x in tensors) else torch.float32
+    wide = any(x is not None and x.dtype == torch.float64 for x in tensors)
+    return torch.float64 if wide else torch.float32
 
 
 def _dmin(dtype: torch.dtype) -> float:
@@ -267,7 +272,7 @@ def _dmin(dtype: torch.dtype) -> float:
 
 def _forward(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
              dtype: torch.dtype) -> tuple[Tensor, bool]:
-    """φ(h) computed in ``dtype``, and whether the result needs the float64 path (see the module docstring)."""
+    """φ(h) computed in ``dtype``, and whether it needs the float64 path (see the module docstring)."""
     pr = _params(h, a, b, log_c_in, log_c_out, dtype)
     pt, ht, _, _ = pr.tables
     omax = torch.finfo(h.dtype).max
@@ -307,7 +312,7 @@ def _saturate(x: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _sanitize(x: Tensor, keep_nan: Tensor | bool) -> tuple[Tensor, bool]:
-    """Replace NaN by 0 where ``keep_nan`` is False (inputs were finite there); report whether anything changed."""
+    """Replace NaN by 0 where ``keep_nan`` is False (inputs finite there); report whether anything changed."""
     fix = torch.isnan(x) & ~torch.as_tensor(keep_nan, device=x.device)
     if not bool(fix.any()):
         return x, False
@@ -315,7 +320,7 @@ def _sanitize(x: Tensor, keep_nan: Tensor | bool) -> tuple[Tensor, bool]:
 
 
 def _sanitize_grads(grads: list[Tensor], h: Tensor, g: Tensor) -> list[Tensor]:
-    """Last resort after the float64 path: NaN gradients not caused by NaN in h or g become 0 (with a warning)."""
+    """Last resort after the float64 path: NaN gradients not caused by NaN in h or g become 0 (warning)."""
     nan_in = torch.isnan(h) | torch.isnan(g)
     out, changed = _sanitize(grads[0], nan_in)
     fixed = [out]
@@ -331,7 +336,7 @@ def _sanitize_grads(grads: list[Tensor], h: Tensor, g: Tensor) -> list[Tensor]:
 
 
 def _warn_sanitized() -> None:
-    warnings.warn("rsae.rational: some values were undefined even in float64 (coefficient ratios beyond ~1e30?) "
+    warnings.warn("rsae.rational: some values were undefined even in float64 (extreme coefficient ratios?) "
                   "and were set to 0; check the rational's coefficients.", RuntimeWarning, stacklevel=4)
 
 
@@ -344,9 +349,10 @@ class _SafePadeFunction(torch.autograd.Function):
         dtype = _compute_dtype(h, a, b, log_c_in, log_c_out)
         with torch.autocast(h.device.type, enabled=False):
             out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
-            if fallback:
+            if fallback and dtype != torch.float64:
                 dtype = torch.float64
-                out, _ = _forward(h, a, b, log_c_in, log_c_out, dtype)
+                out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
+            if fallback:
                 out, changed = _sanitize(out, torch.isnan(h))
                 if changed:
                     _warn_sanitized()
@@ -365,7 +371,7 @@ class _SafePadeFunction(torch.autograd.Function):
                 dtype = torch.float64
                 grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype)
                 finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
-            if not finite or dtype == torch.float64:
+            if not finite:
                 grads = _sanitize_grads(grads, h, g)
         targets = (h, a, b, log_c_in, log_c_out)
         return tuple(
@@ -376,8 +382,8 @@ class _SafePadeFunction(torch.autograd.Function):
 
 def _check_coefficients(a: Tensor, b: Tensor) -> None:
     if a.dim() != 1 or a.shape[0] < 1:
-        raise ConfigError(f"numerator coefficients a must be a 1-D tensor [m+1] (a_0..a_m ascending), got shape "
-                          f"{tuple(a.shape)}")
+        raise ConfigError(f"numerator coefficients a must be a 1-D tensor [m+1] (a_0..a_m ascending), got "
+                          f"shape {tuple(a.shape)}")
     if b.dim() != 1:
         raise ConfigError(f"denominator coefficients b must be a 1-D tensor [n] (b_1..b_n; the constant 1 is "
                           f"implicit), got shape {tuple(b.shape)}")
@@ -431,17 +437,18 @@ def safe_pade(t: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 
 def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c_out: Tensor) -> Tensor:
-    """φ(h) = exp(log_c_out) · r(h · exp(−log_c_in)), elementwise on [..., d]; differentiable in all arguments.
+    """φ(h) = exp(log_c_out) · r(h · exp(−log_c_in)) elementwise on [..., d]; differentiable in all arguments.
 
-    ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared scales) or shape [d] (one per latent, broadcast over
-    the last dimension of ``h``). This is the functional form of :class:`RationalActivation`.
+    ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared scales) or shape [d] (one per latent, broadcast
+    over the last dimension of ``h``). This is the functional form of :class:`RationalActivation`.
     """
     _check_coefficients(a, b)
     _check_input(h, a, b, log_c_in, log_c_out)
     for name, x in (("log_c_in", log_c_in), ("log_c_out", log_c_out)):
         if x.dim() > 1 or (x.dim() == 1 and (h.dim() == 0 or x.shape[0] != h.shape[-1])):
-            raise ConfigError(f"{name} must be a scalar or have shape [d] = [{h.shape[-1] if h.dim() else '?'}] "
-                              f"(the input's last dimension), got {tuple(x.shape)}")
+            last = h.shape[-1] if h.dim() else "?"
+            raise ConfigError(f"{name} must be a scalar or have shape [d] = [{last}] (the input's last "
+                              f"dimension), got {tuple(x.shape)}")
     if log_c_in.dim() != log_c_out.dim():
         raise ConfigError("log_c_in and log_c_out must both be scalars or both per-latent [d]")
     return _SafePadeFunction.apply(h, a, b, log_c_in, log_c_out)
@@ -464,7 +471,8 @@ def _as_1d(name: str, x: Any) -> Tensor:
     try:
         t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float64))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a sequence of real numbers, got {type(x).__name__}: {exc}") from exc
+        raise ConfigError(f"{name} must be a sequence of real numbers, got {type(x).__name__}: {exc}") \
+            from exc
     if t.dim() != 1:
         raise ConfigError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()):
@@ -485,27 +493,29 @@ def _log_scale(name: str, c: Any, d_sae: int | None, per_latent: bool) -> Tensor
         raise ConfigError(f"{name} has shape {arr.shape} but per_latent_scales=False; pass a scalar, or set "
                           "per_latent_scales=True with d_sae")
     if arr.shape != (d_sae,):
-        raise ConfigError(f"{name} must have shape [d_sae] = [{d_sae}] for per-latent scales, got {arr.shape}")
+        raise ConfigError(f"{name} must have shape [d_sae] = [{d_sae}] for per-latent scales, got "
+                          f"{arr.shape}")
     return torch.as_tensor(np.log(arr))
 
 
 class RationalActivation(nn.Module):
     r"""Trainable rational activation φ(h) = C_out · r(h / C_in), r(t) = P(t) / (1 + |B(t)|).
 
-    Parameters ``a`` [m+1] and ``b`` [n] are shared by all latents; ``log_c_in`` and ``log_c_out`` are scalars,
-    or [d_sae] with ``per_latent_scales=True``. Forward and backward are one custom autograd function with
-    analytic gradients, overflow-safe for any finite float32 input (module docstring of :mod:`rsae.rational`).
+    Parameters ``a`` [m+1] and ``b`` [n] are shared by all latents; ``log_c_in`` and ``log_c_out`` are
+    scalars, or [d_sae] with ``per_latent_scales=True``. Forward and backward are one custom autograd function
+    with analytic gradients, overflow-safe for any finite float32 input (module docstring of
+    :mod:`rsae.rational`).
 
     Parameters
     ----------
     a, b
-        Initial numerator coefficients a_0..a_m (ascending) and denominator coefficients b_1..b_n (array-like or
-        tensor; stored in the default dtype).
+        Initial numerator coefficients a_0..a_m (ascending) and denominator coefficients b_1..b_n
+        (array-like or tensor; stored in the default dtype).
     c_in, c_out
         Initial positive scales (a number, or an array [d_sae] with ``per_latent_scales``).
     d_sae
-        Number of latents (size of the input's last dimension). Required for per-latent scales; when given, the
-        forward checks the input against it.
+        Number of latents (size of the input's last dimension). Required for per-latent scales; when given,
+        the forward checks the input against it.
     per_latent_scales
         One C_in and C_out per latent instead of one each.
 
@@ -527,7 +537,7 @@ class RationalActivation(nn.Module):
         a_t = _as_1d("a", a)
         b_t = _as_1d("b", b)
         if a_t.shape[0] < 1:
-            raise ConfigError("a must hold at least a_0 (type (m, n) needs m + 1 >= 1 numerator coefficients)")
+            raise ConfigError("a must hold at least a_0 (type (m, n) has m + 1 >= 1 numerator coefficients)")
         if d_sae is not None and (isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1):
             raise ConfigError(f"d_sae must be a positive int or None, got {d_sae!r}")
         if per_latent_scales and d_sae is None:
@@ -560,8 +570,8 @@ class RationalActivation(nn.Module):
             Gate name understood by ``rational_approx.activation_coefficients`` (``relu``, ``jumprelu``,
             ``topk``, ...).
         type
-            Rational type (m, n); default :data:`DEFAULT_TYPES` [gate]: (3, 2) for ReLU, (9, 8) for JumpReLU and
-            the TopK gates.
+            Rational type (m, n); default :data:`DEFAULT_TYPES` [gate]: (3, 2) for ReLU, (9, 8) for JumpReLU
+            and the TopK gates.
         d_sae, per_latent_scales
             As in the constructor.
         **gate_kwargs
@@ -582,7 +592,8 @@ class RationalActivation(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         """φ(h) elementwise on [..., d_sae]; same shape and dtype as ``h``."""
         if isinstance(h, Tensor) and self.d_sae is not None and (h.dim() == 0 or h.shape[-1] != self.d_sae):
-            raise ConfigError(f"input's last dimension must be d_sae = {self.d_sae}, got shape {tuple(h.shape)}")
+            raise ConfigError(f"input's last dimension must be d_sae = {self.d_sae}, got shape "
+                              f"{tuple(h.shape)}")
         return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out)
 
     def coefficients(self) -> RationalCoefficients:
