@@ -1,9 +1,9 @@
 """High-precision best rational approximation: Remez exchange in multiprecision arithmetic.
 
-Double precision caps a minimax error at about 1e-16 relative to ‖f‖, and the equioscillation level of a computed
-approximant is only as good as the arithmetic that produced it. This module recomputes best approximations with
-hundreds of bits, so that the best error E_{m,n}(f) is known to 15+ significant digits and can then be bracketed
-rigorously by :mod:`rational_approx.certify`.
+Double precision caps a minimax error at about 1e-16 relative to ‖f‖, and the equioscillation level of a
+computed approximant is only as good as the arithmetic that produced it. This module recomputes best
+approximations with hundreds of bits, so that the best error E_{m,n}(f) is known to 15+ significant digits and
+can then be bracketed rigorously by :mod:`rational_approx.certify`.
 
 Two solvers share one levelled-system kernel (the classical Remez step, Powell 1981 §10; Filip, Nakatsukasa,
 Trefethen & Beckermann, SISC 40 (2018)):
@@ -13,30 +13,32 @@ Trefethen & Beckermann, SISC 40 (2018)):
       f(x_i) − r(x_i) = s_i h,   s_i = ±1 alternating,                                               (1)
 
   i.e. p(x_i) − (f(x_i) − s_i h) q(x_i) = 0: a (m+n+2)-square matrix pencil M(h) = A + hB. The admissible h is
-  the eigenvalue whose q has no sign change on the domain (Rayleigh–Newton on det M(h) once a close h is known,
-  h ← h − 1 / tr(M(h)⁻¹ B));
-* move each reference point to the local extremum of f − r between the zeros that flank it (exchange), and repeat
+  the eigenvalue whose q has no sign change on the domain (Rayleigh–Newton on det M(h) once a close h is
+  known, h ← h − 1 / tr(M(h)⁻¹ B));
+* move each reference point to the local extremum of f − r between the zeros that flank it (exchange); repeat
   until the levels |f(x_i) − r(x_i)| agree to the working precision.
 
 **|x| on [−1, 1] (and ReLU).** By symmetry the best approximant of |x| is even, E_{2k+1,2k+1} = E_{2k,2k} and
 
     E_{2k,2k}(|x|, [−1, 1]) = E_{k,k}(√t, [0, 1]),   r(x) = R(x²)                                      (2)
 
-(REFERENCE.md). For √t the solver uses the barycentric basis N/D with support points at the odd-indexed reference
-points (then (1) at a support point z_j reads α_j − (f_j − s_j h) β_j = 0 and the remaining rows form a Cauchy
-matrix), which stays well conditioned although the reference points cluster exponentially at t = 0 (t_1 ≈ 4e-22 at
-k = 40); 8k + 200 bits suffice for 20 correct digits of E_{2k,2k} (checked by re-solving at 64 more bits). Degrees are
-reached by continuation in k: the reference for k is extrapolated, in log t, from the one for k − 1. ReLU is
-(x + |x|)/2, so the best type-(2k+1, 2k) approximant of ReLU is (x + R(x²))/2 with error E_{2k,2k}/2.
+(REFERENCE.md). For √t the solver uses the barycentric basis N/D with support points at the odd-indexed
+reference points (then (1) at a support point z_j reads α_j − (f_j − s_j h) β_j = 0 and the remaining rows
+form a Cauchy matrix), which stays well conditioned although the reference points cluster exponentially at t =
+0 (t_1 ≈ 4e-22 at k = 40); 8k + 200 bits suffice for 20 correct digits of E_{2k,2k} (checked by re-solving at
+64 more bits). Degrees are reached by continuation in k: the reference for k is extrapolated, in log t, from
+the one for k − 1. ReLU is (x + |x|)/2, so the best type-(2k+1, 2k) approximant of ReLU is (x + R(x²))/2 with
+error E_{2k,2k}/2.
 
 **General targets.** :func:`refine_minimax` restarts the Remez iteration from a double-precision
-:class:`~rational_approx.minimax.MinimaxResult` (its extremal points are the initial reference), with p and q in the
-Chebyshev basis of the domain's hull, and extrema located by sampling plus golden-section search in the working
-precision. It is meant for the moderate types (m, n ≤ 20) where double precision is the bottleneck, not the basis.
+:class:`~rational_approx.minimax.MinimaxResult` (its extremal points are the initial reference), with p and q
+in the Chebyshev basis of the domain's hull, and extrema located by sampling plus golden-section search in the
+working precision. It is meant for the moderate types (m, n ≤ 20) where double precision is the bottleneck,
+not the basis.
 
-Arithmetic: python-flint's ``arb`` is used for speed (its linear algebra and eigenvalue routines run in C); all
-quantities here are *midpoints* — this module computes, it does not certify. Rigorous bounds are the job of
-:mod:`rational_approx.certify`.
+Arithmetic: python-flint's ``arb`` is used for speed (its linear algebra and eigenvalue routines run in C);
+all quantities here are *midpoints* — this module computes, it does not certify. Rigorous bounds are the job
+of :mod:`rational_approx.certify`.
 
 Example
 -------
@@ -55,8 +57,8 @@ from dataclasses import dataclass, field
 
 import mpmath
 import numpy as np
-from mpmath.libmp import from_man_exp
 from flint import acb_mat, arb, arb_mat, arb_poly, ctx
+from mpmath.libmp import from_man_exp
 
 from .barycentric import BarycentricRational
 from .domain import Domain
@@ -76,10 +78,11 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------------- conversions
+# ------------------------------------------------------------------------------------------------ conversions
 def arb_from_mpf(x: mpmath.mpf | float | int) -> arb:
     """The exact arb value of a binary floating-point number (mpmath mpf, float or int): no rounding."""
-    x = mpmath.mpf(x)
+    if not isinstance(x, mpmath.mpf):  # mpmath.mpf(an mpf) would round it to the current mp precision
+        x = mpmath.mpf(float(x) if isinstance(x, float | np.floating) else int(x))
     sign, man, exp, _ = x._mpf_
     if man == 0:
         if exp != 0:  # mpmath encodes ±inf and nan as zero mantissa with a non-zero exponent
@@ -99,14 +102,16 @@ def _exact(x: arb) -> arb:
     return x.mid()
 
 
-# ---------------------------------------------------------------------------------------------------- target forms
-def piecewise_linear_form(target: Target) -> tuple[tuple[float, ...], Callable[[float], tuple[float, float]]] | None:
+# ----------------------------------------------------------------------------------------------- target forms
+def piecewise_linear_form(
+    target: Target,
+) -> tuple[tuple[float, ...], Callable[[float], tuple[float, float]]] | None:
     """Exact piecewise-linear form of a named target: ``(breakpoints, piece)`` or None.
 
-    Every named target (|x|, ReLU, sign, Heaviside, JumpReLU, TopK gate) is affine between its singular points:
-    ``piece(x0)`` returns (α, β) with f(x) = αx + β on the piece containing x0 (x0 not a breakpoint). The numbers are
-    binary floats, so f is evaluated *exactly* in ball arithmetic — the basis of the certificates. None for targets not
-    known to be piecewise linear (user callables).
+    Every named target (|x|, ReLU, sign, Heaviside, JumpReLU, TopK gate) is affine between its singular
+    points: ``piece(x0)`` returns (α, β) with f(x) = αx + β on the piece containing x0 (x0 not a breakpoint).
+    The numbers are binary floats, so f is evaluated *exactly* in ball arithmetic — the basis of the
+    certificates. None for targets not known to be piecewise linear (user callables).
     """
     name, params = target.name, target.params
     theta = params.get("theta", params.get("tau"))
@@ -133,7 +138,7 @@ def _as_target(target: Target | str) -> Target:
     raise TargetError(f"expected a Target or a target name, got {type(target).__name__}")
 
 
-# ---------------------------------------------------------------------------------------------------- result type
+# ------------------------------------------------------------------------------------------------ result type
 @dataclass
 class HighPrecResult:
     """A best rational approximation computed in multiprecision.
@@ -147,8 +152,8 @@ class HighPrecResult:
         The equioscillation level |h| of the final levelled solve — the best error E_{m,n}(f) to the precision
         reported in ``digits``.
     p, q : list of mpf
-        r = p/q, ascending monomial coefficients in x, normalised so that max |q_j| = 1. These binary numbers *are*
-        the approximant (what :func:`rational_approx.certify.certify` certifies).
+        r = p/q, ascending monomial coefficients in x, normalised so that max |q_j| = 1. These binary numbers
+        *are* the approximant (what :func:`rational_approx.certify.certify` certifies).
     extremal_points : list of mpf
         The final reference: m + n + 2 points (more for |x|, see :func:`abs_minimax`) where f − r alternates.
     extremal_errors : list of mpf
@@ -156,8 +161,8 @@ class HighPrecResult:
     prec : int
         Working precision in bits.
     digits : float
-        Correct significant digits of ``error``, estimated as −log10 |E_prec − E_(prec+64)| / E from a second solve at
-        64 more bits on the final reference (``inf`` when the two agree exactly).
+        Correct significant digits of ``error``, estimated as −log10 |E_prec − E_(prec+64)| / E from a second
+        solve at 64 more bits on the final reference (``inf`` when the two agree exactly).
     iterations : int
         Remez iterations at the last degree.
     seconds : float
@@ -185,6 +190,7 @@ class HighPrecResult:
     def eval_mp(self, x, dps: int | None = None):
         """r(x) in mpmath arithmetic (scalar or sequence)."""
         with mpmath.workprec(self.prec if dps is None else int(dps * 3.33) + 8):
+
             def one(t):
                 t = mpmath.mpf(t)
                 return mpmath.polyval(self.p[::-1], t) / mpmath.polyval(self.q[::-1], t)
@@ -221,8 +227,11 @@ class HighPrecResult:
             scale = max(abs(v) for v in w)
             w = [v / scale for v in w]
         return BarycentricRational(
-            np.array([float(v) for v in z]), np.array([float(v) for v in fz]), np.array([float(v) for v in w]),
-            type=self.type, mp=(z, fz, w),
+            np.array([float(v) for v in z]),
+            np.array([float(v) for v in fz]),
+            np.array([float(v) for v in w]),
+            type=self.type,
+            mp=(z, fz, w),
         )
 
     def to_dict(self) -> dict:
@@ -245,14 +254,20 @@ class HighPrecResult:
         }
 
 
-# ---------------------------------------------------------------------------------------------------- levelled solve
-def _solve_pencil(build: Callable[[arb], arb_mat], nrows: int, qcols: Sequence[int], sign: Sequence[int],
-                  h: arb | None, admissible: Callable[[list], bool]) -> tuple[list, arb]:
+# --------------------------------------------------------------------------------------------- levelled solve
+def _solve_pencil(
+    build: Callable[[arb], arb_mat],
+    nrows: int,
+    qcols: Sequence[int],
+    sign: Sequence[int],
+    h: arb | None,
+    admissible: Callable[[list], bool],
+) -> tuple[list, arb]:
     """Solve M(h) v = 0 for the admissible eigenvalue h of the affine pencil M(h) = build(h).
 
-    With ``h`` None, or when Newton from ``h`` lands on an inadmissible eigenvalue, all eigenvalues are computed
-    (M(0)⁻¹B has eigenvalues −1/h) and the admissible one of least |h| is taken. Returns (v, h) with v normalised by
-    v[qcols[0]] = 1.
+    With ``h`` None, or when Newton from ``h`` lands on an inadmissible eigenvalue, all eigenvalues are
+    computed (M(0)⁻¹B has eigenvalues −1/h) and the admissible one of least |h| is taken. Returns (v, h) with
+    v normalised by v[qcols[0]] = 1.
     """
     n = nrows
 
@@ -309,8 +324,10 @@ def _solve_pencil(build: Callable[[arb], arb_mat], nrows: int, qcols: Sequence[i
                 continue
             if admissible(v):
                 return hh
-        raise ConvergenceError("no levelled solution with a denominator free of sign changes; the reference points "
-                               "are too far from an alternation set (start from a better approximant)")
+        raise ConvergenceError(
+            "no levelled solution with a denominator free of sign changes; the reference points "
+            "are too far from an alternation set (start from a better approximant)"
+        )
 
     if h is not None:
         try:
@@ -324,10 +341,10 @@ def _solve_pencil(build: Callable[[arb], arb_mat], nrows: int, qcols: Sequence[i
     return null_vector(hh), hh
 
 
-# ---------------------------------------------------------------------------------------------------- √t on [0, 1]
+# ----------------------------------------------------------------------------------------------- √t on [0, 1]
 @dataclass
 class _SqrtState:
-    """Barycentric best approximant of √t on [0, 1] of type (k, k) with its reference (all exact arb points)."""
+    """Barycentric best approximant of √t on [0, 1] of type (k, k) and its reference (exact arb points)."""
 
     k: int
     ts: list  # 2k + 2 reference points, t_0 = 0, t_{2k+1} = 1
@@ -369,22 +386,22 @@ def _sqrt_levelled(ts: list, k: int, h: arb | None) -> tuple[list, list, list, a
 
     def admissible(v: list) -> bool:
         # q = ℓ·D has no zero in [0, 1] iff the weights β_j alternate in sign (ℓ'(z_j) alternates).
-        beta = [float(b) for b in v[k + 1:]]
+        beta = [float(b) for b in v[k + 1 :]]
         return all(beta[j] * beta[j + 1] < 0 for j in range(k))
 
     v, h = _solve_pencil(build, n, list(range(k + 1, 2 * k + 2)), s, h, admissible)
-    return z, v[: k + 1], v[k + 1:], h
+    return z, v[: k + 1], v[k + 1 :], h
 
 
 def _bary_eval(z: list, alpha: list, beta: list, t: arb, derivs: bool = False):
     """r(t) = Σα_j/(t − z_j) / Σβ_j/(t − z_j), exact at support points; with r', r'' when ``derivs``."""
-    for zj, a, b in zip(z, alpha, beta):
+    for zj, a, b in zip(z, alpha, beta, strict=True):
         if t == zj:
             if derivs:
                 return None
             return a / b
     N = D = N1 = D1 = N2 = D2 = arb(0)
-    for zj, a, b in zip(z, alpha, beta):
+    for zj, a, b in zip(z, alpha, beta, strict=True):
         c = 1 / (t - zj)
         N += a * c
         D += b * c
@@ -410,7 +427,7 @@ def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtStat
     for it in range(1, maxiter + 1):
         z, al, be, h = _sqrt_levelled(ts, k, h if it > 1 or k > 6 else None)
 
-        def err(t: arb) -> arb:
+        def err(t: arb, z=z, al=al, be=be) -> arb:
             return t.sqrt() - _bary_eval(z, al, be, t)
 
         # zeros of e = √t − r between consecutive reference points (bisection in log t; the first one in t)
@@ -453,12 +470,13 @@ def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtStat
         if spread < 2.0 ** (-ctx.prec / 2):
             z, al, be, h = _sqrt_levelled(ts, k, h)
             return _SqrtState(k, ts, z, al, be, h, it, spread)
-    raise ConvergenceError(f"Remez for √t of type ({k},{k}) did not converge in {maxiter} iterations "
-                           f"(level spread {spread:.1e})")
+    raise ConvergenceError(
+        f"Remez for √t of type ({k},{k}) did not converge in {maxiter} iterations (level spread {spread:.1e})"
+    )
 
 
 def _extrapolate_log(u: np.ndarray, newlen: int) -> np.ndarray:
-    """Stretch a sorted sequence to ``newlen`` entries by linear interpolation/extrapolation in relative index."""
+    """Stretch a sorted sequence to ``newlen`` entries (linear inter-/extrapolation in relative index)."""
     n = u.size
     s_old = np.arange(1, n + 1) / (n + 1)
     s_new = np.arange(1, newlen + 1) / (newlen + 1)
@@ -477,7 +495,9 @@ def abs_precision_bits(k: int) -> int:
 def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: float) -> HighPrecResult:
     """Turn the √t solution into |x|'s approximant R(x²) with monomial coefficients in x."""
     k = state.k
-    work = max(4 * prec, 1024)  # the expansion ℓ·N in monomials cancels heavily; arb tracks it, we take midpoints
+    work = max(
+        4 * prec, 1024
+    )  # the expansion ℓ·N in monomials cancels heavily; arb tracks it, we take midpoints
     with _prec(work):
         z, al, be = state.z, state.alpha, state.beta
         P = arb_poly([0])
@@ -495,8 +515,10 @@ def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: fl
         qc = [c / scale for c in qc]
         worst = max(float(c.rad() / abs(c)) for c in pc + qc if c != 0)
     if worst > 2.0 ** (-prec):
-        raise ConvergenceError(f"monomial expansion of the type-({k},{k}) approximant kept only {-math.log2(worst):.0f} "
-                               f"bits; raise the working precision")
+        raise ConvergenceError(
+            f"monomial expansion of the type-({k},{k}) approximant kept only {-math.log2(worst):.0f} "
+            f"bits; raise the working precision"
+        )
     p = [mpmath.mpf(0)] * (2 * k + 1)
     q = [mpmath.mpf(0)] * (2 * k + 1)
     for j in range(k + 1):
@@ -507,15 +529,27 @@ def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: fl
     with mpmath.workprec(prec):
         pts = sorted(set([-x for x in xs[1:]] + xs))
         res = HighPrecResult(
-            target=get_target("abs"), type=(n, n), domain=Domain.interval(-1.0, 1.0),
-            error=abs(mpf_from_arb(state.h)), p=p, q=q, extremal_points=pts, extremal_errors=[],
-            prec=prec, digits=digits, iterations=state.iterations, seconds=seconds,
-            converged=True, method="remez-sqrt-barycentric",
+            target=get_target("abs"),
+            type=(n, n),
+            domain=Domain.interval(-1.0, 1.0),
+            error=abs(mpf_from_arb(state.h)),
+            p=p,
+            q=q,
+            extremal_points=pts,
+            extremal_errors=[],
+            prec=prec,
+            digits=digits,
+            iterations=state.iterations,
+            seconds=seconds,
+            converged=True,
+            method="remez-sqrt-barycentric",
         )
-        res.extremal_errors = [abs(x) - v for x, v in zip(pts, res.eval_mp(pts))]
+        res.extremal_errors = [abs(x) - v for x, v in zip(pts, res.eval_mp(pts), strict=True)]
     if n % 2:
-        res.notes.append(f"E_{{{n},{n}}} = E_{{{n - 1},{n - 1}}}: the best type-({n},{n}) approximant of |x| is the even "
-                         f"type-({n - 1},{n - 1}) one (defect 1)")
+        res.notes.append(
+            f"E_{{{n},{n}}} = E_{{{n - 1},{n - 1}}}: the best type-({n},{n}) approximant of |x| is the even "
+            f"type-({n - 1},{n - 1}) one (defect 1)"
+        )
     return res
 
 
@@ -533,7 +567,9 @@ class _prec:
         ctx.prec = self.old
 
 
-def _sqrt_sweep(k_max: int, *, check_bits: int, callback: Callable[[int, _SqrtState, float, float], None] | None):
+def _sqrt_sweep(
+    k_max: int, *, check_bits: int, callback: Callable[[int, _SqrtState, float, float], None] | None
+):
     """Continuation k = 1 … k_max; yields (state, prec, digits, seconds) per k."""
     ts = [arb(0), arb(0.03), arb(0.4), arb(1)]  # crude reference for k = 1; the Remez iteration fixes it
     hist: list[arb] = []
@@ -561,7 +597,7 @@ def _sqrt_sweep(k_max: int, *, check_bits: int, callback: Callable[[int, _SqrtSt
 
 
 def abs_minimax(n: int, *, check_bits: int = 64) -> HighPrecResult:
-    """Best type-(n, n) approximation of |x| on [−1, 1] in multiprecision, via (2) and continuation from (1, 1).
+    """Best type-(n, n) approximation of |x| on [−1, 1] in multiprecision, via (2) and continuation in n.
 
     Parameters
     ----------
@@ -572,19 +608,22 @@ def abs_minimax(n: int, *, check_bits: int = 64) -> HighPrecResult:
 
     Returns
     -------
-    HighPrecResult with ``type = (n, n)`` and 2n + 1 (n even) alternation points, x = 0 included.
+    HighPrecResult with ``type = (n, n)`` and 2n + 3 (n even) alternation points, x = 0 included.
     """
     if not isinstance(n, int | np.integer) or n < 1:
         raise DegreeError(f"n must be a positive integer, got {n!r}")
     if n == 1:
-        raise DegreeError("type (1, 1) for |x| is degenerate (the best approximant is the constant 1/2); use n ≥ 2")
+        raise DegreeError(
+            "type (1, 1) for |x| is degenerate (the best approximant is the constant 1/2); use n ≥ 2"
+        )
     t0 = time.perf_counter()
     *_, (state, prec, digits, _) = _sqrt_sweep(int(n) // 2, check_bits=check_bits, callback=None)
     return _abs_result(state, int(n), prec, digits, time.perf_counter() - t0)
 
 
-def abs_minimax_table(n_max: int = 80, *, check_bits: int = 64,
-                      callback: Callable[[HighPrecResult], None] | None = None) -> list[HighPrecResult]:
+def abs_minimax_table(
+    n_max: int = 80, *, check_bits: int = 64, callback: Callable[[HighPrecResult], None] | None = None
+) -> list[HighPrecResult]:
     """E_{n,n}(|x|, [−1, 1]) for every even n = 2, 4, …, n_max in one continuation sweep.
 
     ``callback`` is called with each result as soon as it is computed (for progress output).
@@ -603,7 +642,7 @@ def abs_minimax_table(n_max: int = 80, *, check_bits: int = 64,
 
 
 def relu_minimax(k: int, *, check_bits: int = 64) -> HighPrecResult:
-    """Best type-(2k+1, 2k) approximation of ReLU on [−1, 1]: (x + R(x²))/2 with R from :func:`abs_minimax` (2k).
+    """Best type-(2k+1, 2k) approximant of ReLU on [−1, 1]: (x + R(x²))/2, R from :func:`abs_minimax` (2k).
 
     Error E_{2k,2k}(|x|)/2; the 4k + 3 alternation points of |x| are alternation points of ReLU − r too.
     """
@@ -616,16 +655,28 @@ def relu_minimax(k: int, *, check_bits: int = 64) -> HighPrecResult:
         for j, c in enumerate(a.q):  # + x q(x)/2
             p[j + 1] += half * c
         res = HighPrecResult(
-            target=get_target("relu"), type=(2 * int(k) + 1, 2 * int(k)), domain=a.domain,
-            error=a.error / 2, p=p, q=list(a.q), extremal_points=list(a.extremal_points), extremal_errors=[],
-            prec=a.prec, digits=a.digits, iterations=a.iterations, seconds=a.seconds, converged=True,
+            target=get_target("relu"),
+            type=(2 * int(k) + 1, 2 * int(k)),
+            domain=a.domain,
+            error=a.error / 2,
+            p=p,
+            q=list(a.q),
+            extremal_points=list(a.extremal_points),
+            extremal_errors=[],
+            prec=a.prec,
+            digits=a.digits,
+            iterations=a.iterations,
+            seconds=a.seconds,
+            converged=True,
             method="remez-sqrt-barycentric (relu = (x + |x|)/2)",
         )
-        res.extremal_errors = [max(x, 0) - v for x, v in zip(res.extremal_points, res.eval_mp(res.extremal_points))]
+        res.extremal_errors = [
+            max(x, 0) - v for x, v in zip(res.extremal_points, res.eval_mp(res.extremal_points), strict=True)
+        ]
     return res
 
 
-# ---------------------------------------------------------------------------------------------------- general targets
+# -------------------------------------------------------------------------------------------- general targets
 def _cheb_row(x: arb, deg: int, a: arb, b: arb) -> list:
     s = (2 * x - (a + b)) / (b - a)
     row = [arb(1), s]
@@ -640,12 +691,13 @@ def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int =
     Parameters
     ----------
     result : MinimaxResult
-        From :func:`rational_approx.minimax.minimax`; its ``extremal_points`` (m + n + 2 − defect of them, alternating)
-        start the iteration, its ``target`` must have an mpmath evaluation ``f_mp``.
+        From :func:`rational_approx.minimax.minimax`; its ``extremal_points`` (m + n + 2 − defect of them,
+        alternating) start the iteration, its ``target`` must have an mpmath evaluation ``f_mp``.
     prec : int
         Working precision in bits (256 ≈ 77 digits).
     samples : int
-        Points of the cluster-aware grid on which extrema are first located (then refined by golden-section search).
+        Points of the cluster-aware grid on which extrema are first located (then refined by golden-section
+        search).
 
     Returns
     -------
@@ -653,7 +705,8 @@ def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int =
 
     Raises
     ------
-    ConvergenceError if the levels do not equalise within ``maxiter`` iterations (``best`` holds the last iterate).
+    ConvergenceError if the levels do not equalise within ``maxiter`` iterations (``best`` holds the last
+    iterate).
     """
     target = _as_target(result.target)
     if target.f_mp is None:
@@ -663,14 +716,17 @@ def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int =
     npts = m + n + 2
     x0 = np.sort(np.asarray(result.extremal_points, dtype=float))
     if x0.size < npts:
-        raise ConvergenceError(f"the start has {x0.size} extremal points, type {result.type} needs {npts}; it is "
-                               f"degenerate or not converged — refine a non-degenerate best approximation", best=result)
+        raise ConvergenceError(
+            f"the start has {x0.size} extremal points, type {result.type} needs {npts}; it is "
+            f"degenerate or not converged — refine a non-degenerate best approximation",
+            best=result,
+        )
     errs0 = np.asarray(result.extremal_errors, dtype=float)
     order = np.argsort(np.asarray(result.extremal_points, dtype=float))
     errs0 = errs0[order]
     if x0.size > npts:  # keep the window of npts consecutive points with the largest minimum |error|
-        best = max(range(x0.size - npts + 1), key=lambda i: np.min(np.abs(errs0[i:i + npts])))
-        x0, errs0 = x0[best:best + npts], errs0[best:best + npts]
+        best = max(range(x0.size - npts + 1), key=lambda i: np.min(np.abs(errs0[i : i + npts])))
+        x0, errs0 = x0[best : best + npts], errs0[best : best + npts]
     s0 = 1 if errs0[0] > 0 else -1
     sg = [s0 * (-1) ** i for i in range(npts)]
     t_start = time.perf_counter()
@@ -692,7 +748,7 @@ def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int =
             F = [fval(x) for x in xs]
             T = [_cheb_row(x, max(m, n), a, b) for x in xs]
 
-            def build(hh: arb, F=F, T=T) -> arb_mat:
+            def build(hh: arb, F=F, T=T, sg=sg) -> arb_mat:
                 M = arb_mat(npts, npts)
                 for i in range(npts):
                     g = -(F[i] - sg[i] * hh)
@@ -730,32 +786,55 @@ def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int =
                     continue
                 sgn = 1.0 if ev[i] > 0 else -1.0
                 xg = _golden_max(lambda x, sgn=sgn: sgn * err(x), arb_from_mpf(lo), arb_from_mpf(hi))
-                refined.append((xg, err(xg)))
+                eg = err(xg)
+                for c in fixed:  # a kink inside the bracket is where the maximum sits, not next to it
+                    if lo <= c <= hi:
+                        ec = err(arb_from_mpf(c))
+                        if float(sgn * (ec - eg)) >= 0:
+                            xg, eg = arb_from_mpf(c), ec
+                refined.append((xg, eg))
+            for c in sorted(fixed):  # kinks and end points are always candidates (the grid may skip them)
+                if bool(domain.contains(c)):
+                    refined.append((arb_from_mpf(c), err(arb_from_mpf(c))))
+            refined.sort(key=lambda pe: mpf_from_arb(pe[0]))
             pts = _alternating_subset(refined, npts)
             if pts is None:
-                raise ConvergenceError(f"lost alternation at iteration {it}: fewer than {npts} alternating extrema",
-                                       best=result)
+                raise ConvergenceError(
+                    f"lost alternation at iteration {it}: fewer than {npts} alternating extrema", best=result
+                )
             xs = [p for p, _ in pts]
             sg = [1 if float(e) > 0 else -1 for _, e in pts]
-            levels = [abs(float(e)) for _, e in pts]
-            spread = (max(levels) - min(levels)) / max(levels)
-            if spread < 2.0 ** (-prec / 3):
+            levels = [mpf_from_arb(abs(e)) for _, e in pts]  # exact comparisons (floats would tie)
+            spread = float((max(levels) - min(levels)) / max(levels))
+            if spread < 2.0 ** (-prec / 2):
                 break
-        converged = spread < 2.0 ** (-prec / 3)
+        converged = spread < 2.0 ** (-prec / 2)
         # monomial coefficients in x, exact midpoints at the working precision
-        p_mono, q_mono = _cheb_to_monomial(coeffs[: m + 1], a, b), _cheb_to_monomial(coeffs[m + 1:], a, b)
+        p_mono, q_mono = _cheb_to_monomial(coeffs[: m + 1], a, b), _cheb_to_monomial(coeffs[m + 1 :], a, b)
         scale = max(q_mono, key=lambda c: abs(float(c)))  # largest |q_j| becomes +1
         p_mono = [mpf_from_arb(c / scale) for c in p_mono]
         q_mono = [mpf_from_arb(c / scale) for c in q_mono]
         out = HighPrecResult(
-            target=target, type=(m, n), domain=domain, error=abs(mpf_from_arb(h)), p=p_mono, q=q_mono,
-            extremal_points=[mpf_from_arb(x) for x in xs], extremal_errors=[mpf_from_arb(e) for _, e in pts],
-            prec=prec, digits=-math.log10(max(spread, 2.0 ** -prec)), iterations=it,
-            seconds=time.perf_counter() - t_start, converged=converged, method="remez-chebyshev",
+            target=target,
+            type=(m, n),
+            domain=domain,
+            error=abs(mpf_from_arb(h)),
+            p=p_mono,
+            q=q_mono,
+            extremal_points=[mpf_from_arb(x) for x in xs],
+            extremal_errors=[mpf_from_arb(e) for _, e in pts],
+            prec=prec,
+            digits=-math.log10(max(spread, 2.0**-prec)),
+            iterations=it,
+            seconds=time.perf_counter() - t_start,
+            converged=converged,
+            method="remez-chebyshev",
         )
     out.notes.append("digits estimated from the spread of the levels |f − r| at the final reference")
     if not converged:
-        raise ConvergenceError(f"levels still differ by {spread:.1e} (relative) after {maxiter} iterations", best=out)
+        raise ConvergenceError(
+            f"levels still differ by {spread:.1e} (relative) after {maxiter} iterations", best=out
+        )
     return out
 
 
@@ -789,7 +868,7 @@ def _golden_max(g: Callable[[arb], arb], lo: arb, hi: arb, iters: int = 80) -> a
     c, d = hi - invphi * (hi - lo), lo + invphi * (hi - lo)
     gc, gd = g(_exact(c)), g(_exact(d))
     for _ in range(iters):
-        if float(gc) > float(gd):
+        if float(gc - gd) > 0:  # compare the difference: float(gc), float(gd) alone lose the last digits
             hi, d, gd = d, c, gc
             c = hi - invphi * (hi - lo)
             gc = g(_exact(c))
@@ -797,24 +876,24 @@ def _golden_max(g: Callable[[arb], arb], lo: arb, hi: arb, iters: int = 80) -> a
             lo, c, gc = c, d, gd
             d = lo + invphi * (hi - lo)
             gd = g(_exact(d))
-    return _exact(c if float(gc) > float(gd) else d)
+    return _exact(c if float(gc - gd) > 0 else d)
 
 
 def _alternating_subset(points: list, npts: int) -> list | None:
-    """From (x, e) extrema sorted by x: merge same-sign runs (keep the largest |e|), then trim to npts alternating."""
+    """(x, e) extrema sorted by x: merge same-sign runs (keep the largest |e|), trim to npts alternating."""
     merged: list = []
     for x, e in points:
         if float(e) == 0:
             continue
         if merged and (float(merged[-1][1]) > 0) == (float(e) > 0):
-            if abs(float(e)) > abs(float(merged[-1][1])):
+            if float(abs(e) - abs(merged[-1][1])) > 0:  # compare in the working precision, not in float
                 merged[-1] = (x, e)
         else:
             merged.append((x, e))
     if len(merged) < npts:
         return None
     while len(merged) > npts:  # drop the smaller end; the sequence still alternates
-        if abs(float(merged[0][1])) < abs(float(merged[-1][1])):
+        if float(abs(merged[0][1]) - abs(merged[-1][1])) < 0:
             merged.pop(0)
         else:
             merged.pop()
