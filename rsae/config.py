@@ -224,6 +224,14 @@ class TrainConfig:
     sparsity_warmup_steps: int = 0
     """Ramp the sparsity penalty's coefficient linearly from 0 to its value over this many steps."""
 
+    l0_target: float | None = None
+    """Keep the training L0 at or below this: after every step the sparsity penalty's multiplier μ ≥ 1 is
+    updated by dual ascent, μ ← clip(μ · exp(η (L0_batch / l0_target − 1)), 1, 10⁴) (``None``: μ = 1).
+    Used by the upgrade to hold the student at the teacher's L0."""
+
+    l0_target_rate: float = 0.05
+    """Step size η of the multiplier update of ``l0_target``."""
+
     grad_clip: float | None = 1.0
     """Clip the global gradient norm to this value (``None`` disables clipping)."""
 
@@ -286,6 +294,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.decay_fraction must lie in [0, 1], got {self.decay_fraction!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.l0_target is not None and not self.l0_target > 0:
+            raise ConfigError(f"TrainConfig.l0_target must be > 0 or None, got {self.l0_target!r}")
+        if not self.l0_target_rate > 0:
+            raise ConfigError(f"TrainConfig.l0_target_rate must be > 0, got {self.l0_target_rate!r}")
         if not self.auxk_coefficient >= 0:
             raise ConfigError(f"TrainConfig.auxk_coefficient must be >= 0, got {self.auxk_coefficient!r}")
         if self.auxk_k is not None and self.auxk_k <= 0:

@@ -149,7 +149,7 @@ class SAE(nn.Module):
         x: Tensor,
         *,
         dead_mask: Tensor | None = None,
-        sparsity_scale: float = 1.0,
+        sparsity_scale: float | Tensor = 1.0,
         auxk_coefficient: float = 0.0,
         auxk_k: int | None = None,
     ) -> SAEOutput:
@@ -159,8 +159,8 @@ class SAE(nn.Module):
         ----------
         dead_mask : Tensor, optional
             Boolean [d_sae], True for dead latents; enables the AuxK term for top-k style families.
-        sparsity_scale : float
-            Multiplier s of the sparsity penalty (the trainer's warm-up).
+        sparsity_scale : float or 0-d Tensor
+            Multiplier s of the sparsity penalty (the trainer's warm-up times its L0-target multiplier).
         auxk_coefficient : float
             α of the AuxK term.
         auxk_k : int, optional

@@ -11,6 +11,8 @@ last two only when ``SAEConfig.normalize_decoder``), and update the dead-latent 
 * Initialisation from data (fresh runs only): b_dec ← geometric median of ``init_sample_tokens`` tokens
   (:func:`geometric_median`, Weiszfeld's algorithm), then the family's ``initialise_from_data`` on the
   pre-activations of the same sample (the rational family sets C_in there).
+* Sparsity multiplier: with ``l0_target`` the penalty is scaled by μ ≥ 1, raised by dual ascent while the
+  batch L0 exceeds the target (``TrainConfig.l0_target``); μ is part of the checkpoint.
 * Dead latents: a latent is dead once it has not fired on any of the last ``dead_window_tokens`` tokens.
 * Checkpoints: ``<dir>/step_XXXXXXX/`` with ``model.safetensors`` (state dict and RNG states),
   ``optimizer.safetensors`` (Adam moments) and ``trainer_state.json`` (configs, step, data position, counters'
@@ -145,6 +147,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.tokens_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.device)
+        self.sparsity_multiplier = torch.ones((), dtype=torch.float32, device=sae.device)
         self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ initialisation and data
@@ -235,7 +238,8 @@ class Trainer:
         lr = learning_rate(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        scale = min(1.0, (self.step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
+        warm = min(1.0, (self.step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
+        scale = warm * self.sparsity_multiplier
         dead = self.tokens_since_fired >= cfg.dead_window_tokens
         with autocast:
             out = sae(
@@ -258,6 +262,10 @@ class Trainer:
             fired = (out.codes != 0).any(0)
             self.tokens_since_fired += x.shape[0]
             self.tokens_since_fired.masked_fill_(fired, 0)
+            if cfg.l0_target is not None:
+                l0 = (out.codes != 0).sum(-1).float().mean()
+                step = torch.exp(cfg.l0_target_rate * (l0 / cfg.l0_target - 1))
+                self.sparsity_multiplier = (self.sparsity_multiplier * step).clamp(1.0, 1e4)
         last = self.step + 1 == cfg.steps
         if (self.step + 1) % cfg.log_every and not last:
             return None
@@ -275,6 +283,7 @@ class Trainer:
                 "l0": float((out.codes != 0).sum(-1).float().mean()),
                 "fvu": float(losses.mse / variance) if float(variance) > 0 else float("nan"),
                 "dead_fraction": float(dead.float().mean()),
+                "sparsity_multiplier": float(self.sparsity_multiplier),
             }
 
     # ------------------------------------------------------------------ checkpoints
@@ -298,6 +307,7 @@ class Trainer:
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 model[f"rng.cuda.{i}"] = state
         model["trainer.tokens_since_fired"] = self.tokens_since_fired.cpu().clone()
+        model["trainer.sparsity_multiplier"] = self.sparsity_multiplier.cpu().clone()
         _save_safetensors(model, tmp / "model.safetensors")
         opt_state = self.optimizer.state_dict()
         opt_tensors = {
@@ -376,6 +386,7 @@ class Trainer:
         if cuda_states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda_states)
         trainer.tokens_since_fired = model["trainer.tokens_since_fired"].to(sae.device)
+        trainer.sparsity_multiplier = model["trainer.sparsity_multiplier"].to(sae.device)
         trainer.step = int(state["step"])
         trainer.epoch = int(state["epoch"])
         trainer.batch_in_epoch = int(state["batch_in_epoch"])

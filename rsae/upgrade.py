@@ -52,6 +52,8 @@ class Calibration(NamedTuple):
     """The same after fitting."""
     n_entries: int
     """Number of (token, latent) entries in the support used for the fit."""
+    teacher_l0: float
+    """The teacher's L0 (mean non-zero codes per token) on the calibration tokens."""
     a: list[float]
     """Fitted numerator coefficients."""
     b: list[float]
@@ -172,6 +174,7 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300) -> 
         h = teacher.pre_acts(x)
         z_teacher = teacher.activation(h)
         support = z_teacher != 0
+        teacher_l0 = float(support.sum(-1).float().mean())
         h_kept = h[support].double()
         target = z_teacher[support].double()
     teacher.train(teacher_mode)
@@ -221,6 +224,7 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300) -> 
         before,
         after,
         int(h_kept.numel()),
+        teacher_l0,
         a.detach().tolist(),
         b.detach().tolist(),
         math.exp(float(log_c_in.detach())),
@@ -239,6 +243,7 @@ def upgrade(
     coefficients: tuple[Any, Any] | None = None,
     calibration_tokens: int = 8192,
     eval_tokens: int | None = None,
+    l0_budget: float | None = 1.0,
     control: bool = True,
     progress: bool = False,
 ) -> UpgradeResult:
@@ -260,6 +265,11 @@ def upgrade(
         Tokens of ``train_data`` used by :func:`calibrate`.
     eval_tokens : int, optional
         Cap on the held-out tokens evaluated.
+    l0_budget : float, optional
+        Fine-tune under the constraint L0 ≤ l0_budget · (the teacher's L0 on the calibration tokens), enforced
+        by the trainer's dual-ascent multiplier on the sparsity penalty (``TrainConfig.l0_target``); ``None``
+        keeps the teacher's penalty unchanged. Top-k gates have a fixed L0 and no penalty, so it does nothing
+        there.
     control : bool
         Also fine-tune a copy of the teacher with the same settings.
     progress : bool
@@ -280,6 +290,8 @@ def upgrade(
     teacher_metrics = metrics(teacher)
     init_metrics = metrics(student_init)
     tune = finetune.replace(init_b_dec_geometric_median=False, init_rational_scale_from_data=False)
+    if l0_budget is not None:
+        tune = tune.replace(l0_target=l0_budget * calibration.teacher_l0)
     Trainer(student, tune, train_src, progress=progress).train()
     student.eval()
     student_metrics = metrics(student)
