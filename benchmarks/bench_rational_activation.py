@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_rational_activation.py [--rows 4096] [--d-sae 4608] [--repeats 7] [--step]
+        [--threads N] [--types '3,2;9,8']
 
 Prints median wall times (seconds) on [rows, d_sae] float32 for
 
@@ -82,7 +83,10 @@ def main() -> None:
     parser.add_argument("--naive-repeats", type=int, default=3, help="repeats for the (slow) naive chain")
     parser.add_argument("--types", default="3,2;9,8", help="rational types as 'm,n;m,n'")
     parser.add_argument("--step", action="store_true", help="also time the full SAE train step")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     types = [tuple(int(k) for k in s.split(",")) for s in args.types.split(";")]
 
     torch.manual_seed(0)

@@ -95,7 +95,7 @@ DEFAULT_TYPES: dict[str, tuple[int, int]] = {
 _settings: dict[str, Any] = {
     "compile": os.environ.get("RSAE_RATIONAL_COMPILE", "1") != "0",
     "min_numel": 1 << 18,
-    "eager_chunk": 1 << 18,
+    "chunk_numel": 1 << 18,
 }
 _compiled: dict[str, Callable[..., Any]] = {}
 # The backward has m + n + 3 reductions; inductor's CPU default fuses at most 16 side by side and would split
@@ -103,7 +103,8 @@ _compiled: dict[str, Callable[..., Any]] = {}
 _INDUCTOR_OPTIONS = {"cpp.max_horizontal_fusion_size": 64, "max_fusion_size": 256}
 
 
-def configure_kernels(*, compile: bool | None = None, min_numel: int | None = None) -> None:
+def configure_kernels(*, compile: bool | None = None, min_numel: int | None = None,
+                      chunk_numel: int | None = None) -> None:
     """Choose how the rational kernels run.
 
     Parameters
@@ -115,13 +116,19 @@ def configure_kernels(*, compile: bool | None = None, min_numel: int | None = No
         (about 10–20 s on CPU); later calls reuse the kernel.
     min_numel
         Tensors with fewer elements run eagerly (default 2¹⁸): compiling is not worth it for them.
+    chunk_numel
+        The eager code processes whole rows in blocks of about this many elements (default 2¹⁸), which bounds
+        its temporary memory; the compiled kernels take the whole tensor at once.
     """
+    for name, value, low in (("min_numel", min_numel, 0), ("chunk_numel", chunk_numel, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
     if compile is not None:
         _settings["compile"] = bool(compile)
     if min_numel is not None:
-        if min_numel < 0:
-            raise ConfigError(f"min_numel must be >= 0, got {min_numel}")
-        _settings["min_numel"] = int(min_numel)
+        _settings["min_numel"] = min_numel
+    if chunk_numel is not None:
+        _settings["chunk_numel"] = chunk_numel
 
 
 def _horner(u: Tensor, big: Tensor, table: Tensor) -> Tensor:
@@ -234,7 +241,7 @@ def _call(name: str, fn: Callable[..., Any], numel: int, *args: Any) -> Any:
 def _row_chunks(rows: int, d: int, compiled: bool) -> list[slice]:
     if compiled or rows == 0:
         return [slice(0, rows)]
-    step = max(1, _settings["eager_chunk"] // max(d, 1))
+    step = max(1, _settings["chunk_numel"] // max(d, 1))
     return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
 
 

@@ -321,13 +321,13 @@ def test_bf16_autocast() -> None:
 
 def test_eager_chunks_agree_with_one_pass() -> None:
     """Without compilation large tensors run in row chunks; the reductions add up across chunks."""
-    act = RationalActivation(*coefficients(9, 8, seed=5), c_in=2.0, d_sae=500, per_latent_scales=True)
-    h = torch.randn(600, 500) * 3
-    configure_kernels(compile=False)
+    act = RationalActivation(*coefficients(9, 8, seed=5), c_in=2.0, d_sae=50, per_latent_scales=True)
+    h = torch.randn(45, 50) * 3
+    configure_kernels(compile=False, chunk_numel=500)  # 10 rows per block: 5 blocks
     try:
         act(h).square().sum().backward()
     finally:
-        configure_kernels(compile=True)
+        configure_kernels(compile=True, chunk_numel=1 << 18)
     grads = [p.grad.clone() for p in act.parameters()]
     ref = [p.detach().clone().requires_grad_() for p in act.parameters()]
     naive(h, *ref).square().sum().backward()
@@ -361,6 +361,13 @@ def test_cuda_matches_cpu() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the module
+
+
+def test_configure_kernels_rejects_bad_values() -> None:
+    with pytest.raises(ConfigError, match="chunk_numel must be an int >= 1"):
+        configure_kernels(chunk_numel=0)
+    with pytest.raises(ConfigError, match="min_numel must be an int >= 0"):
+        configure_kernels(min_numel=-1)
 
 
 def test_module_parameters_repr_and_coefficients() -> None:
