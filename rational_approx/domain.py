@@ -151,7 +151,7 @@ class Domain:
         pts = []
         total = sum(b - a for a, b in self.intervals)
         for a, b in self.intervals:
-            k = max(8, int(round(n * (b - a) / total)))
+            k = max(9, int(round(n * (b - a) / total))) | 1  # odd: the midpoint is a sample
             theta = np.linspace(0.0, np.pi, k)
             pts.append(0.5 * (a + b) - 0.5 * (b - a) * np.cos(theta))
         width = self.b - self.a
