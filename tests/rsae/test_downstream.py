@@ -181,3 +181,44 @@ def test_sparse_probe_on_real_text(lm, contexts):
     assert all(0.4 < acc <= 1.0 for acc in [*result.sae_accuracy.values(), *result.raw_accuracy.values()])
     assert result.sae_accuracy[5] >= result.sae_accuracy[1] - 0.05
     assert not math.isnan(result.raw_accuracy[5])
+
+
+def test_cli_reports_splice_and_probes(tmp_path):
+    import argparse
+    import json
+
+    from rsae.config import SAEConfig
+    from rsae.downstream import register_downstream
+    from rsae.io import save_sae
+    from rsae.sae import SAE
+
+    save_sae(SAE.from_config(SAEConfig(d_in=576, d_sae=64, family="topk", k=8), seed=0), tmp_path / "sae")
+    parser = argparse.ArgumentParser(prog="rsae")
+    register_downstream(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "downstream",
+            "--sae",
+            str(tmp_path / "sae"),
+            "--layer",
+            str(LAYER),
+            "--context-length",
+            "32",
+            "--contexts",
+            "2",
+            "--probe-task",
+            "uppercase",
+            "--probe-contexts",
+            "6",
+            "--ks",
+            "1",
+            "2",
+            "--no-progress",
+        ]
+    )
+    report = args.handler(args)
+    json.dumps(report)
+    splice = report["splice"]
+    assert splice["n_predictions"] == 2 * 30 and splice["ce_zero"] > splice["ce_clean"]
+    assert splice["delta_ce"] == pytest.approx(splice["ce_spliced"] - splice["ce_clean"])
+    assert set(report["probe"]["uppercase"]["sae_accuracy"]) == {1, 2}
