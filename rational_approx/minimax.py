@@ -64,7 +64,7 @@ __all__ = ["minimax", "MinimaxResult", "resolve_target"]
 
 _FLOOR_ULPS = 50.0  # rounding floor of the double-precision iteration, in ulps of max|f| (see _remez)
 _EXACT_ULPS = 1000.0  # an error below this many ulps of max|f| means f is itself a rational of the type
-_MP_EXCHANGES = 2  # Remez exchanges of the mpmath polish
+_MP_EXCHANGES = 1  # Remez exchanges of the mpmath polish
 _MP_DPS = 40  # digits of the mpmath polish
 
 
@@ -270,12 +270,14 @@ def _refine_levelled(fx, sigma, is_sup, x, t, w, h, m, n, hull, steps: int = 3, 
     carried as mpmath numbers: mixed-precision iterative refinement (exact residual, double Jacobian), which converges
     to the levelled solution on the given reference far below double rounding.
     """
-    def system(fxv, xv, tv, wv, hv):
-        ft, st = fxv[is_sup], sigma[is_sup]
-        fi, si = fxv[~is_sup], sigma[~is_sup]
+    def matrices(fxv, xv, tv):
+        ft, fi = fxv[is_sup], fxv[~is_sup]
         C = 1.0 / (xv[~is_sup][:, None] - tv[None, :])
-        A = (ft[None, :] - fi[:, None]) * C
-        B = (st[None, :] - si[:, None]) * C
+        return ft, (ft[None, :] - fi[:, None]) * C, (sigma[is_sup][None, :] - sigma[~is_sup][:, None]) * C
+
+    def system(mats, tv, wv, hv):
+        ft, A, B = mats
+        st = sigma[is_sup]
         Ah = A - hv * B
         res = [Ah.dot(wv)]
         rows = [(Ah, -(B.dot(wv)))]
@@ -299,10 +301,12 @@ def _refine_levelled(fx, sigma, is_sup, x, t, w, h, m, n, hull, steps: int = 3, 
     else:
         xv, wv, hv = x, w, h
     tv = xv[is_sup]
+    mats = matrices(fx_exact if exact else fx, xv, tv)
+    mats_f = matrices(fx, x, t) if exact else mats
     for _ in range(steps):
-        res, _ = system(fx_exact if exact else fx, xv, tv, wv, hv)
+        res, _ = system(mats, tv, wv, hv)
         wf, hf = wv.astype(float), float(hv)
-        _, rows = system(fx, x, t, wf, hf)
+        _, rows = system(mats_f, t, wf, hf)
         J = np.vstack([np.hstack([a.astype(float), np.asarray(c, dtype=float)[:, None]]) for a, c in rows]
                       + [np.hstack([wf, [0.0]])[None, :]])  # keep the normalisation: δw ⊥ w
         rhs = -np.concatenate([np.asarray(r_, dtype=float) for r_ in res] + [np.zeros(1)])
@@ -330,7 +334,7 @@ def _polish_mp(g_mp, sol: _Solve, m: int, n: int, hull: tuple[float, float], dps
     with mpmath.workdps(dps):
         fx_exact = np.array([g_mp(mpmath.mpf(float(v))) for v in x], dtype=object)
         fx = fx_exact.astype(float)
-        h, w = _refine_levelled(fx, sigma, sup, x, sol.t, sol.w, sol.h, m, n, hull, steps=4, fx_exact=fx_exact)
+        h, w = _refine_levelled(fx, sigma, sup, x, sol.t, sol.w, sol.h, m, n, hull, steps=3, fx_exact=fx_exact)
         t_mp = [mpmath.mpf(float(v)) for v in sol.t]
         vals = [fk - sk * h for fk, sk in zip(fx_exact[sup], sigma[sup])]
         return t_mp, vals, list(w), h
@@ -692,7 +696,7 @@ def _extrema_mp(g_mp, t_mp, v_mp, w_mp, x: np.ndarray, domain: Domain, dps: int 
             L = min(x[i] - x[i - 1], x[i + 1] - x[i])
             xi = mpmath.mpf(float(x[i]))
             sgn = 1 if e(xi) > 0 else -1
-            for s in (1e-3, 1e-5, 1e-7):
+            for s in (1e-3, 1e-6):
                 h = mpmath.mpf(s * L)
                 em, e0, ep = sgn * e(xi - h), sgn * e(xi), sgn * e(xi + h)
                 curv = em - 2 * e0 + ep
