@@ -151,9 +151,10 @@ class Domain:
         pts = []
         total = sum(b - a for a, b in self.intervals)
         for a, b in self.intervals:
-            k = max(9, int(round(n * (b - a) / total))) | 1  # odd: the midpoint is a sample
+            k = max(8, int(round(n * (b - a) / total)))
             theta = np.linspace(0.0, np.pi, k)
             pts.append(0.5 * (a + b) - 0.5 * (b - a) * np.cos(theta))
+            pts.append(np.array([0.5 * (a + b)]))  # exactly, so a singularity at the centre is seen
         width = self.b - self.a
         offsets = width * np.logspace(-depth, 0, 6 * depth)
         for c in list(cluster) + list(self.endpoints):
