@@ -50,7 +50,7 @@ import scipy.optimize
 import scipy.sparse
 
 from .errors import ConvergenceError, DomainError, RationalApproxError
-from .theory import zolotarev_sign
+from .theory import zolotarev_asymptote, zolotarev_sign
 
 __all__ = [
     "degree_needed",
@@ -93,7 +93,7 @@ def fit_log_product(eps: Sequence[float], delta: Sequence[float], n: Sequence[fl
 
 
 def _gate_scale(theta: float, delta: float) -> float:
-    if not -1 < theta - delta and theta + delta < 1:
+    if not (-1 < theta - delta and theta + delta < 1):
         raise DomainError(
             f"the gap (θ − δ, θ + δ) = ({theta - delta:g}, {theta + delta:g}) must lie inside (−1, 1); "
             "choose a smaller δ or a threshold θ nearer 0"
@@ -113,7 +113,7 @@ def gate_zolotarev_error(n: int, delta: float, theta: float = 0.5) -> float:
 
 
 def gate_degree_needed(eps: float, delta: float, theta: float = 0.5, *, n_max: int = 400) -> int:
-    """Smallest n with gate_zolotarev_error(n, δ, θ) ≤ ε (size of the Zolotarev construction).
+    """Smallest n with gate_zolotarev_error(n, δ, θ) ≤ ε (the size of the Zolotarev construction).
 
     Raises
     ------
@@ -124,19 +124,20 @@ def gate_degree_needed(eps: float, delta: float, theta: float = 0.5, *, n_max: i
         raise RationalApproxError(f"ε must lie in (0, 1), got {eps}")
     s = _gate_scale(theta, delta)
     ell = delta / s
-    # the error is decreasing in n: bisect between a failing and a succeeding degree
-    lo, hi = 0, 1
-    while zolotarev_sign(hi, ell).error / 2.0 > eps:
-        lo, hi = hi, 2 * hi
-        if hi > n_max:
+
+    def ok(n: int) -> bool:
+        return zolotarev_sign(n, ell, dps=30).error / 2.0 <= eps
+
+    # start from the asymptote 4·exp(−rate·n), which the exact error never exceeds, then walk to the exact n
+    rate = -math.log(float(zolotarev_asymptote(1, ell)) / 4.0)
+    n = max(1, math.ceil(math.log(8.0 / eps) / rate))
+    while not ok(n):
+        n += 1
+        if n > n_max:
             raise ConvergenceError(f"no degree ≤ {n_max} reaches ε = {eps:g} at δ = {delta:g}; raise n_max")
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if zolotarev_sign(mid, ell).error / 2.0 <= eps:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    while n > 1 and ok(n - 1):
+        n -= 1
+    return n
 
 
 # ------------------------------------------------------------------------------ reverse gap
