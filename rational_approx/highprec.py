@@ -161,8 +161,9 @@ class HighPrecResult:
     prec : int
         Working precision in bits.
     digits : float
-        Correct significant digits of ``error``, estimated as −log10 |E_prec − E_(prec+64)| / E from a second
-        solve at 64 more bits on the final reference (``inf`` when the two agree exactly).
+        Correct significant digits of ``error``: −log10 of the largest of |E_prec − E_(prec+64)| / E (a second
+        solve at 64 more bits on the final reference), the relative spread of the levels |f − r| at the final
+        reference (E lies between the level and the largest of them), and 2^-prec.
     iterations : int
         Remez iterations at the last degree.
     seconds : float
@@ -465,8 +466,8 @@ def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtStat
             new.append(_exact(u.exp()))
         new.append(ts[-1])
         ts = new
-        errs = [abs(float(err(t))) for t in ts]
-        spread = (max(errs) - min(errs)) / max(errs)
+        errs = [mpf_from_arb(abs(err(t))) for t in ts]  # exact comparisons: floats would tie at 1e-16
+        spread = float((max(errs) - min(errs)) / max(errs))
         if spread < 2.0 ** (-ctx.prec / 2):
             z, al, be, h = _sqrt_levelled(ts, k, h)
             return _SqrtState(k, ts, z, al, be, h, it, spread)
@@ -584,12 +585,14 @@ def _sqrt_sweep(
             h = hist[-1] * hist[-1] / hist[-2] if k >= 3 else None
             state = _sqrt_remez(ts, k, h)
             hist.append(state.h)
-        digits = math.inf
+        diff = 0.0
         if check_bits:
             with _prec(prec + check_bits):
                 _, _, _, h2 = _sqrt_levelled(state.ts, k, state.h)
                 diff = abs(float((h2 - state.h) / h2))
-                digits = -math.log10(diff) if diff > 0 else math.inf
+        # E lies between the level h and the largest error at the reference (de la Vallée Poussin), so the
+        # spread of the levels caps the accuracy as much as the working precision does.
+        digits = -math.log10(max(diff, state.spread, 2.0**-prec))
         secs = time.perf_counter() - t0
         if callback is not None:
             callback(k, state, digits, secs)
