@@ -61,7 +61,7 @@ Example
 >>> from rational_approx.certify import certify
 >>> from rational_approx.highprec import abs_minimax
 >>> cert = certify("abs", abs_minimax(4))
->>> cert.certified, cert.lower <= 0.0085014847040738 <= cert.upper
+>>> cert.certified, cert.lower <= 0.00850148470407383 <= cert.upper
 (True, True)
 """
 
