@@ -81,7 +81,7 @@ import numpy as np
 from .barycentric import BarycentricRational
 from .domain import Domain
 from .errors import DegreeError, DomainError, RationalApproxError, TargetError
-from .targets import Target, get_target
+from .targets import Target, resolve_domain, resolve_target
 
 __all__ = [
     "AAAResult",
@@ -93,8 +93,6 @@ __all__ = [
     "quadrature_weights",
     "refinement_points",
     "remove_doublets",
-    "resolve_domain",
-    "resolve_target",
 ]
 
 #: Size of the Chebyshev-like part of the default sample set (clustered points come on top).
@@ -147,39 +145,6 @@ class AAAResult:
 
 
 # ------------------------------------------------------------ input handling
-def resolve_target(target: Target | str | Callable[[np.ndarray], np.ndarray]) -> Target:
-    """A :class:`Target` from a Target, a name known to :func:`get_target`, or a vectorised callable."""
-    if isinstance(target, Target):
-        return target
-    if isinstance(target, str):
-        return get_target(target)
-    if callable(target):
-        return Target.from_callable(target)
-    raise TargetError(f"target must be a Target, a target name or a callable, got {type(target).__name__}")
-
-
-def resolve_domain(domain: Domain | str | Sequence[float] | None, target: Target) -> Domain:
-    """The domain: ``target.default_domain()`` when None, else a Domain, a string ``"a,b;c,d"`` or (a, b).
-
-    The target is checked on it (:meth:`Target.check_domain`): a jump inside the domain or a non-finite
-    value raises :class:`TargetError`.
-    """
-    if domain is None:
-        dom = target.default_domain()
-    elif isinstance(domain, Domain):
-        dom = domain
-    elif isinstance(domain, str):
-        dom = Domain.parse(domain)
-    else:
-        try:
-            a, b = domain  # type: ignore[misc]
-        except (TypeError, ValueError) as exc:
-            raise DomainError(f"domain must be a Domain, 'a,b' or an (a, b) pair, got {domain!r}") from exc
-        dom = Domain.interval(a, b)
-    target.check_domain(dom)
-    return dom
-
-
 def _check_count(name: str, value: object, minimum: int, error: type[Exception]) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise error(f"{name} must be an integer ≥ {minimum}, got {value!r}")

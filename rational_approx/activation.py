@@ -29,7 +29,8 @@ import numpy as np
 from .domain import Domain
 from .errors import IllConditionedWarning
 from .extrema import sup_error
-from .minimax import minimax, resolve_target
+from .minimax import minimax
+from .targets import resolve_target
 
 __all__ = ["ActivationCoefficients", "activation_coefficients", "safe_pade_eval", "DEFAULT_TYPES"]
 

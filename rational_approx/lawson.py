@@ -68,13 +68,11 @@ from .aaa import (
     interleave,
     poles_on_domain,
     refinement_points,
-    resolve_domain,
-    resolve_target,
 )
 from .barycentric import BarycentricRational
 from .domain import Domain
 from .errors import ConvergenceError, DegreeError, RationalApproxError
-from .targets import Target
+from .targets import Target, resolve_domain, resolve_target
 
 __all__ = ["LawsonResult", "lawson", "parse_type"]
 

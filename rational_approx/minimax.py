@@ -58,9 +58,9 @@ from .barycentric import BarycentricRational
 from .domain import Domain
 from .errors import ConvergenceError, DegreeError, RationalApproxError, TargetError
 from .extrema import alternating_subset, local_extrema
-from .targets import Target, get_target
+from .targets import Target, get_target, resolve_domain, resolve_target
 
-__all__ = ["minimax", "MinimaxResult", "resolve_target"]
+__all__ = ["minimax", "MinimaxResult"]
 
 _FLOOR_ULPS = 50.0  # rounding floor of the double-precision iteration, in ulps of max|f| (see _remez)
 _EXACT_ULPS = 1000.0  # an error below this many ulps of max|f| means f is itself a rational of the type
@@ -126,17 +126,6 @@ class MinimaxResult:
             "expected_alternations": self.expected_alternations,
             "symmetry": self.symmetry,
         }
-
-
-def resolve_target(target: Target | str | Callable, **kw) -> Target:
-    """A :class:`Target` from a Target, a registered name, or a plain callable."""
-    if isinstance(target, Target):
-        return target
-    if isinstance(target, str):
-        return get_target(target, **kw)
-    if callable(target):
-        return Target.from_callable(target)
-    raise TargetError(f"target must be a Target, a name or a callable, got {type(target).__name__}")
 
 
 def _check_type(type_: tuple[int, int]) -> tuple[int, int]:
@@ -597,13 +586,7 @@ def _minimax(target, type, domain, *, symmetry, tol, maxiter, init, gap, raise_o
     t0 = time.perf_counter()
     m, n = _check_type(type)
     tgt = resolve_target(target, **target_kw)
-    if domain is None:
-        dom = tgt.default_domain(gap)
-    elif isinstance(domain, Domain):
-        dom = domain
-    else:
-        dom = Domain.interval(*domain)
-    tgt.check_domain(dom)
+    dom = resolve_domain(domain, tgt, gap)
     if symmetry not in ("auto", "even", "relu", "none"):
         raise RationalApproxError(f"symmetry must be 'auto', 'even', 'relu' or 'none', got {symmetry!r}")
     sym_domain = dom.is_symmetric(tol=1e-15 * (dom.b - dom.a))

@@ -22,16 +22,16 @@ pole-free rational) gets closer than half the jump there, so a "uniform error" w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import mpmath
 import numpy as np
 
 from .domain import Domain
-from .errors import TargetError
+from .errors import DomainError, TargetError
 
-__all__ = ["Target", "get_target", "TARGET_NAMES"]
+__all__ = ["Target", "get_target", "resolve_target", "resolve_domain", "TARGET_NAMES"]
 
 TARGET_NAMES = ("abs", "relu", "jumprelu", "heaviside", "sign", "topk_gate")
 
@@ -100,7 +100,8 @@ class Target:
         bad = ~np.isfinite(y)
         if bad.any():
             raise TargetError(
-                f"target {self.name!r} is not finite on {domain}, e.g. f({x[bad][0]:g}) = {y[bad][0]}; restrict the domain"
+                f"target {self.name!r} is not finite on {domain}, e.g. f({x[bad][0]:g}) = {y[bad][0]}; "
+                "restrict the domain"
             )
 
     @classmethod
@@ -146,8 +147,8 @@ def get_target(name: str, *, theta: float | None = None, tau: float | None = Non
     if name == "sign":
         return Target("sign", np.sign, mpmath.sign, jumps=((0.0, 2.0),), parity="odd")
     if name in ("jumprelu", "heaviside", "topk_gate"):
-        default = 0.0 if name == "heaviside" else 0.5
-        th = float(tau if name == "topk_gate" else theta) if (tau if name == "topk_gate" else theta) is not None else default
+        given = tau if name == "topk_gate" else theta
+        th = float(given) if given is not None else (0.0 if name == "heaviside" else 0.5)
         if not math.isfinite(th):
             raise TargetError(f"threshold for {name!r} must be finite, got {th}")
         if name == "heaviside":
@@ -163,3 +164,36 @@ def get_target(name: str, *, theta: float | None = None, tau: float | None = Non
             params={key: th},
         )
     raise TargetError(f"unknown target {name!r}; choose one of {', '.join(TARGET_NAMES)} or pass a callable")
+
+
+def resolve_target(target: Target | str | Callable[[np.ndarray], np.ndarray], **kw) -> Target:
+    """A :class:`Target` from a Target, a name known to :func:`get_target` (``kw``: theta, tau), or a callable."""
+    if isinstance(target, Target):
+        return target
+    if isinstance(target, str):
+        return get_target(target, **kw)
+    if callable(target):
+        return Target.from_callable(target)
+    raise TargetError(f"target must be a Target, a target name or a callable, got {type(target).__name__}")
+
+
+def resolve_domain(domain: Domain | str | Sequence[float] | None, target: Target, gap: float | None = None) -> Domain:
+    """The domain: ``target.default_domain(gap)`` when None, else a Domain, a string ``"a,b;c,d"`` or (a, b).
+
+    The target is checked on it (:meth:`Target.check_domain`): a jump inside the domain or a non-finite value raises
+    :class:`TargetError`.
+    """
+    if domain is None:
+        dom = target.default_domain(gap)
+    elif isinstance(domain, Domain):
+        dom = domain
+    elif isinstance(domain, str):
+        dom = Domain.parse(domain)
+    else:
+        try:
+            a, b = domain  # type: ignore[misc]
+        except (TypeError, ValueError) as exc:
+            raise DomainError(f"domain must be a Domain, 'a,b' or an (a, b) pair, got {domain!r}") from exc
+        dom = Domain.interval(a, b)
+    target.check_domain(dom)
+    return dom
