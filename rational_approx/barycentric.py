@@ -192,10 +192,10 @@ class BarycentricRational:
         return (C @ (self.w * self.f)) / (-(C**2) @ self.w)
 
     def real_poles_in(self, intervals: Sequence[tuple[float, float]], tol: float = 1e-10) -> np.ndarray:
-        """Poles with |Im p| ≤ tol·scale lying inside any of the closed intervals."""
+        """Poles with |Im p| ≤ tol·|p| (relative: the genuine poles of a |x| approximant at ±i·1e-12 are not real)
+        lying inside any of the closed intervals."""
         p = self.poles()
-        scale = max(1.0, max(abs(a) for iv in intervals for a in iv))
-        real = p[np.abs(p.imag) <= tol * scale].real
+        real = p[np.abs(p.imag) <= tol * np.maximum(np.abs(p), 1e-300)].real
         inside = np.zeros(real.shape, dtype=bool)
         for a, b in intervals:
             inside |= (real >= a) & (real <= b)
