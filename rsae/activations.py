@@ -294,7 +294,8 @@ class Rational(Activation):
 
     Gates (``SAEConfig.rational_gate``):
 
-    * ``relu``: h > 0, penalty λ₁ · mean Σ_j |z_j| (· ‖d_j‖).
+    * ``relu``: h > 0, penalty λ₁ · mean Σ_j max(h_j, 0) (· ‖d_j‖) on the gate's variable (default), or the
+      paper's λ₁ · mean Σ_j |z_j| with ``rational_l1_on="codes"``.
     * ``jumprelu``: h > θ_j with per-latent θ_j (file tensor ``threshold``), penalty λ₀ · mean Σ_j H(h_j −
     θ_j);
       z = φ(h) · H(h − θ) so the STE gives ∂z/∂θ = −φ(h)/ε · K((h − θ)/ε).
@@ -313,6 +314,7 @@ class Rational(Activation):
         self.gate = cfg.rational_gate
         self.l1_coefficient = cfg.l1_coefficient
         self.weight_by_decoder_norm = cfg.l1_weight_by_decoder_norm
+        self.l1_on = cfg.rational_l1_on
         self.l0_coefficient = cfg.l0_coefficient
         self.bandwidth = cfg.jumprelu_bandwidth
         self.k = cfg.k
@@ -335,12 +337,8 @@ class Rational(Activation):
         # RationalActivation stores its parameters in the default dtype; set them again at the model's
         # precision so a float64 model holds the exact coefficients and scales.
         dtype = getattr(torch, cfg.dtype)
-        a = torch.as_tensor(
-            cfg.rational_a if cfg.rational_a is not None else self.phi.a.detach(), dtype=dtype
-        )
-        b = torch.as_tensor(
-            cfg.rational_b if cfg.rational_b is not None else self.phi.b.detach(), dtype=dtype
-        )
+        a = torch.as_tensor(cfg.rational_a if cfg.rational_a is not None else self.phi.a.detach(), dtype=dtype)
+        b = torch.as_tensor(cfg.rational_b if cfg.rational_b is not None else self.phi.b.detach(), dtype=dtype)
         self.phi.to(dtype)
         with torch.no_grad():
             self.phi.a.copy_(a)
@@ -369,9 +367,7 @@ class Rational(Activation):
             return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out)
         big = torch.finfo(values.dtype).max
         t = (values * torch.exp(-phi.log_c_in[latents]).to(values.dtype)).clamp(-big, big)
-        return (torch.exp(phi.log_c_out[latents]).to(values.dtype) * safe_pade(t, phi.a, phi.b)).clamp(
-            -big, big
-        )
+        return (torch.exp(phi.log_c_out[latents]).to(values.dtype) * safe_pade(t, phi.a, phi.b)).clamp(-big, big)
 
     def forward(self, h: Tensor) -> Tensor:
         if self.gate == "relu":
@@ -389,7 +385,8 @@ class Rational(Activation):
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         if self.gate == "relu":
-            return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
+            on = torch.relu(h) if self.l1_on == "pre_acts" else z
+            return self.l1_coefficient * _l1(on, W_dec, self.weight_by_decoder_norm)
         if self.gate == "jumprelu":
             fired = step_ste(h, self.log_threshold.exp().to(h.dtype), self.bandwidth)
             return self.l0_coefficient * fired.sum(-1).mean()

@@ -83,6 +83,12 @@ class SAEConfig:
     L0 penalty).
     Codes are z = 1[gate] · φ(h): the rational shapes magnitudes, the gate makes exact zeros."""
 
+    rational_l1_on: str = "pre_acts"
+    """What the L1 penalty of the rational ``relu`` gate acts on: ``pre_acts`` — the gate's own variable,
+    λ₁ · mean Σ_j max(h_j, 0) (the ReLU teacher's code), so the penalty controls the support and φ is free to
+    shape magnitudes — or ``codes`` — the paper's λ₁‖z‖₁ on z = φ(h), which lets φ make small codes cheap and
+    inflates L0 (measured in docs/rsae.md)."""
+
     rational_type: tuple[int, int] = (3, 2)
     """Type (m, n) of the safe-Padé rational r(t) = Σ_{i≤m} a_i tⁱ / (1 + |Σ_{1≤j≤n} b_j tʲ|)."""
 
@@ -128,15 +134,13 @@ class SAEConfig:
                 raise ConfigError(f"SAEConfig.{name} must be a positive integer, got {value!r}")
         if self.family not in FAMILIES:
             raise ConfigError(f"SAEConfig.family must be one of {FAMILIES}, got {self.family!r}")
+        if self.rational_l1_on not in ("pre_acts", "codes"):
+            raise ConfigError(f"SAEConfig.rational_l1_on must be 'pre_acts' or 'codes', got {self.rational_l1_on!r}")
         if self.rational_gate not in RATIONAL_GATES:
-            raise ConfigError(
-                f"SAEConfig.rational_gate must be one of {RATIONAL_GATES}, got {self.rational_gate!r}"
-            )
+            raise ConfigError(f"SAEConfig.rational_gate must be one of {RATIONAL_GATES}, got {self.rational_gate!r}")
         if self.needs_k:
             if self.k is None or not isinstance(self.k, int) or isinstance(self.k, bool):
-                raise ConfigError(
-                    f"family {self.family!r} (gate {self.gate!r}) needs an integer k; pass k=..."
-                )
+                raise ConfigError(f"family {self.family!r} (gate {self.gate!r}) needs an integer k; pass k=...")
             if not 1 <= self.k <= self.d_sae:
                 raise ConfigError(f"k must satisfy 1 <= k <= d_sae = {self.d_sae}, got k = {self.k}")
         for name in ("l1_coefficient", "l0_coefficient"):
@@ -147,14 +151,11 @@ class SAEConfig:
                 raise ConfigError(f"SAEConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 < self.batchtopk_threshold_momentum <= 1:
             raise ConfigError(
-                "SAEConfig.batchtopk_threshold_momentum must lie in (0, 1], "
-                f"got {self.batchtopk_threshold_momentum!r}"
+                f"SAEConfig.batchtopk_threshold_momentum must lie in (0, 1], got {self.batchtopk_threshold_momentum!r}"
             )
         m, n = self.rational_type
         if m < 0 or n < 0:
-            raise ConfigError(
-                f"SAEConfig.rational_type must be two non-negative integers, got {self.rational_type}"
-            )
+            raise ConfigError(f"SAEConfig.rational_type must be two non-negative integers, got {self.rational_type}")
         if self.rational_a is not None and len(self.rational_a) != m + 1:
             raise ConfigError(
                 f"rational_a needs m + 1 = {m + 1} coefficients for type {self.rational_type}, "
@@ -162,13 +163,10 @@ class SAEConfig:
             )
         if self.rational_b is not None and len(self.rational_b) != n:
             raise ConfigError(
-                f"rational_b needs n = {n} coefficients for type {self.rational_type}, "
-                f"got {len(self.rational_b)}"
+                f"rational_b needs n = {n} coefficients for type {self.rational_type}, got {len(self.rational_b)}"
             )
         if (self.rational_a is None) != (self.rational_b is None):
-            raise ConfigError(
-                "give both rational_a and rational_b, or neither (then rational_init_gate is used)"
-            )
+            raise ConfigError("give both rational_a and rational_b, or neither (then rational_init_gate is used)")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"SAEConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
 
@@ -229,7 +227,7 @@ class TrainConfig:
     updated by dual ascent, μ ← clip(μ · exp(η (L0_batch / l0_target − 1)), 1, 10⁴) (``None``: μ = 1).
     Used by the upgrade to hold the student at the teacher's L0."""
 
-    l0_target_rate: float = 0.05
+    l0_target_rate: float = 0.01
     """Step size η of the multiplier update of ``l0_target``."""
 
     grad_clip: float | None = 1.0
@@ -327,8 +325,7 @@ def _from_dict(cls: type, data: dict[str, Any], tuple_fields: tuple[str, ...]) -
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(names)}")
     kwargs = {
-        key: (tuple(value) if key in tuple_fields and value is not None else value)
-        for key, value in data.items()
+        key: (tuple(value) if key in tuple_fields and value is not None else value) for key, value in data.items()
     }
     try:
         return cls(**kwargs)

@@ -55,6 +55,7 @@ FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
 
 GATE_SETTINGS: dict[str, dict[str, Any]] = {
     "relu": {"rational_gate": "relu", "l1_coefficient": 0.5},
+    "relu, L1 on z (paper)": {"rational_gate": "relu", "rational_l1_on": "codes", "l1_coefficient": 0.5},
     "jumprelu": {"rational_gate": "jumprelu", "l0_coefficient": 0.1, "threshold_init": 0.1},
     "topk": {"rational_gate": "topk", "k": 5},
     "batchtopk": {"rational_gate": "batchtopk", "k": 5},
@@ -72,9 +73,7 @@ class StudyData:
         self.held_out = held_out
 
 
-def study_data(
-    n_train: int = 1 << 18, n_eval: int = 1 << 15, cfg: SyntheticConfig | None = None
-) -> StudyData:
+def study_data(n_train: int = 1 << 18, n_eval: int = 1 << 15, cfg: SyntheticConfig | None = None) -> StudyData:
     """Generate ``n_train + n_eval`` tokens once and split them."""
     synthetic = SyntheticSource(cfg or SyntheticConfig(), n_tokens=n_train + n_eval)
     tokens = synthetic.materialize().data
@@ -94,17 +93,11 @@ def train_config(steps: int, seed: int = 0) -> TrainConfig:
     )
 
 
-def train_model(
-    settings: dict[str, Any], data: StudyData, steps: int, seed: int = 0
-) -> tuple[SAE, dict[str, Any]]:
+def train_model(settings: dict[str, Any], data: StudyData, steps: int, seed: int = 0) -> tuple[SAE, dict[str, Any]]:
     """Train one SAE of ``settings`` (SAEConfig keywords); return it with held-out and truth metrics."""
     cfg = SAEConfig(d_in=data.synthetic.d_in, d_sae=data.synthetic.cfg.n_features, **settings)
     started = time.perf_counter()
-    sae = (
-        Trainer(SAE.from_config(cfg, seed=seed), train_config(steps, seed), data.train, progress=False)
-        .train()
-        .sae
-    )
+    sae = Trainer(SAE.from_config(cfg, seed=seed), train_config(steps, seed), data.train, progress=False).train().sae
     seconds = time.perf_counter() - started
     sae.eval()
     metrics = evaluate_sae(sae, data.held_out)
@@ -131,9 +124,7 @@ def ungated_l0(sae: SAE, x: torch.Tensor) -> float:
     return float((sae.activation.phi(sae.pre_acts(x)) != 0).sum(-1).float().mean())
 
 
-def run_study(
-    part: str = "all", steps: int = 2000, finetune_steps: int = 1000, seed: int = 0
-) -> dict[str, Any]:
+def run_study(part: str = "all", steps: int = 2000, finetune_steps: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Run the selected tables (``families``, ``gates``, ``upgrade`` or ``all``) and return their rows."""
     data = study_data()
     out: dict[str, Any] = {
@@ -153,11 +144,19 @@ def run_study(
         out["gates"] = rows
     if part in ("upgrade", "all"):
         rows = {}
-        for name in ("relu", "jumprelu", "topk"):
-            teacher, _ = train_model(FAMILY_SETTINGS[name], data, steps, seed)
+        variants = [
+            ("relu", "relu", "pre_acts"),
+            ("relu, L1 on z (paper)", "relu", "codes"),
+            ("jumprelu", "jumprelu", "pre_acts"),
+            ("topk", "topk", "pre_acts"),
+        ]
+        teachers: dict[str, SAE] = {}
+        for label, name, l1_on in variants:
+            if name not in teachers:
+                teachers[name] = train_model(FAMILY_SETTINGS[name], data, steps, seed)[0]
             finetune = train_config(finetune_steps, seed).replace(lr=1e-3)
-            result = upgrade(teacher, data.train, data.held_out, finetune)
-            rows[name] = {
+            result = upgrade(teachers[name], data.train, data.held_out, finetune, l1_on=l1_on)
+            rows[label] = {
                 "teacher": _pick(result.teacher_metrics),
                 "rsae_init": _pick(result.init_metrics),
                 "rsae": _pick(result.student_metrics),
@@ -201,8 +200,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
         lines.append("")
     if "upgrade" in result:
         lines += [
-            "| teacher | teacher MSE / L0 | RSAE-init MSE / L0 (ratio) | RSAE MSE / L0 "
-            "| teacher fine-tuned MSE / L0 |",
+            "| teacher | teacher MSE / L0 | RSAE-init MSE / L0 (ratio) | RSAE MSE / L0 | teacher fine-tuned MSE / L0 |",
             "|---|---|---|---|---|",
         ]
         for name, r in result["upgrade"].items():
@@ -217,9 +215,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rsae.synthetic_study [--part P] [--steps N] [--finetune-steps N] [--markdown]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m rsae.synthetic_study", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m rsae.synthetic_study", description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("families", "gates", "upgrade", "all"), default="all")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--finetune-steps", type=int, default=1000)

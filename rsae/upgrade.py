@@ -89,6 +89,7 @@ def rsae_init(
     rational_type: tuple[int, int] = (3, 2),
     init_gate: str = "relu",
     coefficients: tuple[Any, Any] | None = None,
+    l1_on: str = "pre_acts",
 ) -> SAE:
     """A rational SAE with the teacher's weights and gate and uncalibrated initial coefficients.
 
@@ -103,6 +104,9 @@ def rsae_init(
         ``coefficients`` is given.
     coefficients : (a, b), optional
         Explicit initial coefficients a_0..a_m and b_1..b_n.
+    l1_on : str
+        ``SAEConfig.rational_l1_on`` for a ReLU teacher: ``pre_acts`` (default) keeps the teacher's L1 on the
+        gate variable max(h, 0); ``codes`` is the paper's λ‖z‖₁ on z = φ(h).
     """
     tc = teacher.cfg
     if tc.family == "rational":
@@ -122,6 +126,7 @@ def rsae_init(
         rational_gate=tc.gate,
         l1_coefficient=tc.l1_coefficient,
         l1_weight_by_decoder_norm=tc.l1_weight_by_decoder_norm,
+        rational_l1_on=l1_on,
         l0_coefficient=tc.l0_coefficient,
         jumprelu_bandwidth=tc.jumprelu_bandwidth,
         threshold_init=tc.threshold_init,
@@ -164,9 +169,7 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300) -> 
     """
     phi = student.activation.phi
     if phi.log_c_in.dim():
-        raise ConfigError(
-            "calibration fits shared scales; build the student with rational_per_latent_scales=False"
-        )
+        raise ConfigError("calibration fits shared scales; build the student with rational_per_latent_scales=False")
     teacher_mode = teacher.training
     teacher.eval()
     with torch.no_grad():
@@ -241,6 +244,7 @@ def upgrade(
     rational_type: tuple[int, int] = (3, 2),
     init_gate: str = "relu",
     coefficients: tuple[Any, Any] | None = None,
+    l1_on: str = "pre_acts",
     calibration_tokens: int = 8192,
     eval_tokens: int | None = None,
     l0_budget: float | None = 1.0,
@@ -259,7 +263,7 @@ def upgrade(
     finetune : TrainConfig
         Fine-tuning settings (its ``init_*`` data initialisations are switched off: weights come from the
         teacher).
-    rational_type, init_gate, coefficients
+    rational_type, init_gate, coefficients, l1_on
         See :func:`rsae_init`.
     calibration_tokens : int
         Tokens of ``train_data`` used by :func:`calibrate`.
@@ -276,7 +280,9 @@ def upgrade(
         Progress bars on stderr.
     """
     train_src = as_source(train_data)
-    student = rsae_init(teacher, rational_type=rational_type, init_gate=init_gate, coefficients=coefficients)
+    student = rsae_init(
+        teacher, rational_type=rational_type, init_gate=init_gate, coefficients=coefficients, l1_on=l1_on
+    )
     sample = train_src.sample(min(calibration_tokens, train_src.n_tokens), seed=finetune.seed)
     calibration = calibrate(student, teacher, sample)
     student.eval()

@@ -16,9 +16,7 @@ from tests.rsae.conftest import RELU_A, RELU_B, make_config
 
 @pytest.fixture(scope="module")
 def tokens() -> torch.Tensor:
-    return (
-        SyntheticSource(SyntheticConfig(d_in=8, n_features=24, true_l0=3.0), n_tokens=6000).materialize().data
-    )
+    return SyntheticSource(SyntheticConfig(d_in=8, n_features=24, true_l0=3.0), n_tokens=6000).materialize().data
 
 
 def _teacher(name: str, tokens: torch.Tensor) -> SAE:
@@ -81,6 +79,7 @@ def test_l0_target_raises_the_penalty_until_l0_drops(tokens: torch.Tensor) -> No
             warmup_steps=5,
             log_every=10,
             l0_target=target,
+            l0_target_rate=0.05,
             init_sample_tokens=512,
         )
         finals[target] = Trainer(sae, cfg, tokens, progress=False).train().final
