@@ -58,6 +58,7 @@ __all__ = [
     "fit_log_product",
     "gate_zolotarev_error",
     "gate_degree_needed",
+    "gate_zolotarev_rational",
     "best_line_error",
     "min_linear_pieces",
     "continuous_spline_error",
@@ -110,6 +111,27 @@ def gate_zolotarev_error(n: int, delta: float, theta: float = 0.5) -> float:
     """
     s = _gate_scale(theta, delta)
     return zolotarev_sign(n, delta / s).error / 2.0
+
+
+def gate_zolotarev_rational(n: int, delta: float, theta: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Monomial coefficients (p, q), q(0) = 1, of r(x) = x(1 + Z_n((x − θ)/s))/2, type (n + 1, n).
+
+    Used as a start for fits of the gate on a grid; the coefficients are float64 (conditioning is fine for the
+    small degrees used there, n ≤ 12).
+    """
+    s = _gate_scale(theta, delta)
+    z = zolotarev_sign(n, delta / s)
+    P = np.polynomial.Polynomial
+    u = P([-theta / s, 1.0 / s])
+    num = P([1.0])
+    for c in z.num_c:
+        num = num * (u * u + float(c))
+    den = P([1.0])
+    for c in z.den_c:
+        den = den * (u * u + float(c))
+    top = P([0.0, 1.0]) * (den + float(z.M) * u * num)
+    q0 = den(0.0)
+    return np.pad(top.coef, (0, n + 2 - top.coef.size)) / (2 * q0), np.pad(den.coef, (0, n + 1 - den.coef.size)) / q0
 
 
 def gate_degree_needed(eps: float, delta: float, theta: float = 0.5, *, n_max: int = 400) -> int:
