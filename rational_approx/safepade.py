@@ -103,6 +103,8 @@ class SafePade:
         if not self.b.size:
             return np.array([])
         roots = np.polynomial.polynomial.polyroots(np.concatenate([[0.0], self.b]))
+        if roots.size == 0:  # B ≡ 0
+            return np.array([])
         real = np.unique(roots[np.abs(roots.imag) <= 1e-12 * max(1.0, float(np.max(np.abs(roots))))].real)
         out = []
         for z in real:
