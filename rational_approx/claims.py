@@ -350,7 +350,7 @@ def claims(only: Sequence[str] | None = None, *, progress: Callable[[str], None]
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.10g}"
     if isinstance(v, dict):
         return "; ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
     if isinstance(v, list | tuple):
