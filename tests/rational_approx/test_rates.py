@@ -49,7 +49,6 @@ def test_gate_bound_is_attained_by_the_explicit_rational():
     assert err >= 0.5 * bound  # the bound is reached where |x| is near 1 (x → 1 side of the jump)
 
 
-@pytest.mark.slow
 def test_gate_degree_needed_grows_like_log_product():
     eps = [1e-2, 1e-4, 1e-6]
     deltas = [0.1, 0.01, 0.001]
@@ -97,7 +96,6 @@ def test_continuous_spline_error_matches_interpolation_theory():
     assert continuous_spline_error(lambda t: t * t, knots, x) == pytest.approx(0.2**2 / 8, rel=1e-3)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("eta", [0.3, 0.03])
 def test_reverse_gap_slope_is_minus_one_half(eta):
     eps = [1e-2, 1e-3, 1e-4]
