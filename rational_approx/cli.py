@@ -9,6 +9,7 @@ Examples
     rational-approx fit --target jumprelu --theta 0.5 --gap 0.05 --type 9,8
     rational-approx study --n-max 80 --json-out figures/error_vs_degree.json --figure figures/error_vs_degree.png
     rational-approx certify --target abs --type 20,20 --json
+    rational-approx claims --markdown --figures figures
 """
 
 from __future__ import annotations
@@ -163,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("certify", help="certified two-sided bounds on the best error")
     add_certify_arguments(p)
     p.set_defaults(run=certify_command, show=lambda out: print(json.dumps(out, indent=1, default=_json_default)))
+
+    from .claims import add_claims_arguments, claims_command
+
+    p = sub.add_parser("claims", help="measure every quantitative approximation claim (paper and classical)")
+    add_claims_arguments(p)
+    p.set_defaults(run=claims_command, show=lambda out: print(out["markdown"]))
     return parser
 
 
@@ -189,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RationalApproxError, ValueError) as exc:
         print(f"rational-approx {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    if getattr(args, "json", False):
+    if getattr(args, "json", False) and not getattr(args, "markdown", False):
         out = {k: v for k, v in out.items() if k != "table"} if isinstance(out, dict) else out
         print(json.dumps(out, default=_json_default))
     else:

@@ -22,7 +22,7 @@ from .minimax import minimax
 
 __all__ = ["StudyRow", "error_vs_degree", "write_study", "plot_study", "format_table", "BERNSTEIN_BETA"]
 
-BERNSTEIN_BETA = 0.2801694990238691  # lim n·E_n^poly(|x|), Varga & Carpenter (1985)
+from .theory import BERNSTEIN_BETA  # lim n·E_n^poly(|x|) (Varga & Carpenter 1985)
 
 
 @dataclass
