@@ -294,8 +294,8 @@ class Rational(Activation):
 
     Gates (``SAEConfig.rational_gate``):
 
-    * ``relu``: h > 0, penalty λ₁ · mean Σ_j max(h_j, 0) (· ‖d_j‖) on the gate's variable (default), or the
-      paper's λ₁ · mean Σ_j |z_j| with ``rational_l1_on="codes"``.
+    * ``relu``: h > 0, the paper's penalty λ₁ · mean Σ_j |z_j| (· ‖d_j‖) (or, with
+      ``rational_l1_on="pre_acts"``, λ₁ · mean Σ_j max(h_j, 0), which docs/rsae.md shows to collapse).
     * ``jumprelu``: h > θ_j with per-latent θ_j (file tensor ``threshold``), penalty λ₀ · mean Σ_j H(h_j −
     θ_j);
       z = φ(h) · H(h − θ) so the STE gives ∂z/∂θ = −φ(h)/ε · K((h − θ)/ε).

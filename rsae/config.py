@@ -83,11 +83,10 @@ class SAEConfig:
     L0 penalty).
     Codes are z = 1[gate] · φ(h): the rational shapes magnitudes, the gate makes exact zeros."""
 
-    rational_l1_on: str = "pre_acts"
-    """What the L1 penalty of the rational ``relu`` gate acts on: ``pre_acts`` — the gate's own variable,
-    λ₁ · mean Σ_j max(h_j, 0) (the ReLU teacher's code), so the penalty controls the support and φ is free to
-    shape magnitudes — or ``codes`` — the paper's λ₁‖z‖₁ on z = φ(h), which lets φ make small codes cheap and
-    inflates L0 (measured in docs/rsae.md)."""
+    rational_l1_on: str = "codes"
+    """What the L1 penalty of the rational ``relu`` gate acts on: ``codes`` — the paper's λ₁‖z‖₁ on z = φ(h)
+    (default) — or ``pre_acts`` — λ₁ · mean Σ_j max(h_j, 0), the gate's own variable. The latter is not scale
+    invariant (h can shrink while C_out grows) and collapsed to L0 ≈ 0 in docs/rsae.md; kept for that record."""
 
     rational_type: tuple[int, int] = (3, 2)
     """Type (m, n) of the safe-Padé rational r(t) = Σ_{i≤m} a_i tⁱ / (1 + |Σ_{1≤j≤n} b_j tʲ|)."""

@@ -55,7 +55,7 @@ FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
 
 GATE_SETTINGS: dict[str, dict[str, Any]] = {
     "relu": {"rational_gate": "relu", "l1_coefficient": 0.5},
-    "relu, L1 on z (paper)": {"rational_gate": "relu", "rational_l1_on": "codes", "l1_coefficient": 0.5},
+    "relu, L1 on max(h, 0)": {"rational_gate": "relu", "rational_l1_on": "pre_acts", "l1_coefficient": 0.5},
     "jumprelu": {"rational_gate": "jumprelu", "l0_coefficient": 0.1, "threshold_init": 0.1},
     "topk": {"rational_gate": "topk", "k": 5},
     "batchtopk": {"rational_gate": "batchtopk", "k": 5},
@@ -145,17 +145,17 @@ def run_study(part: str = "all", steps: int = 2000, finetune_steps: int = 1000, 
     if part in ("upgrade", "all"):
         rows = {}
         variants = [
-            ("relu", "relu", "pre_acts"),
-            ("relu, L1 on z (paper)", "relu", "codes"),
-            ("jumprelu", "jumprelu", "pre_acts"),
-            ("topk", "topk", "pre_acts"),
+            ("relu", "relu", True),
+            ("relu, encoder frozen", "relu", False),
+            ("jumprelu", "jumprelu", True),
+            ("topk", "topk", True),
         ]
         teachers: dict[str, SAE] = {}
-        for label, name, l1_on in variants:
+        for label, name, train_encoder in variants:
             if name not in teachers:
                 teachers[name] = train_model(FAMILY_SETTINGS[name], data, steps, seed)[0]
             finetune = train_config(finetune_steps, seed).replace(lr=1e-3)
-            result = upgrade(teachers[name], data.train, data.held_out, finetune, l1_on=l1_on)
+            result = upgrade(teachers[name], data.train, data.held_out, finetune, train_encoder=train_encoder)
             rows[label] = {
                 "teacher": _pick(result.teacher_metrics),
                 "rsae_init": _pick(result.init_metrics),

@@ -89,7 +89,7 @@ def rsae_init(
     rational_type: tuple[int, int] = (3, 2),
     init_gate: str = "relu",
     coefficients: tuple[Any, Any] | None = None,
-    l1_on: str = "pre_acts",
+    l1_on: str = "codes",
 ) -> SAE:
     """A rational SAE with the teacher's weights and gate and uncalibrated initial coefficients.
 
@@ -105,8 +105,7 @@ def rsae_init(
     coefficients : (a, b), optional
         Explicit initial coefficients a_0..a_m and b_1..b_n.
     l1_on : str
-        ``SAEConfig.rational_l1_on`` for a ReLU teacher: ``pre_acts`` (default) keeps the teacher's L1 on the
-        gate variable max(h, 0); ``codes`` is the paper's λ‖z‖₁ on z = φ(h).
+        ``SAEConfig.rational_l1_on`` for a ReLU teacher (default ``codes``, the paper's λ‖z‖₁ on z = φ(h)).
     """
     tc = teacher.cfg
     if tc.family == "rational":
@@ -244,10 +243,11 @@ def upgrade(
     rational_type: tuple[int, int] = (3, 2),
     init_gate: str = "relu",
     coefficients: tuple[Any, Any] | None = None,
-    l1_on: str = "pre_acts",
+    l1_on: str = "codes",
+    train_encoder: bool = True,
     calibration_tokens: int = 8192,
     eval_tokens: int | None = None,
-    l0_budget: float | None = 1.0,
+    l0_budget: float | None = None,
     control: bool = True,
     progress: bool = False,
 ) -> UpgradeResult:
@@ -265,6 +265,9 @@ def upgrade(
         teacher).
     rational_type, init_gate, coefficients, l1_on
         See :func:`rsae_init`.
+    train_encoder : bool
+        Fine-tune W_enc, b_enc and b_dec too (the paper: everything). ``False`` freezes them, so the student
+        keeps exactly the teacher's support (and L0) and only φ, W_dec learn; the control is then frozen alike.
     calibration_tokens : int
         Tokens of ``train_data`` used by :func:`calibrate`.
     eval_tokens : int, optional
@@ -272,7 +275,7 @@ def upgrade(
     l0_budget : float, optional
         Fine-tune under the constraint L0 ≤ l0_budget · (the teacher's L0 on the calibration tokens), enforced
         by the trainer's dual-ascent multiplier on the sparsity penalty (``TrainConfig.l0_target``); ``None``
-        keeps the teacher's penalty unchanged. Top-k gates have a fixed L0 and no penalty, so it does nothing
+        (default) keeps the teacher's penalty unchanged. Top-k gates have a fixed L0 and no penalty, so it does nothing
         there.
     control : bool
         Also fine-tune a copy of the teacher with the same settings.
@@ -298,15 +301,28 @@ def upgrade(
     tune = finetune.replace(init_b_dec_geometric_median=False, init_rational_scale_from_data=False)
     if l0_budget is not None:
         tune = tune.replace(l0_target=l0_budget * calibration.teacher_l0)
-    Trainer(student, tune, train_src, progress=progress).train()
+    _fine_tune(student, tune, train_src, train_encoder, progress)
     student.eval()
     student_metrics = metrics(student)
     control_metrics = None
     if control:
         copy = SAE(teacher.cfg).to(teacher.device)
         copy.load_state_dict(teacher.state_dict())
-        Trainer(copy, tune, train_src, progress=progress).train()
+        _fine_tune(copy, tune, train_src, train_encoder, progress)
         control_metrics = metrics(copy.eval())
     return UpgradeResult(
         student_init, student, calibration, teacher_metrics, init_metrics, student_metrics, control_metrics
     )
+
+
+def _fine_tune(sae: SAE, cfg: TrainConfig, source: Any, train_encoder: bool, progress: bool) -> None:
+    """Train ``sae``; with ``train_encoder=False`` the parameters that set the support (W_enc, b_enc, b_dec)
+    get no gradient, so Adam leaves them unchanged."""
+    frozen = [] if train_encoder else [sae.W_enc, sae.b_enc, sae.b_dec]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        Trainer(sae, cfg, source, progress=progress).train()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)

@@ -86,3 +86,24 @@ def test_l0_target_raises_the_penalty_until_l0_drops(tokens: torch.Tensor) -> No
     assert finals[None]["sparsity_multiplier"] == 1.0
     assert finals[3.0]["sparsity_multiplier"] > 10
     assert finals[3.0]["l0"] < 0.8 * finals[None]["l0"]
+
+
+def test_frozen_encoder_keeps_the_teacher_support(tokens: torch.Tensor) -> None:
+    teacher = _teacher("relu", tokens)
+    finetune = TrainConfig(steps=20, batch_size=256, lr=1e-3, warmup_steps=2, log_every=10)
+    result = upgrade(
+        teacher,
+        tokens[:5000],
+        tokens[5000:],
+        finetune,
+        coefficients=(RELU_A, RELU_B),
+        calibration_tokens=1000,
+        control=False,
+        train_encoder=False,
+    )
+    student = result.student
+    for key in ("W_enc", "b_enc", "b_dec"):
+        assert torch.equal(getattr(student, key), getattr(teacher, key))
+        assert getattr(student, key).requires_grad
+    assert not torch.equal(student.W_dec, teacher.W_dec)
+    assert result.student_metrics["l0"] == result.teacher_metrics["l0"]
