@@ -381,11 +381,11 @@ class _SafePadeFunction(torch.autograd.Function):
                 finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite:
                 grads = _sanitize_grads(grads, h, g)
-        targets = (h, a, b, log_c_in, log_c_out)
-        return tuple(
-            _saturate(gr, x.dtype).reshape(x.shape) if x is not None and ctx.needs_input_grad[k] else None
-            for k, (gr, x) in enumerate(zip(grads, targets, strict=True))
-        )
+        # ∂/∂h leaves the kernel saturated and in h's dtype; the small reductions are cast here
+        grad_h = grads[0] if ctx.needs_input_grad[0] else None
+        rest = zip(grads[1:], (a, b, log_c_in, log_c_out), ctx.needs_input_grad[1:], strict=True)
+        return (grad_h, *(_saturate(gr, x.dtype).reshape(x.shape) if x is not None and need else None
+                          for gr, x, need in rest))
 
 
 def _check_coefficients(a: Tensor, b: Tensor) -> None:
