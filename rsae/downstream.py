@@ -149,9 +149,7 @@ def next_token_losses(
     input_ids = input_ids.to(lm.device)
     context_length = input_ids.shape[1]
     if not 0 <= drop_first <= context_length - 2:
-        raise ConfigError(
-            f"drop_first must lie in [0, {context_length - 2}] for {context_length}-token contexts"
-        )
+        raise ConfigError(f"drop_first must lie in [0, {context_length - 2}] for {context_length}-token contexts")
 
     def run() -> Tensor:
         with torch.inference_mode():
@@ -209,22 +207,16 @@ def splice_metrics(
     if max_contexts is not None:
         ids = ids[:max_contexts]
     if ids.ndim != 2 or len(ids) == 0:
-        raise DataError(
-            f"need a non-empty int64 [n_contexts, context_length] tensor, got shape {tuple(ids.shape)}"
-        )
+        raise DataError(f"need a non-empty int64 [n_contexts, context_length] tensor, got shape {tuple(ids.shape)}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
     sums = np.zeros(3)
     count = 0
-    for start in tqdm(
-        range(0, len(ids), batch_size), desc="splice CE", disable=not progress, file=sys.stderr
-    ):
+    for start in tqdm(range(0, len(ids), batch_size), desc="splice CE", disable=not progress, file=sys.stderr):
         batch = ids[start : start + batch_size]
         losses = [
             next_token_losses(lm, batch, drop_first=drop_first),
-            next_token_losses(
-                lm, batch, drop_first=drop_first, layer=layer, edit=lambda h: reconstruct(sae, h)
-            ),
+            next_token_losses(lm, batch, drop_first=drop_first, layer=layer, edit=lambda h: reconstruct(sae, h)),
             next_token_losses(lm, batch, drop_first=drop_first, layer=layer, edit=torch.zeros_like),
         ]
         sums += [float(loss.double().sum()) for loss in losses]
@@ -274,9 +266,7 @@ def token_labels(tokenizer: Any, input_ids: Tensor, task: str) -> np.ndarray:
     unique = np.unique(ids)
     text_of = dict(zip(unique.tolist(), tokenizer.batch_decode([[int(i)] for i in unique]), strict=True))
     if task == "in_parentheses":
-        return np.array(
-            [_has_parenthesis_open([text_of[i] for i in row]) for row in ids.tolist()], dtype=bool
-        )
+        return np.array([_has_parenthesis_open([text_of[i] for i in row]) for row in ids.tolist()], dtype=bool)
     rule = _TOKEN_RULES[task]
     lookup = {i: rule(text) for i, text in text_of.items()}
     return np.vectorize(lookup.__getitem__, otypes=[bool])(ids)
@@ -307,10 +297,7 @@ def probe_dataset(
         raise ConfigError(f"drop_first must lie in [0, {ids.shape[1] - 1}], got {drop_first}")
     labels = token_labels(lm.tokenizer, ids, task)[:, drop_first:].reshape(-1)
     acts = [
-        residual_stream(lm, ids[s : s + batch_size], layer)[:, drop_first:]
-        .reshape(-1, lm.d_model)
-        .float()
-        .cpu()
+        residual_stream(lm, ids[s : s + batch_size], layer)[:, drop_first:].reshape(-1, lm.d_model).float().cpu()
         for s in range(0, len(ids), batch_size)
     ]
     return ProbeData(torch.cat(acts), labels)
@@ -410,9 +397,7 @@ def sparse_probe(
         A split has fewer than 2 tokens of a class.
     """
     if importlib.util.find_spec("sklearn") is None:
-        raise ModelLoadError(
-            "sparse probing needs scikit-learn; install it with: pip install 'scikit-learn>=1.4'"
-        )
+        raise ModelLoadError("sparse probing needs scikit-learn; install it with: pip install 'scikit-learn>=1.4'")
     if not ks or min(ks) < 1:
         raise ConfigError(f"ks must be positive integers, got {list(ks)}")
     rng = np.random.default_rng(seed)
@@ -432,9 +417,7 @@ def sparse_probe(
         top_sae = torch.topk(sae_score, k).indices
         top_raw = torch.topk(raw_score, k).indices
         sae_latents[k], raw_dims[k] = top_sae.tolist(), top_raw.tolist()
-        sae_acc[k] = _fit_accuracy(
-            _columns(codes_train, top_sae), y_train, _columns(codes_test, top_sae), y_test
-        )
+        sae_acc[k] = _fit_accuracy(_columns(codes_train, top_sae), y_train, _columns(codes_test, top_sae), y_test)
         raw_acc[k] = _fit_accuracy(x_train[:, top_raw].numpy(), y_train, x_test[:, top_raw].numpy(), y_test)
     raw_all = _fit_accuracy(x_train.numpy(), y_train, x_test.numpy(), y_test)
     return ProbeResult(sae_acc, raw_acc, raw_all, sae_latents, raw_dims, len(i_train), len(i_test))
@@ -509,12 +492,8 @@ def register_downstream(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--sae", required=True, help="SAE folder (cfg.json + sae_weights.safetensors)")
     p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block the SAE was trained on")
-    p.add_argument(
-        "--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id"
-    )
-    p.add_argument(
-        "--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)"
-    )
+    p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
+    p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
     p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH)
     p.add_argument("--drop-first", type=int, default=DEFAULT_DROP_FIRST)
     p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)

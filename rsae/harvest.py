@@ -30,6 +30,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,10 +54,14 @@ from rsae.lm import (
     residual_stream,
 )
 
-__all__ = ["HARVEST_FORMAT", "HarvestResult", "harvest", "harvest_splits", "register_harvest"]
+__all__ = ["HARVEST_FORMAT", "OUTLIER_RATIO", "HarvestResult", "harvest", "harvest_splits", "register_harvest"]
 
 HARVEST_FORMAT = "rsae-harvest/1"
 """``meta.json["harvest_format"]`` of stores written here (provenance layout version)."""
+
+OUTLIER_RATIO = 10.0
+"""A harvested token whose residual norm exceeds this multiple of its batch's median norm counts as an outlier
+(attention-sink-like); :func:`harvest` warns if any are found."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Provenance keys that must agree before an interrupted store is resumed.
@@ -90,6 +95,8 @@ class HarvestResult(NamedTuple):
     """n_new_tokens / seconds (NaN if nothing was computed)."""
     resumed: bool
     """Whether an interrupted store was continued."""
+    n_outliers: int
+    """Tokens of this call whose norm exceeds :data:`OUTLIER_RATIO` × their batch's median norm (sink-like)."""
 
 
 def _provenance(lm: LanguageModel, contexts: ContextSet, layer: int, drop_first: int, n_tokens: int) -> dict:
@@ -216,10 +223,11 @@ def harvest(
     if writer is None:
         if stored != target:
             raise DataError(f"{path} is a complete store of {stored} tokens, not {target}; pick a new folder")
-        return HarvestResult(path, stored, 0, n_contexts, 0.0, float("nan"), resumed)
+        return HarvestResult(path, stored, 0, n_contexts, 0.0, float("nan"), resumed, 0)
 
     start = time.perf_counter()
     written = stored
+    outliers = 0
     first_context, skip = divmod(stored, per_context)
     bar = tqdm(
         total=target,
@@ -240,6 +248,8 @@ def harvest(
                     f"an activation exceeds the float16 range ({np.abs(rows).max():.3g} > {_FLOAT16_MAX:.0f})"
                     " at this layer; harvest with dtype='float32' (--dtype float32)"
                 )
+            norms = np.linalg.norm(rows, axis=1)
+            outliers += int((norms > OUTLIER_RATIO * np.median(norms)).sum())
             writer.append(rows)
             written += len(rows)
             bar.update(len(rows))
@@ -248,9 +258,16 @@ def harvest(
         bar.close()
     seconds = time.perf_counter() - start
     new = written - stored
-    return HarvestResult(
-        path, written, new, n_contexts, seconds, new / seconds if new else float("nan"), resumed
-    )
+    if outliers:
+        warnings.warn(
+            f"{outliers} of {new} harvested tokens have a residual norm above {OUTLIER_RATIO:g}× their batch "
+            f"median (attention-sink-like vectors that dominate squared-error losses); harvest again into a new "
+            f"folder with a larger drop_first (--drop-first), currently {drop_first}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    rate = new / seconds if new else float("nan")
+    return HarvestResult(path, written, new, n_contexts, seconds, rate, resumed, outliers)
 
 
 def harvest_splits(
@@ -277,9 +294,7 @@ def harvest_splits(
     :func:`rsae.lm.build_contexts`; ``text`` as in :func:`rsae.lm.load_documents`.
     """
     documents = load_documents(text)
-    source = {
-        "text": [str(p) for p in text] if text else f"pydoc_data.topics (CPython {platform.python_version()})"
-    }
+    source = {"text": [str(p) for p in text] if text else f"pydoc_data.topics (CPython {platform.python_version()})"}
     results = {}
     budget = {"train": n_tokens, "heldout": heldout_tokens}
     for split in ("train", "heldout"):
@@ -340,6 +355,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": r.seconds,
             "tokens_per_second": r.tokens_per_second,
             "resumed": r.resumed,
+            "n_outliers": r.n_outliers,
         }
     return report
 
@@ -360,20 +376,14 @@ def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
             "the same command resumes an interrupted harvest."
         ),
     )
-    p.add_argument(
-        "--layer", type=int, default=DEFAULT_LAYER, help="block index L; stores hidden_states[L+1]"
-    )
+    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block index L; stores hidden_states[L+1]")
     p.add_argument("--tokens", type=int, default=None, help="train tokens to store (default: all available)")
     p.add_argument("--heldout-tokens", type=int, default=None, help="held-out tokens (default: tokens / 10)")
     p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH, help="tokens per context")
     p.add_argument("--drop-first", type=int, default=DEFAULT_DROP_FIRST, help="leading positions not stored")
     p.add_argument("--out", required=True, help="output folder (gets train/ and heldout/ stores)")
-    p.add_argument(
-        "--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id"
-    )
-    p.add_argument(
-        "--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)"
-    )
+    p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
+    p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
     p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)
     p.add_argument("--seed", type=int, default=0, help="seed of the context order")
     p.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass")

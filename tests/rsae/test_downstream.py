@@ -24,6 +24,7 @@ from rsae.downstream import (
     token_labels,
 )
 from rsae.errors import ConfigError, DataError
+from rsae.lm import DEFAULT_DROP_FIRST as D
 from rsae.lm import build_contexts, load_documents, load_language_model, residual_stream
 
 LAYER = 3  # an early block keeps the probing forward passes cheap
@@ -72,16 +73,14 @@ def contexts(lm):
 def test_identity_sae_recovers_all_loss(lm, contexts):
     ident = splice_metrics(lm, IdentitySAE(), contexts[1].input_ids[:2, :32], SPLICE_LAYER)
     assert ident.ce_spliced == pytest.approx(ident.ce_clean, abs=1e-5)
-    assert ident.loss_recovered == pytest.approx(1.0, abs=1e-4) and ident.delta_ce == pytest.approx(
-        0, abs=1e-5
-    )
+    assert ident.loss_recovered == pytest.approx(1.0, abs=1e-4) and ident.delta_ce == pytest.approx(0, abs=1e-5)
     assert ident.ce_zero > ident.ce_clean + 1.0
-    assert ident.n_predictions == 2 * (32 - 2)
+    assert ident.n_predictions == 2 * (32 - 1 - D)
 
 
 def test_low_rank_sae_lies_between_and_more_rank_helps(lm, contexts):
     train, heldout = contexts
-    x = residual_stream(lm, train.input_ids[:8], SPLICE_LAYER)[:, 1:].reshape(-1, 576)
+    x = residual_stream(lm, train.input_ids[:8], SPLICE_LAYER)[:, D:].reshape(-1, 576)
     ids = heldout.input_ids[:2]
     low = splice_metrics(lm, PCASAE(x, 2), ids, SPLICE_LAYER)
     high = splice_metrics(lm, PCASAE(x, 128), ids, SPLICE_LAYER)
@@ -136,9 +135,7 @@ def test_token_labels_from_text(lm):
     ids = torch.tensor([lm.encode("Call print(x, 42) if True")])
     tokens = [lm.tokenizer.decode([i]) for i in ids[0].tolist()]
     labels = {task: token_labels(lm.tokenizer, ids, task)[0] for task in PROBE_TASKS}
-    for tok, digit, upper, kw in zip(
-        tokens, labels["digit"], labels["uppercase"], labels["keyword"], strict=True
-    ):
+    for tok, digit, upper, kw in zip(tokens, labels["digit"], labels["uppercase"], labels["keyword"], strict=True):
         assert digit == any(c.isdigit() for c in tok)
         assert upper == tok.lstrip()[:1].isupper()
         assert kw == (tok.strip() in {"if", "True"})
@@ -170,11 +167,11 @@ def test_sparse_probe_finds_a_planted_latent():
 
 def test_sparse_probe_on_real_text(lm, contexts):
     train, heldout = contexts
-    x = residual_stream(lm, train.input_ids[:8], LAYER)[:, 1:].reshape(-1, 576)
+    x = residual_stream(lm, train.input_ids[:8], LAYER)[:, D:].reshape(-1, 576)
     sae = PCASAE(x, 64)
     tr = probe_dataset(lm, train, LAYER, "uppercase", max_contexts=24)
     te = probe_dataset(lm, heldout, LAYER, "uppercase", max_contexts=24)
-    assert tr.acts.shape == (24 * 63, 576) and tr.labels.shape == (24 * 63,)
+    assert tr.acts.shape == (24 * (64 - D), 576) and tr.labels.shape == (24 * (64 - D),)
     result = sparse_probe(sae, tr, te, ks=(1, 2, 5))
     assert set(result.sae_accuracy) == {1, 2, 5}
     assert result.raw_all_accuracy > 0.85  # token identity is linearly readable at an early layer
@@ -219,6 +216,6 @@ def test_cli_reports_splice_and_probes(tmp_path):
     report = args.handler(args)
     json.dumps(report)
     splice = report["splice"]
-    assert splice["n_predictions"] == 2 * 30 and splice["ce_zero"] > splice["ce_clean"]
+    assert splice["n_predictions"] == 2 * (32 - 1 - D) and splice["ce_zero"] > splice["ce_clean"]
     assert splice["delta_ce"] == pytest.approx(splice["ce_spliced"] - splice["ce_clean"])
     assert set(report["probe"]["uppercase"]["sae_accuracy"]) == {1, 2}

@@ -15,6 +15,7 @@ import rsae.harvest as harvest_module
 from rsae.data import ActivationStore
 from rsae.errors import ConfigError, DataError
 from rsae.harvest import harvest, register_harvest
+from rsae.lm import DEFAULT_DROP_FIRST as D
 from rsae.lm import build_contexts, load_documents, load_language_model, residual_stream
 
 LAYER = 2
@@ -34,7 +35,7 @@ def contexts(lm):
 @pytest.fixture(scope="module")
 def expected(lm, contexts):
     """Reference activations of the first 12 contexts, positions 1.., in store order."""
-    return residual_stream(lm, contexts.input_ids[:12], LAYER)[:, 1:].reshape(-1, lm.d_model).numpy()
+    return residual_stream(lm, contexts.input_ids[:12], LAYER)[:, D:].reshape(-1, lm.d_model).numpy()
 
 
 def read_all(path):
@@ -43,7 +44,7 @@ def read_all(path):
 
 
 def test_harvest_matches_direct_forward_and_records_provenance(lm, contexts, expected, tmp_path):
-    n = 100  # 4 full contexts of 23 kept positions + 8 tokens of the fifth
+    n = 100  # 4 full contexts of 21 kept positions + 16 tokens of the fifth
     result = harvest(
         lm,
         contexts,
@@ -62,7 +63,7 @@ def test_harvest_matches_direct_forward_and_records_provenance(lm, contexts, exp
     np.testing.assert_allclose(data, expected[:n], rtol=1e-5, atol=1e-4)
     meta = store.meta
     assert meta["model"] == lm.name and meta["layer"] == LAYER and meta["hidden_states_index"] == LAYER + 1
-    assert meta["context_length"] == CTX and meta["drop_first"] == 1 and meta["tokens_per_context"] == CTX - 1
+    assert meta["context_length"] == CTX and meta["drop_first"] == D and meta["tokens_per_context"] == CTX - D
     assert meta["split"] == "train" and meta["seed"] == 3 and meta["text"] == "pydoc"
     assert meta["text_fingerprint"] == contexts.fingerprint() and meta["n_tokens_requested"] == n
 
@@ -79,21 +80,15 @@ def test_interrupted_harvest_resumes_exactly(lm, contexts, expected, tmp_path, m
 
     monkeypatch.setattr(harvest_module, "residual_stream", dying)
     with pytest.raises(KeyboardInterrupt):
-        harvest(
-            lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False
-        )
+        harvest(lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False)
     partial = json.loads((tmp_path / "s" / "meta.json").read_text())
-    assert not partial["complete"] and partial["n_tokens"] == 90  # 2 batches = 92 tokens → 3 full shards
+    assert not partial["complete"] and partial["n_tokens"] == 60  # 2 batches = 84 tokens → 2 full shards
     monkeypatch.setattr(harvest_module, "residual_stream", real)
-    result = harvest(
-        lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False
-    )
-    assert result.resumed and result.n_new_tokens == 110 and result.n_tokens == 200
+    result = harvest(lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False)
+    assert result.resumed and result.n_new_tokens == 140 and result.n_tokens == 200
     _, data = read_all(tmp_path / "s")
     np.testing.assert_allclose(data, expected[:200], rtol=1e-5, atol=1e-4)
-    again = harvest(
-        lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False
-    )
+    again = harvest(lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False)
     assert again.n_new_tokens == 0 and again.n_tokens == 200
 
 
@@ -110,7 +105,7 @@ def test_float16_store_and_argument_errors(lm, contexts, expected, tmp_path):
     store, data = read_all(tmp_path / "h")
     assert store.meta["dtype"] == "float16"
     np.testing.assert_allclose(data, expected[:46], rtol=2e-3, atol=2e-2)
-    available = len(contexts.input_ids) * (CTX - 1)
+    available = len(contexts.input_ids) * (CTX - D)
     with pytest.raises(DataError, match="offers"):
         harvest(lm, contexts, LAYER, tmp_path / "x", n_tokens=available + 1, progress=False)
     with pytest.raises(ConfigError):
@@ -120,13 +115,19 @@ def test_float16_store_and_argument_errors(lm, contexts, expected, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_sink_positions_are_counted_and_warned(lm, contexts, tmp_path):
+    with pytest.warns(RuntimeWarning, match="drop_first"):
+        result = harvest(lm, contexts, 15, tmp_path / "s", n_tokens=3 * CTX, drop_first=0, progress=False)
+    assert result.n_outliers == 3  # position 0 of each of the 3 contexts
+    clean = harvest(lm, contexts, 15, tmp_path / "t", n_tokens=3 * (CTX - D), progress=False)
+    assert clean.n_outliers == 0
+
+
 def test_cli_harvests_train_and_heldout(lm, tmp_path):
     folder = tmp_path / "text"
     folder.mkdir()
     for i in range(12):
-        (folder / f"doc{i:02d}.txt").write_text(
-            f"Document {i}. " + "The quick brown fox jumps over the dog. " * 8
-        )
+        (folder / f"doc{i:02d}.txt").write_text(f"Document {i}. " + "The quick brown fox jumps over the dog. " * 8)
     parser = argparse.ArgumentParser(prog="rsae")
     register_harvest(parser.add_subparsers(dest="command"))
     args = parser.parse_args(

