@@ -114,9 +114,7 @@ def _rational_type(text: str) -> tuple[int, int]:
     try:
         m, n = (int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected the rational type as 'm,n' (e.g. 3,2), got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected the rational type as 'm,n' (e.g. 3,2), got {text!r}") from None
     if m < 0 or n < 0:
         raise argparse.ArgumentTypeError(f"m and n must be >= 0, got {text!r}")
     return m, n
@@ -124,12 +122,8 @@ def _rational_type(text: str) -> tuple[int, int]:
 
 def _add_training_options(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument(
-        "--steps", type=_positive_int, default=steps, help=f"optimiser steps (default {steps})"
-    )
-    group.add_argument(
-        "--batch-size", type=_positive_int, default=1024, help="tokens per step (default 1024)"
-    )
+    group.add_argument("--steps", type=_positive_int, default=steps, help=f"optimiser steps (default {steps})")
+    group.add_argument("--batch-size", type=_positive_int, default=1024, help="tokens per step (default 1024)")
     group.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr})")
     group.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
@@ -183,9 +177,7 @@ def register_train(subparsers: Any) -> None:
         help="active latents for topk/batchtopk gates (default: the synthetic true L0 rounded, else 32)",
     )
     model.add_argument("--l1", type=float, default=None, help="L1 coefficient (relu, rational relu gate)")
-    model.add_argument(
-        "--l0", type=float, default=None, help="L0 coefficient (jumprelu, jumprelu/cutoff gates)"
-    )
+    model.add_argument("--l0", type=float, default=None, help="L0 coefficient (jumprelu, jumprelu/cutoff gates)")
     model.add_argument(
         "--gate",
         choices=RATIONAL_GATES,
@@ -195,9 +187,7 @@ def register_train(subparsers: Any) -> None:
     model.add_argument("--rational-type", type=_rational_type, default=(3, 2), help="rational type m,n")
     model.add_argument("--init-gate", default="relu", help="gate whose rational fit initialises (a, b)")
     parser.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here")
-    parser.add_argument(
-        "--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints"
-    )
+    parser.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint-dir")
     _add_training_options(parser, steps=2000, lr=3e-3)
     parser.set_defaults(handler=run_train)
@@ -273,9 +263,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         if not args.checkpoint_dir:
             raise ConfigError("--resume needs --checkpoint-dir (the folder of the interrupted run)")
-        trainer = Trainer.resume(
-            args.checkpoint_dir, train, progress=not args.no_progress, device=args.device
-        )
+        trainer = Trainer.resume(args.checkpoint_dir, train, progress=not args.no_progress, device=args.device)
     else:
         cfg = _family_config(args, train.d_in, syn.true_l0 if syn is not None else None)
         train_cfg = TrainConfig(
@@ -327,6 +315,11 @@ def register_upgrade(subparsers: Any) -> None:
     parser.add_argument("--init-gate", default="relu", help="gate whose rational fit initialises (a, b)")
     parser.add_argument("--calibration-tokens", type=_positive_int, default=8192)
     parser.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="fine-tune only φ and the decoder, keeping the teacher's support (and L0) exactly",
+    )
+    parser.add_argument(
         "--no-control",
         action="store_true",
         help="skip fine-tuning a copy of the teacher with the same settings",
@@ -343,9 +336,7 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
 
     teacher = load_sae(args.teacher, device=args.device)
     if args.data is None:
-        provenance = json.loads((Path(args.teacher) / CFG_FILE).read_text(encoding="utf-8")).get(
-            "rsae_provenance", {}
-        )
+        provenance = json.loads((Path(args.teacher) / CFG_FILE).read_text(encoding="utf-8")).get("rsae_provenance", {})
         dataset = provenance.get("dataset")
         if dataset is None:
             raise ConfigError("the teacher does not record its training data; pass --data synthetic|STORE")
@@ -373,6 +364,7 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
         calibration_tokens=args.calibration_tokens,
         eval_tokens=args.eval_tokens,
         control=not args.no_control,
+        train_encoder=not args.freeze_encoder,
         progress=not args.no_progress,
     )
     out_dir = Path(args.out)
@@ -411,8 +403,7 @@ def upgrade_report(result: Any) -> dict[str, Any]:
             "init_within_2pct": abs(init["mse"] / teacher["mse"] - 1) <= 0.02,
             "rsae_mse_ratio": student["mse"] / teacher["mse"],
             "rsae_l0_ratio": student["l0"] / teacher["l0"],
-            "rsae_lower_mse_at_l0_le_1.05": student["mse"] < teacher["mse"]
-            and student["l0"] <= 1.05 * teacher["l0"],
+            "rsae_lower_mse_at_l0_le_1.05": student["mse"] < teacher["mse"] and student["l0"] <= 1.05 * teacher["l0"],
         },
     }
 
@@ -425,9 +416,7 @@ def register_synthetic_study(subparsers: Any) -> None:
     )
     parser.add_argument("--part", choices=("families", "gates", "upgrade", "all"), default="all")
     parser.add_argument("--steps", type=_positive_int, default=2000, help="training steps per model")
-    parser.add_argument(
-        "--finetune-steps", type=_positive_int, default=1000, help="upgrade fine-tuning steps"
-    )
+    parser.add_argument("--finetune-steps", type=_positive_int, default=1000, help="upgrade fine-tuning steps")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--markdown", action="store_true", help="print markdown tables instead of a summary")
     output.add_argument("--json", action="store_true", help="print the result as one JSON object")
