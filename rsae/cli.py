@@ -240,11 +240,11 @@ def _family_config(args: argparse.Namespace, d_in: int, true_l0: float | None) -
 
 
 SYNTHETIC_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
-    ("relu", None): {"l1_coefficient": 0.05},
-    ("jumprelu", None): {"l0_coefficient": 0.01, "threshold_init": 0.1},
-    ("rational", "relu"): {"l1_coefficient": 0.05},
-    ("rational", "jumprelu"): {"l0_coefficient": 0.01, "threshold_init": 0.1},
-    ("rational", "cutoff"): {"l0_coefficient": 0.01, "threshold_init": 0.1},
+    ("relu", None): {"l1_coefficient": 0.5},
+    ("jumprelu", None): {"l0_coefficient": 0.1, "threshold_init": 0.1},
+    ("rational", "relu"): {"l1_coefficient": 0.5},
+    ("rational", "jumprelu"): {"l0_coefficient": 0.1, "threshold_init": 0.1},
+    ("rational", "cutoff"): {"l0_coefficient": 0.1, "threshold_init": 0.1},
 }
 """Sparsity coefficients used when none is given (chosen on the default synthetic data; see docs/rsae.md)."""
 
