@@ -171,7 +171,7 @@ def _forward_kernel(h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: 
 
 def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: Tensor,
                      pdt: Tensor, bdt: Tensor, m: int, n: int, omax: float, gmax: float,
-                     per_latent: bool) -> tuple[Tensor, ...]:
+                     per_latent: bool, saturating: bool) -> tuple[Tensor, ...]:
     """Gradients wrt h, a, b, log C_in, log C_out for upstream g (h and g are [rows, d]).
 
     Every per-element term that is not finite (overflow in the working precision, or a NaN input) makes at
@@ -179,13 +179,17 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     times a power of u to every ∂/∂b_j, f·core times tκ to ∂/∂log C_in and f·P to ∂/∂log C_out, and a
     non-finite factor times any finite number (zero included) is non-finite. The caller checks those few
     numbers instead of a mask over all elements. Gradients wrt h saturate to ±gmax.
+
+    ``saturating`` says whether φ may exceed ±omax here (the working precision is wider than the output
+    dtype); if not, the forward found every φ finite, so no element is saturated and the mask is skipped.
     """
     t, big, u, p, q_poly, d, sigma = _common(h, inv_c_in, pt, ht, m, n)
     inv_d = d.reciprocal()  # one division, then products (divisions are the slowest vector op)
-    phi = sigma * p * inv_d * c_out  # the forward's expression: the same elements saturate
     gc = g.to(pt.dtype)
-    live = phi.abs() <= omax
-    f = torch.where(live, gc * c_out * sigma * inv_d, 0.0)  # select after the product: 0 even where σ = inf
+    f = gc * c_out * sigma * inv_d
+    if saturating:
+        phi = sigma * p * inv_d * c_out  # the forward's expression: the same elements saturate
+        f = torch.where(phi.abs() <= omax, f, 0.0)  # select after the product: 0 even where σ = inf
     q = p * inv_d
     sq = torch.sign(q_poly)
     core = _horner(u, big, pdt) - q * sq * _horner(u, big, bdt)
@@ -296,8 +300,11 @@ def _forward(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out
 
 
 def _backward(g: Tensor, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
-              dtype: torch.dtype) -> list[Tensor]:
-    """[∂/∂h, ∂/∂a, ∂/∂b, ∂/∂log C_in, ∂/∂log C_out] computed in ``dtype`` (reductions in ``dtype``)."""
+              dtype: torch.dtype, flagged: bool) -> list[Tensor]:
+    """[∂/∂h, ∂/∂a, ∂/∂b, ∂/∂log C_in, ∂/∂log C_out] computed in ``dtype`` (reductions in ``dtype``).
+
+    ``flagged``: the forward took the float64 path, so some outputs may have saturated.
+    """
     pr = _params(h, a, b, log_c_in, log_c_out, dtype)
     g2 = g.reshape(pr.h2.shape)
     omax = torch.finfo(h.dtype).max
@@ -306,7 +313,8 @@ def _backward(g: Tensor, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | Non
     sums: list[Tensor] = []
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
         gh, *red = _call("backward", _backward_kernel, pr.h2.numel(), g2[rows], pr.h2[rows], pr.inv_c_in,
-                         pr.c_out, *pr.tables, pr.m, pr.n, omax, omax, pr.per_latent)
+                         pr.c_out, *pr.tables, pr.m, pr.n, omax, omax, pr.per_latent,
+                         flagged or dtype != h.dtype)
         grads_h.append(gh)
         sums = red if not sums else [s + r for s, r in zip(sums, red, strict=True)]
     grad_h = grads_h[0] if len(grads_h) == 1 else torch.cat(grads_h)
@@ -357,6 +365,7 @@ class _SafePadeFunction(torch.autograd.Function):
         dtype = _compute_dtype(h, a, b, log_c_in, log_c_out)
         with torch.autocast(h.device.type, enabled=False):
             out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
+            ctx.flagged = fallback
             if fallback and dtype != torch.float64:
                 dtype = torch.float64
                 out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
@@ -373,11 +382,11 @@ class _SafePadeFunction(torch.autograd.Function):
         h, a, b, log_c_in, log_c_out = ctx.saved_tensors
         dtype = ctx.compute_dtype
         with torch.autocast(h.device.type, enabled=False):
-            grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype)
+            grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype, ctx.flagged)
             finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite and dtype != torch.float64:
                 dtype = torch.float64
-                grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype)
+                grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype, ctx.flagged)
                 finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite:
                 grads = _sanitize_grads(grads, h, g)

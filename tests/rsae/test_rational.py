@@ -244,7 +244,7 @@ def test_finite_for_every_finite_float32_input(problem: tuple[torch.Tensor, ...]
 
 
 @pytest.mark.slow
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(problems(), problems(per_latent=True)))
 def test_finite_for_every_finite_float32_input_thorough(problem: tuple[torch.Tensor, ...]) -> None:
     check_finite_everywhere(problem)
