@@ -222,9 +222,14 @@ def _tables(a: Tensor, b: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, T
             torch.stack([ia.flip(0), ia]), torch.stack([jb.flip(0), jb]))
 
 
+def _use_compiled(numel: int) -> bool:
+    """Whether a tensor of ``numel`` elements goes through the compiled kernels (see configure_kernels)."""
+    return bool(_settings["compile"]) and numel >= _settings["min_numel"]
+
+
 def _compiled_or_eager(name: str, fn: Callable[..., Any], numel: int) -> Callable[..., Any] | None:
     """The compiled version of ``fn`` when enabled and worthwhile, else None (run eagerly)."""
-    if not _settings["compile"] or numel < _settings["min_numel"]:
+    if not _use_compiled(numel):
         return None
     if name not in _compiled:
         _compiled[name] = torch.compile(fn, dynamic=None, options=_INDUCTOR_OPTIONS)
@@ -232,6 +237,7 @@ def _compiled_or_eager(name: str, fn: Callable[..., Any], numel: int) -> Callabl
 
 
 def _call(name: str, fn: Callable[..., Any], numel: int, *args: Any) -> Any:
+    """``fn(*args)``, compiled when worthwhile; a compiler failure switches to eager for the session."""
     compiled = _compiled_or_eager(name, fn, numel)
     if compiled is not None:
         try:
@@ -244,6 +250,7 @@ def _call(name: str, fn: Callable[..., Any], numel: int, *args: Any) -> Any:
 
 
 def _row_chunks(rows: int, d: int, compiled: bool) -> list[slice]:
+    """Row blocks of about ``chunk_numel`` elements for the eager code; one block for the compiled kernels."""
     if compiled or rows == 0:
         return [slice(0, rows)]
     step = max(1, _settings["chunk_numel"] // max(d, 1))
@@ -274,11 +281,13 @@ def _params(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out:
 
 
 def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """float64 if any argument is float64, else float32 (also for bfloat16/float16 inputs)."""
     wide = any(x is not None and x.dtype == torch.float64 for x in tensors)
     return torch.float64 if wide else torch.float32
 
 
 def _dmin(dtype: torch.dtype) -> float:
+    """√tiny: a reciprocal-branch denominator below this sends the call to the float64 path."""
     return math.sqrt(torch.finfo(dtype).tiny)
 
 
@@ -288,7 +297,7 @@ def _forward(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out
     pr = _params(h, a, b, log_c_in, log_c_out, dtype)
     pt, ht, _, _ = pr.tables
     omax = torch.finfo(h.dtype).max
-    compiled = _settings["compile"] and pr.h2.numel() >= _settings["min_numel"]
+    compiled = _use_compiled(pr.h2.numel())
     outs, flags = [], []
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
         out, flag = _call("forward", _forward_kernel, pr.h2.numel(), pr.h2[rows], pr.inv_c_in, pr.c_out,
@@ -308,7 +317,7 @@ def _backward(g: Tensor, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | Non
     pr = _params(h, a, b, log_c_in, log_c_out, dtype)
     g2 = g.reshape(pr.h2.shape)
     omax = torch.finfo(h.dtype).max
-    compiled = _settings["compile"] and pr.h2.numel() >= _settings["min_numel"]
+    compiled = _use_compiled(pr.h2.numel())
     grads_h: list[Tensor] = []
     sums: list[Tensor] = []
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
