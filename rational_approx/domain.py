@@ -154,7 +154,6 @@ class Domain:
             k = max(8, int(round(n * (b - a) / total)))
             theta = np.linspace(0.0, np.pi, k)
             pts.append(0.5 * (a + b) - 0.5 * (b - a) * np.cos(theta))
-            pts.append(np.array([0.5 * (a + b)]))  # exactly, so a singularity at the centre is seen
         width = self.b - self.a
         offsets = width * np.logspace(-depth, 0, 6 * depth)
         for c in list(cluster) + list(self.endpoints):

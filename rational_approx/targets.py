@@ -93,7 +93,8 @@ class Target:
                     f"function gets closer than half the jump ({abs(size) / 2:g}) there. Remove a gap around the jump, "
                     f"e.g. Domain.gapped(a, b, center={loc:g}, gap=0.05) or --gap 0.05 on the command line."
                 )
-        x = domain.sample(400, cluster=self.singular_points, depth=12)
+        mids = np.array([0.5 * (a + b) for a, b in domain.intervals])  # exactly: a singularity at a centre is seen
+        x = np.union1d(domain.sample(400, cluster=self.singular_points, depth=12), mids)
         y = self.f(x)
         if y.shape != x.shape:
             raise TargetError(f"target {self.name!r} returned shape {y.shape} for input of shape {x.shape}")
