@@ -14,7 +14,7 @@ Example
 """
 
 from .aaa import AAAResult, aaa
-from .activation import ActivationCoefficients, activation_coefficients, safe_pade_eval
+from .activation import ActivationCoefficients, activation_coefficients
 from .barycentric import BarycentricRational, PolyQuotient
 from .certify import Certificate, certified_sup_error, certify, certify_pole_free, vallee_poussin_lower_bound
 from .claims import claims, claims_markdown
@@ -44,7 +44,7 @@ from .theory import (
 )
 
 __all__ = [
-    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients", "safe_pade_eval",
+    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients",
     "BarycentricRational", "PolyQuotient", "Certificate", "certified_sup_error", "certify", "certify_pole_free",
     "vallee_poussin_lower_bound", "Domain", "ConvergenceError", "DegreeError", "DomainError", "IllConditionedWarning",
     "RationalApproxError", "TargetError", "local_extrema", "sup_error", "HighPrecResult", "abs_minimax",

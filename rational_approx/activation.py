@@ -30,20 +30,14 @@ from .domain import Domain
 from .errors import IllConditionedWarning
 from .extrema import sup_error
 from .minimax import minimax
+from .safepade import SafePade, relaxed_remez
 from .targets import resolve_target
 
-__all__ = ["ActivationCoefficients", "activation_coefficients", "safe_pade_eval", "DEFAULT_TYPES"]
+__all__ = ["ActivationCoefficients", "activation_coefficients", "DEFAULT_TYPES", "GATE_ALIASES"]
 
 DEFAULT_TYPES = {"relu": (3, 2), "abs": (4, 4), "jumprelu": (9, 8), "topk_gate": (9, 8), "heaviside": (9, 8),
                  "sign": (9, 8)}
-
-
-def safe_pade_eval(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """r(t) = Σ a_i t^i / (1 + |Σ_{j≥1} b_j t^j|), Horner, float64."""
-    t = np.asarray(t, dtype=float)
-    p = np.polynomial.polynomial.polyval(t, a)
-    q = np.polynomial.polynomial.polyval(t, np.concatenate([[0.0], b])) if len(b) else np.zeros_like(t)
-    return p / (1.0 + np.abs(q))
+GATE_ALIASES = {"topk": "topk_gate", "batchtopk": "topk_gate", "standard": "relu"}  # SAE family → gate
 
 
 @dataclass(frozen=True)
@@ -70,6 +64,9 @@ class ActivationCoefficients:
         Relative error of the monomial coefficients against the barycentric minimax rational.
     params : dict
         Gate parameters (theta, tau, gap).
+    method : str
+        ``"minimax"`` (the safe form equals the minimax rational) or ``"relaxed_remez"`` (the safe form was fitted
+        directly because B changes sign on the interval).
     """
 
     gate: str
@@ -82,16 +79,17 @@ class ActivationCoefficients:
     safe_form_exact: bool
     conversion_error: float
     params: dict
+    method: str = "minimax"
 
     def __call__(self, t: np.ndarray | float) -> np.ndarray:
-        return safe_pade_eval(t, self.a, self.b)
+        return SafePade(self.a, self.b)(t)
 
     def to_dict(self) -> dict:
         return {
             "gate": self.gate, "type": list(self.type), "a": self.a.tolist(), "b": self.b.tolist(),
             "domain": [list(iv) for iv in self.domain.intervals], "error": self.error,
             "minimax_error": self.minimax_error, "safe_form_exact": self.safe_form_exact,
-            "conversion_error": self.conversion_error, "params": self.params,
+            "conversion_error": self.conversion_error, "params": self.params, "method": self.method,
         }
 
 
@@ -125,6 +123,7 @@ def activation_coefficients(
     gap : half-width of the gap around a jump (default 0.05).
     domain : override the design domain (default [−1, 1], gapped around a jump).
     """
+    gate = GATE_ALIASES.get(gate, gate)
     if type is None:
         if gate not in DEFAULT_TYPES:
             raise ValueError(f"no default type for gate {gate!r}; pass type=(m, n)")
@@ -144,13 +143,21 @@ def activation_coefficients(
     # B ≥ 0 up to the rounding of the conversion (odd coefficients that vanish by symmetry come out as ±1e-16·|b|)
     bmax = float(np.sum(np.abs(b)) * max(abs(dom.a), abs(dom.b)) ** np.arange(1, n + 1).max()) if n else 0.0
     safe_exact = bool(n == 0 or _min_on_interval(np.concatenate([[0.0], b]), dom.a, dom.b) >= -1e-12 * bmax)
+    breaks = np.concatenate([res.extremal_points, np.asarray(tgt.singular_points)])
 
-    def err(x):
-        return tgt.f(x) - safe_pade_eval(x, a, b)
+    def safe_error(a_, b_):
+        return sup_error(lambda x: tgt.f(x) - SafePade(a_, b_)(x), dom, breaks)[0]
 
-    error, _ = sup_error(err, dom, np.concatenate([res.extremal_points, np.asarray(tgt.singular_points)]))
+    error = safe_error(a, b)
+    how = "minimax"
+    if not safe_exact:
+        # 1 + |B| ≠ Q somewhere on the interval: fit the safe form itself (relaxed Remez from the minimax start)
+        fit = relaxed_remez(tgt, (m, n), dom, form="safe", init=SafePade(a, b))
+        fit_error = safe_error(fit.r.a, fit.r.b)
+        if fit_error < error:
+            a, b, error, how = fit.r.a, fit.r.b, fit_error, "relaxed_remez"
     return ActivationCoefficients(
         gate=gate, type=(m, n), a=a, b=b, domain=dom, error=error, minimax_error=res.error,
         safe_form_exact=safe_exact, conversion_error=pq.conversion_error,
-        params={**tgt.params, **({"gap": gap} if gap is not None else {})},
+        params={**tgt.params, **({"gap": gap} if gap is not None else {})}, method=how,
     )
