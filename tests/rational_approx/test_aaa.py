@@ -161,7 +161,9 @@ def test_non_finite_value_on_samples_is_a_target_error():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["abs", "relu"])
-def test_tolerance_driven_fit_of_kinks_goes_far_below_grid_resolution(name):
-    res = aaa(name)
-    assert res.error < 1e-8 and res.real_poles_in_domain.size == 0
+@pytest.mark.parametrize("name, tol", [("abs", 1e-9), ("relu", 1e-7)])
+def test_tolerance_driven_fit_of_kinks_goes_far_below_grid_resolution(name, tol):
+    # uniform-grid AAA stalls near 1e-4 on these kinks; tolerances chosen to keep CI time bounded (ReLU to 1e-9
+    # takes minutes on 2 cores)
+    res = aaa(name, tol=tol)
+    assert res.error < 10 * tol and res.real_poles_in_domain.size == 0
