@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-import rational_approx
 from rsae.synthetic_study import FAMILY_SETTINGS, study_data, train_config, train_model
 from rsae.upgrade import upgrade
 
 pytestmark = pytest.mark.slow
-needs_coefficients = pytest.mark.skipif(
-    not hasattr(rational_approx, "activation_coefficients"),
-    reason="rational_approx.activation_coefficients is not exported yet",
-)
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +15,13 @@ def data():
     return study_data()
 
 
-@pytest.mark.parametrize(
-    "name", ["relu", "jumprelu", "topk", "batchtopk", pytest.param("rational", marks=needs_coefficients)]
-)
+@pytest.mark.parametrize("name", ["relu", "jumprelu", "topk", "batchtopk", "rational"])
 def test_every_family_recovers_the_true_features(name: str, data) -> None:
     _, row = train_model(FAMILY_SETTINGS[name], data, steps=2000)
     assert row["mmcs"] >= 0.9
     assert row["l0"] <= 2.5 * row["true_l0"]
 
 
-@needs_coefficients
 @pytest.mark.parametrize("name", ["relu", "jumprelu", "topk"])
 def test_two_stage_upgrade_beats_the_teacher(name: str, data) -> None:
     teacher, _ = train_model(FAMILY_SETTINGS[name], data, steps=2000)
