@@ -7,16 +7,11 @@ import json
 import numpy as np
 import pytest
 
-import rational_approx
 from rsae.cli import main
 from rsae.data import ActivationStore
 from rsae.io import load_sae
 
 FAST = ["--steps", "12", "--batch-size", "256", "--eval-tokens", "1024", "--no-progress", "--json"]
-needs_coefficients = pytest.mark.skipif(
-    not hasattr(rational_approx, "activation_coefficients"),
-    reason="rational_approx.activation_coefficients is not exported yet",
-)
 
 
 def _run(capsys, argv: list[str]) -> dict:
@@ -95,7 +90,6 @@ def test_bad_arguments_are_one_line_errors(argv, message, capsys) -> None:
     assert err.count("\n") == 1 and message in err and err.startswith("rsae")
 
 
-@needs_coefficients
 def test_train_rational_and_upgrade(tmp_path, capsys) -> None:
     common = ["--synthetic-tokens", "4096", *FAST]
     _run(
