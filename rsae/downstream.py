@@ -227,7 +227,7 @@ def splice_metrics(
     return SpliceResult(ce_clean, ce_spliced, ce_zero, ce_spliced - ce_clean, recovered, count)
 
 
-def _has_parenthesis_open(texts: Sequence[str]) -> list[bool]:
+def _inside_parentheses(texts: Sequence[str]) -> list[bool]:
     depth, inside = 0, []
     for text in texts:
         inside.append(depth > 0)
@@ -266,7 +266,7 @@ def token_labels(tokenizer: Any, input_ids: Tensor, task: str) -> np.ndarray:
     unique = np.unique(ids)
     text_of = dict(zip(unique.tolist(), tokenizer.batch_decode([[int(i)] for i in unique]), strict=True))
     if task == "in_parentheses":
-        return np.array([_has_parenthesis_open([text_of[i] for i in row]) for row in ids.tolist()], dtype=bool)
+        return np.array([_inside_parentheses([text_of[i] for i in row]) for row in ids.tolist()], dtype=bool)
     rule = _TOKEN_RULES[task]
     lookup = {i: rule(text) for i, text in text_of.items()}
     return np.vectorize(lookup.__getitem__, otypes=[bool])(ids)

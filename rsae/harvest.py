@@ -261,8 +261,10 @@ def harvest(
     if outliers:
         warnings.warn(
             f"{outliers} of {new} harvested tokens have a residual norm above {OUTLIER_RATIO:g}× their batch "
-            f"median (attention-sink-like vectors that dominate squared-error losses); harvest again into a new "
-            f"folder with a larger drop_first (--drop-first), currently {drop_first}",
+            "median; such vectors dominate squared-error losses. If they are attention sinks near the start of "
+            f"contexts, harvest again into a new folder with a larger --drop-first (now {drop_first}); early "
+            "blocks also give a few frequent tokens massive norms (SmolLM2 block 2: ' the', ' '), which a later "
+            "layer avoids",
             RuntimeWarning,
             stacklevel=2,
         )
