@@ -36,6 +36,7 @@ REGISTRARS: list[str] = [
     "rsae.cli:register_train",
     "rsae.cli:register_upgrade",
     "rsae.cli:register_synthetic_study",
+    "rsae.reproduce:register_reproduce",
 ]
 """``module:function`` entries; each function takes the sub-parsers object and registers one command."""
 
