@@ -377,10 +377,11 @@ class StoreWriter:
         self._write_meta()
 
     def _write_meta(self) -> None:
-        _atomic_write_text(self.folder / "meta.json", json.dumps(self.meta, indent=2))
+        atomic_write_text(self.folder / "meta.json", json.dumps(self.meta, indent=2))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file, fsync it and move it over ``path`` (readers never see a partial file)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)

@@ -50,7 +50,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from rsae.config import SAEConfig, TrainConfig
-from rsae.data import as_source
+from rsae.data import as_source, atomic_write_text
 from rsae.errors import ConfigError, DataError, SAEFileError
 from rsae.sae import SAE
 
@@ -328,12 +328,12 @@ class Trainer:
             "history": self.history,
             "torch_version": torch.__version__,
         }
-        _write_text(tmp / "trainer_state.json", json.dumps(state, indent=2))
+        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=2))
         final = root / name
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _write_text(root / _LATEST, json.dumps({"checkpoint": name, "step": self.step}))
+        atomic_write_text(root / _LATEST, json.dumps({"checkpoint": name, "step": self.step}))
         kept = sorted(p for p in root.glob("step_*") if p.is_dir())
         for old in kept[: max(len(kept) - self.cfg.keep_checkpoints, 0)]:
             if old.name != name:
@@ -407,10 +407,3 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
         raise SAEFileError(f"cannot read checkpoint file {path}: {exc}") from exc
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
