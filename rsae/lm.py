@@ -21,7 +21,7 @@ below ``heldout_fraction``, else ``train`` — so held-out text never shares a d
 Contexts are then put in a seeded random order, so a prefix of any length is a representative sample.
 
 The first position of every context is an attention sink: from the middle layers on, its residual norm is
-more than 100× the others (layer 15: ≈ 2.4e4 against a median ≈ 1.8e2), whatever the token. When the first token is
+more than 100× the others (layer 15: ≈ 2.4e4 against a median ≈ 1.7e2), whatever the token. When the first token is
 weak (a newline after a newline, a repeated digit) the sink can also appear at position 1 or 2 (layer 15, all 847
 pydoc contexts: position 0 always, position 1 in 9, position 2 in 1, positions 3-7 never). A handful of such
 vectors would dominate any squared-error statistic, so harvesting and the downstream metrics drop the first
