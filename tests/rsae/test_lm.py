@@ -56,7 +56,7 @@ def test_missing_package_names_the_pip_command(monkeypatch):
         load_language_model()
 
 
-def test_missing_transformers_names_the_pip_command(monkeypatch, tmp_path):
+def test_missing_gguf_names_the_pip_command(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name))
     with pytest.raises(ModelLoadError, match=r"pip install .*gguf"):
