@@ -36,6 +36,8 @@ REGISTRARS: list[str] = [
     "rsae.cli:register_train",
     "rsae.cli:register_upgrade",
     "rsae.cli:register_synthetic_study",
+    "rsae.harvest:register_harvest",
+    "rsae.downstream:register_downstream",
     "rsae.reproduce:register_reproduce",
 ]
 """``module:function`` entries; each function takes the sub-parsers object and registers one command."""
