@@ -68,6 +68,8 @@ class TeacherSetting:
     """``relu``, ``jumprelu`` or ``topk``."""
     sparsity: float
     """λ₁ (relu), λ₀ (jumprelu) or k (topk)."""
+    threshold_init: float = 1.0
+    """Initial JumpReLU threshold θ₀ (x/s units; with few steps it sets much of the final L0)."""
 
     def sae_config(self, d_in: int, d_sae: int) -> SAEConfig:
         """The teacher's :class:`SAEConfig`."""
@@ -75,7 +77,7 @@ class TeacherSetting:
             return SAEConfig(d_in=d_in, d_sae=d_sae, family="relu", l1_coefficient=self.sparsity)
         if self.family == "jumprelu":
             return SAEConfig(d_in=d_in, d_sae=d_sae, family="jumprelu", l0_coefficient=self.sparsity,
-                             threshold_init=0.1)
+                             threshold_init=self.threshold_init, jumprelu_bandwidth=0.1)
         if self.family == "topk":
             return SAEConfig(d_in=d_in, d_sae=d_sae, family="topk", k=int(self.sparsity))
         raise ConfigError(f"teacher family must be relu, jumprelu or topk, got {self.family!r}")
@@ -139,11 +141,13 @@ class ReproduceConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+# Sparsity settings (x/s units) chosen by 100-step pilots on the default harvest: λ₁ = 5 left 78 % of the
+# ReLU latents dead, and JumpReLU with θ₀ = 0.1 stayed at L0 ≈ 480 whatever λ₀.
 _TEACHERS = (
+    TeacherSetting("relu-l1=1", "relu", 1.0),
     TeacherSetting("relu-l1=2", "relu", 2.0),
-    TeacherSetting("relu-l1=5", "relu", 5.0),
-    TeacherSetting("jumprelu-l0=0.5", "jumprelu", 0.5),
-    TeacherSetting("jumprelu-l0=2", "jumprelu", 2.0),
+    TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0),
+    TeacherSetting("jumprelu-l0=1", "jumprelu", 1.0, threshold_init=1.5),
     TeacherSetting("topk-k=16", "topk", 16),
     TeacherSetting("topk-k=32", "topk", 32),
 )
@@ -178,7 +182,7 @@ PRESETS: dict[str, ReproduceConfig] = {
         d_sae=1152,
         teacher_steps=300,
         finetune_steps=150,
-        ce_contexts=32,
+        ce_contexts=16,
         probe_train_contexts=64,
         probe_heldout_contexts=32,
         teachers=_TEACHERS,
