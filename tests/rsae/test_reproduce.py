@@ -58,6 +58,7 @@ def test_tiny_reproduce_writes_valid_outputs_and_rerun_skips_every_stage(tmp_pat
         assert row["init"]["l0"] == pytest.approx(row["teacher"]["l0"])
         if row["family"] == "relu":
             assert row["encoder_frozen"] and row["rsae"]["l0"] == pytest.approx(row["teacher"]["l0"])
+        assert math.isfinite(row["control"]["mse"]) and math.isfinite(row["control"]["l0"])
         if row["family"] == "topk":
             assert row["rsae"]["l0"] == pytest.approx(row["sparsity"])
     table = (out / "results.md").read_text()
