@@ -563,12 +563,16 @@ def _plot_shapes(results: dict[str, Any], rsae_paths: dict[str, Path], path: Pat
         hn = h.numpy()
         family = results["models"][name]["family"]
         if family == "jumprelu":
-            theta = float(student.activation.log_threshold.detach().exp().median())
-            ax.plot(hn, np.where(hn > theta, hn, 0), "k-", lw=1, label=f"teacher (median θ {theta:.2f})")
+            cut = float(student.activation.log_threshold.detach().exp().median())
+            ax.plot(hn, np.where(hn > cut, hn, 0), "k-", lw=1, label=f"teacher (median θ {cut:.2f})")
         else:
+            cut = 0.0
             ax.plot(hn, np.maximum(hn, 0), "k-", lw=1, label="teacher (h on its support)")
-        ax.plot(hn, y, "C3-", lw=1.2, label="RSAE φ(h)")
-        ax.set_title(name, fontsize=8)
+        open_ = hn > cut
+        ax.plot(hn[open_], y[open_], "C3-", lw=1.2, label="RSAE φ(h), gate open")
+        ax.plot(hn[~open_], y[~open_], "C3:", lw=1, label="φ(h), gated to 0")
+        deviation = float(np.max(np.abs(y[open_] - hn[open_])))
+        ax.set_title(f"{name}: max|φ(h) − h| {deviation:.2f}", fontsize=8)
         ax.set_xlabel("h")
         ax.legend(fontsize=6)
     fig.tight_layout()
