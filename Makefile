@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install reproduce test test-quick lint
+.PHONY: install reproduce test test-quick test-all lint
 
 # torch first, and only when absent: `torch==2.13.0` is the CPU wheel on the reference machine; an unpinned
 # `torch` would pull a multi-GB CUDA build. An already-installed torch (a GPU user's) is left untouched.
@@ -17,6 +17,9 @@ reproduce: install
 	rsae reproduce
 
 test: install
+	$(PYTHON) -m pytest -q -m "not study"
+
+test-all: install
 	$(PYTHON) -m pytest -q
 
 test-quick: install

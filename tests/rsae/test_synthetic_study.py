@@ -7,7 +7,8 @@ import pytest
 from rsae.synthetic_study import FAMILY_SETTINGS, study_data, train_config, train_model
 from rsae.upgrade import upgrade
 
-pytestmark = pytest.mark.slow
+# minutes of CPU per test: run by `make test-all` (the tables they check are recorded in docs/rsae.md)
+pytestmark = [pytest.mark.slow, pytest.mark.study]
 
 
 @pytest.fixture(scope="module")
