@@ -46,7 +46,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from rsae.config import SAEConfig, TrainConfig
-from rsae.data import ActivationStore
+from rsae.data import ActivationStore, atomic_write_text
 from rsae.errors import ConfigError
 from rsae.io import load_sae, save_sae
 from rsae.lm import DEFAULT_DROP_FIRST, DEFAULT_LAYER
@@ -217,9 +217,7 @@ def _hash(value: Any) -> str:
 def _write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (temporary file, then rename); non-finite floats become null."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(value), indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(_finite(value), indent=1))
 
 
 def _finite(value: Any) -> Any:
