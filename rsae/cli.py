@@ -196,6 +196,21 @@ def register_train(subparsers: Any) -> None:
     parser.set_defaults(handler=run_train)
 
 
+def _train_config(args: argparse.Namespace, checkpoint_every: int = 0) -> Any:
+    """The TrainConfig of the shared training options (``train`` and ``upgrade``)."""
+    from rsae.config import TrainConfig
+
+    return TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        warmup_steps=min(100, args.steps // 10),
+        autocast_bf16=args.autocast_bf16,
+        checkpoint_every=checkpoint_every,
+    )
+
+
 def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
     """(train source, eval source, provenance for cfg.json, synthetic source or None)."""
     from rsae.data import ActivationStore, TensorSource
@@ -254,7 +269,6 @@ SYNTHETIC_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae train``."""
-    from rsae.config import TrainConfig
     from rsae.io import save_sae
     from rsae.metrics import evaluate_sae
     from rsae.sae import SAE
@@ -269,15 +283,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         trainer = Trainer.resume(args.checkpoint_dir, train, progress=not args.no_progress, device=args.device)
     else:
         cfg = _family_config(args, train.d_in, syn.true_l0 if syn is not None else None)
-        train_cfg = TrainConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            warmup_steps=min(100, args.steps // 10),
-            autocast_bf16=args.autocast_bf16,
-            checkpoint_every=args.checkpoint_every or 0,
-        )
+        train_cfg = _train_config(args, checkpoint_every=args.checkpoint_every or 0)
         trainer = Trainer(
             SAE.from_config(cfg, seed=args.seed),
             train_cfg,
@@ -333,7 +339,6 @@ def register_upgrade(subparsers: Any) -> None:
 
 def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae upgrade``."""
-    from rsae.config import TrainConfig
     from rsae.io import CFG_FILE, load_sae, save_sae
     from rsae.upgrade import upgrade
 
@@ -348,14 +353,7 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
             args.synthetic_tokens = provenance.get("synthetic_tokens", args.synthetic_tokens)
             args.data_seed = provenance.get("synthetic", {}).get("seed", 0)
     train, evaluation, provenance, _ = _load_data(args)
-    finetune = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        warmup_steps=min(100, args.steps // 10),
-        autocast_bf16=args.autocast_bf16,
-    )
+    finetune = _train_config(args)
     started = time.perf_counter()
     result = upgrade(
         teacher,
