@@ -80,7 +80,7 @@ import numpy as np
 
 from .barycentric import BarycentricRational
 from .domain import Domain
-from .errors import DegreeError, DomainError, RationalApproxError, TargetError
+from .errors import DegreeError, DomainError, RationalApproxError
 from .targets import Target, resolve_domain, resolve_target
 
 __all__ = [
@@ -155,20 +155,6 @@ def _check_tol(tol: object) -> float:
     if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating) or not (0 <= tol < 1):
         raise RationalApproxError(f"tol must be a relative tolerance in [0, 1), got {tol!r}")
     return float(tol)
-
-
-def _evaluate(target: Target, x: np.ndarray) -> np.ndarray:
-    """f(x) as float64, raising :class:`TargetError` at the first non-finite value."""
-    y = np.asarray(target.f(x), dtype=float)
-    if y.shape != x.shape:
-        raise TargetError(f"target {target.name!r} returned shape {y.shape} for input of shape {x.shape}")
-    bad = ~np.isfinite(y)
-    if bad.any():
-        raise TargetError(
-            f"target {target.name!r} is not finite at x = {x[bad][0]!r} (value {y[bad][0]}); "
-            f"restrict the domain or remove the singularity"
-        )
-    return y
 
 
 def initial_samples(
@@ -535,7 +521,7 @@ def aaa(
     check_k = _check_count("check_k", check_k, 1, RationalApproxError)
 
     x = initial_samples(tgt, dom, n_samples, points)
-    fx = _evaluate(tgt, x)
+    fx = tgt.evaluate(x)
     rounds = 0
     while True:
         scale = float(np.max(np.abs(fx)))
@@ -545,7 +531,7 @@ def aaa(
         r, removed = _select(x, fx, rows, fits, history, done, degree, cleanup, max(tol, 1e-13) * scale, dom)
         sample_err = float(np.max(np.abs(fx - r(x))))
         xc = interleave(x, dom, check_k)
-        ec = np.abs(_evaluate(tgt, xc) - r(xc))
+        ec = np.abs(tgt.evaluate(xc) - r(xc))
         error = float(np.max(ec))
         if not refine or rounds >= max_refinements:
             break
@@ -554,7 +540,7 @@ def aaa(
             break
         x = np.concatenate([x, new])
         order = np.argsort(x)
-        x, fx = x[order], np.concatenate([fx, _evaluate(tgt, new)])[order]
+        x, fx = x[order], np.concatenate([fx, tgt.evaluate(new)])[order]
         rounds += 1
 
     real_poles = poles_on_domain(r, dom)

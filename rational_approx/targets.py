@@ -95,15 +95,20 @@ class Target:
                 )
         mids = np.array([0.5 * (a + b) for a, b in domain.intervals])  # exactly: a singularity at a centre is seen
         x = np.union1d(domain.sample(400, cluster=self.singular_points, depth=12), mids)
-        y = self.f(x)
+        self.evaluate(x)
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """f(x) as float64, raising :class:`TargetError` on a wrong output shape or at the first non-finite value."""
+        y = np.asarray(self.f(x), dtype=float)
         if y.shape != x.shape:
             raise TargetError(f"target {self.name!r} returned shape {y.shape} for input of shape {x.shape}")
         bad = ~np.isfinite(y)
         if bad.any():
             raise TargetError(
-                f"target {self.name!r} is not finite on {domain}, e.g. f({x[bad][0]:g}) = {y[bad][0]}; "
-                "restrict the domain"
+                f"target {self.name!r} is not finite at x = {x[bad][0]!r} (value {y[bad][0]}); "
+                "restrict the domain or remove the singularity"
             )
+        return y
 
     @classmethod
     def from_callable(
