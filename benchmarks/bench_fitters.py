@@ -21,14 +21,14 @@ import warnings
 
 import numpy as np
 
-from rational_approx.aaa import aaa, interleave, poles_on_domain
-from rational_approx.barycentric import BarycentricRational
-from rational_approx.domain import Domain
-from rational_approx.lawson import lawson
-from rational_approx.targets import get_target
+from rational_approx.fitting.aaa import aaa, interleave, poles_on_domain
+from rational_approx.fitting.lawson import lawson
+from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.representation.domain import Domain
+from rational_approx.representation.targets import get_target
 
 try:
-    from rational_approx.minimax import minimax
+    from rational_approx.fitting.minimax import minimax
 except ImportError as exc:  # the lead's module may not exist yet
     minimax = None
     print(f"note: rational_approx.minimax is not importable ({exc}); its rows are skipped")

@@ -8,7 +8,7 @@ Usage::
 Prints median wall times (seconds) on [rows, d_sae] float32 for
 
 * ``relu``: ``torch.relu`` forward + backward,
-* ``rational (m,n)``: :class:`rsae.rational.RationalActivation` forward + backward (one fused kernel per
+* ``rational (m,n)``: :class:`rsae.core.rational.RationalActivation` forward + backward (one fused kernel per
   direction after the first, compiling call; compile time printed separately),
 * ``naive (m,n)``: the same φ written as a chain of eager torch ops differentiated by autograd,
 
@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from rsae.rational import RationalActivation
+from rsae.core.rational import RationalActivation
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:

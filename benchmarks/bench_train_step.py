@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from rsae.config import SAEConfig
-from rsae.sae import SAE
+from rsae.core.config import SAEConfig
+from rsae.core.sae import SAE
 
 # The (3, 2) best ReLU approximation on [-1, 1]; explicit so the benchmark needs no rational fit.
 RELU_A = (0.021844506346038181, 0.5, 1.5957439419765594, 1.1914878839531187)

@@ -1,8 +1,9 @@
 """E_{n,n}(|x|, [−1, 1]) for every even n ≤ n_max in multiprecision, with certified brackets.
 
-Measures the continuation sweep of :func:`rational_approx.highprec.abs_minimax_table` (one Remez solve per
+Measures the continuation sweep of :func:`rational_approx.fitting.highprec.abs_minimax_table` (one Remez solve per
 even n, each at 8k + 200 bits, each re-solved at 64 more bits to estimate its correct digits) and, for
-n ≤ --certify-max, the rigorous bracket of :func:`rational_approx.certify.certify`. Prints a table and writes
+n ≤ --certify-max, the rigorous bracket of :func:`rational_approx.verification.certify.certify`. Prints a table and
+writes
 CSV and JSON.
 
     python benchmarks/highprec_table.py --n-max 80 --certify-max 40 --out benchmarks/results/highprec_table
@@ -24,8 +25,8 @@ import time
 
 import mpmath
 
-from rational_approx.certify import certify
-from rational_approx.highprec import abs_minimax_table
+from rational_approx.fitting.highprec import abs_minimax_table
+from rational_approx.verification.certify import certify
 
 E2 = "0.043689012692076362"
 E30 = "2.1739878201697943e-7"

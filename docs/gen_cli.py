@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rational_approx.cli import build_parser as ra_parser
 from rsae.cli import build_parser as rsae_parser
+
+# argparse wraps help to the terminal's width; fix it so the page does not depend on who ran the script.
+os.environ["COLUMNS"] = "120"
 
 INTRO = """# Command line
 

@@ -13,13 +13,7 @@ Example
 '2.173987820170e-07'
 """
 
-from .aaa import AAAResult, aaa
-from .activation import ActivationCoefficients, activation_coefficients
-from .barycentric import BarycentricRational, PolyQuotient
-from .certify import Certificate, certified_sup_error, certify, certify_pole_free, vallee_poussin_lower_bound
-from .claims import claims, claims_markdown
-from .domain import Domain
-from .errors import (
+from rational_approx.errors import (
     ConvergenceError,
     DegreeError,
     DomainError,
@@ -27,14 +21,32 @@ from .errors import (
     RationalApproxError,
     TargetError,
 )
-from .extrema import local_extrema, sup_error
-from .highprec import HighPrecResult, abs_minimax, abs_minimax_table, refine_minimax, relu_minimax
-from .lawson import LawsonResult, lawson
-from .minimax import MinimaxResult, minimax
-from .rates import degree_needed, gate_degree_needed, reverse_gap_units
-from .safepade import SafePade, least_squares_fit, relaxed_remez
-from .targets import TARGET_NAMES, Target, get_target
-from .theory import (
+from rational_approx.fitting.aaa import AAAResult, aaa
+from rational_approx.fitting.activation import ActivationCoefficients, activation_coefficients
+from rational_approx.fitting.highprec import (
+    HighPrecResult,
+    abs_minimax,
+    abs_minimax_table,
+    refine_minimax,
+    relu_minimax,
+)
+from rational_approx.fitting.lawson import LawsonResult, lawson
+from rational_approx.fitting.minimax import MinimaxResult, minimax
+from rational_approx.representation.barycentric import BarycentricRational, PolyQuotient
+from rational_approx.representation.domain import Domain
+from rational_approx.representation.extrema import local_extrema, sup_error
+from rational_approx.representation.safepade import SafePade, least_squares_fit, relaxed_remez
+from rational_approx.representation.targets import TARGET_NAMES, Target, get_target
+from rational_approx.verification.certify import (
+    Certificate,
+    certified_sup_error,
+    certify,
+    certify_pole_free,
+    vallee_poussin_lower_bound,
+)
+from rational_approx.verification.claims import claims, claims_markdown
+from rational_approx.verification.rates import degree_needed, gate_degree_needed, reverse_gap_units
+from rational_approx.verification.theory import (
     BERNSTEIN_BETA,
     best_polynomial_abs,
     newman_bound,

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .domain import Domain
-from .errors import DegreeError, IllConditionedWarning, RationalApproxError
-from .targets import TARGET_NAMES, get_target
+from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
+from rational_approx.representation.domain import Domain
+from rational_approx.representation.targets import TARGET_NAMES, get_target
 
 __all__ = ["main", "build_parser"]
 
@@ -65,19 +65,19 @@ def _fit(args: argparse.Namespace) -> dict:
     dom = Domain.parse(args.domain) if args.domain else tgt.default_domain(args.gap)
     tgt.check_domain(dom)
     if args.method == "minimax":
-        from .minimax import minimax
+        from rational_approx.fitting.minimax import minimax
 
         res = minimax(tgt, (m, n), dom, symmetry=args.symmetry, maxiter=args.maxiter)
         extra = {"alternations": res.alternations, "expected_alternations": res.expected_alternations,
                  "symmetry": res.symmetry, "iterations": res.iterations,
                  "extremal_points": res.extremal_points.tolist()}
     elif args.method == "lawson":
-        from .lawson import lawson
+        from rational_approx.fitting.lawson import lawson
 
         res = lawson(tgt, (m, n), dom)
         extra = {"iterations": res.iterations}
     else:
-        from .aaa import aaa
+        from rational_approx.fitting.aaa import aaa
 
         if m != n:
             raise DegreeError("aaa produces type (n, n) approximants; pass --type n,n")
@@ -130,7 +130,7 @@ def _print_fit(out: dict) -> None:
 
 
 def _study(args: argparse.Namespace) -> dict:
-    from .study import format_table, run_study
+    from rational_approx.verification.study import format_table, run_study
 
     rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.quiet)
     return {"seconds": seconds, "json_out": args.json_out, "figure": args.figure, "rows": rows,
@@ -159,13 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_study, show=lambda out: print(out["table"] + f"\n\n{out['seconds']:.1f} s"))
 
-    from .certify import add_certify_arguments, certify_command
+    from rational_approx.verification.certify import add_certify_arguments, certify_command
 
     p = sub.add_parser("certify", help="certified two-sided bounds on the best error")
     add_certify_arguments(p)
     p.set_defaults(run=certify_command, show=lambda out: print(json.dumps(out, indent=1, default=_json_default)))
 
-    from .claims import add_claims_arguments, claims_command
+    from rational_approx.verification.claims import add_claims_arguments, claims_command
 
     p = sub.add_parser("claims", help="measure every quantitative approximation claim (paper and classical)")
     add_claims_arguments(p)

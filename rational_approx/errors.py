@@ -41,8 +41,8 @@ class ConvergenceError(RationalApproxError, RuntimeError):
     Attributes
     ----------
     best : Any
-        The best result found before giving up (for :func:`rational_approx.minimax`, a
-        :class:`~rational_approx.minimax.MinimaxResult` with ``converged=False``), so that no work is lost.
+        The best result found before giving up (for :func:`rational_approx.fitting.minimax`, a
+        :class:`~rational_approx.fitting.minimax.MinimaxResult` with ``converged=False``), so that no work is lost.
     """
 
     def __init__(self, message: str, best: Any = None):

@@ -13,16 +13,16 @@ Example
 2
 """
 
-from .config import SAEConfig, TrainConfig
-from .data import ActivationStore, TensorSource
-from .errors import ConfigError, DataError, ModelLoadError, RSAEError, SAEFileError
-from .io import load_sae, save_sae
-from .metrics import MetricAccumulator, evaluate_sae
-from .rational import RationalActivation, rational_activation, safe_pade
-from .sae import SAE, Losses, SAEOutput
-from .synthetic import SyntheticConfig, SyntheticSource, feature_recovery, mmcs
-from .trainer import Trainer, TrainResult
-from .upgrade import upgrade
+from rsae.core.config import SAEConfig, TrainConfig
+from rsae.core.data import ActivationStore, TensorSource
+from rsae.core.io import load_sae, save_sae
+from rsae.core.metrics import MetricAccumulator, evaluate_sae
+from rsae.core.rational import RationalActivation, rational_activation, safe_pade
+from rsae.core.sae import SAE, Losses, SAEOutput
+from rsae.core.trainer import Trainer, TrainResult
+from rsae.errors import ConfigError, DataError, ModelLoadError, RSAEError, SAEFileError
+from rsae.experiments.synthetic import SyntheticConfig, SyntheticSource, feature_recovery, mmcs
+from rsae.experiments.upgrade import upgrade
 
 __all__ = [
     "SAEConfig", "TrainConfig", "ActivationStore", "TensorSource", "ConfigError", "DataError", "ModelLoadError",

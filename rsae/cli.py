@@ -36,9 +36,9 @@ REGISTRARS: list[str] = [
     "rsae.cli:register_train",
     "rsae.cli:register_upgrade",
     "rsae.cli:register_synthetic_study",
-    "rsae.harvest:register_harvest",
-    "rsae.downstream:register_downstream",
-    "rsae.reproduce:register_reproduce",
+    "rsae.lm.harvest:register_harvest",
+    "rsae.lm.downstream:register_downstream",
+    "rsae.experiments.reproduce:register_reproduce",
 ]
 """``module:function`` entries; each function takes the sub-parsers object and registers one command."""
 
@@ -147,7 +147,7 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         "--data",
         required=required,
         default=None,
-        help="'synthetic' or the folder of an activation store (rsae.data)",
+        help="'synthetic' or the folder of an activation store (rsae.core.data)",
     )
     group.add_argument(
         "--eval-data",
@@ -165,7 +165,7 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
 # ---------------------------------------------------------------------------------------------- train
 def register_train(subparsers: Any) -> None:
     """``rsae train``: train one SAE of any family and save it in the SAELens layout."""
-    from rsae.config import FAMILIES, RATIONAL_GATES
+    from rsae.core.config import FAMILIES, RATIONAL_GATES
 
     parser = subparsers.add_parser("train", help="train an SAE (any family) and save it (SAELens layout)")
     parser.add_argument("--family", required=True, choices=FAMILIES)
@@ -198,7 +198,7 @@ def register_train(subparsers: Any) -> None:
 
 def _train_config(args: argparse.Namespace, checkpoint_every: int = 0) -> Any:
     """The TrainConfig of the shared training options (``train`` and ``upgrade``)."""
-    from rsae.config import TrainConfig
+    from rsae.core.config import TrainConfig
 
     return TrainConfig(
         steps=args.steps,
@@ -213,8 +213,8 @@ def _train_config(args: argparse.Namespace, checkpoint_every: int = 0) -> Any:
 
 def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
     """(train source, eval source, provenance for cfg.json, synthetic source or None)."""
-    from rsae.data import ActivationStore, TensorSource
-    from rsae.synthetic import SyntheticConfig, SyntheticSource
+    from rsae.core.data import ActivationStore, TensorSource
+    from rsae.experiments.synthetic import SyntheticConfig, SyntheticSource
 
     if args.data == "synthetic":
         syn_cfg = SyntheticConfig(seed=getattr(args, "data_seed", 0))
@@ -235,7 +235,7 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]
 
 
 def _family_config(args: argparse.Namespace, d_in: int, true_l0: float | None) -> Any:
-    from rsae.config import SAEConfig
+    from rsae.core.config import SAEConfig
 
     k = args.k if args.k is not None else (max(1, round(true_l0)) if true_l0 else 32)
     kwargs: dict[str, Any] = dict(
@@ -269,11 +269,11 @@ SYNTHETIC_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae train``."""
-    from rsae.io import save_sae
-    from rsae.metrics import evaluate_sae
-    from rsae.sae import SAE
-    from rsae.synthetic import feature_recovery
-    from rsae.trainer import Trainer
+    from rsae.core.io import save_sae
+    from rsae.core.metrics import evaluate_sae
+    from rsae.core.sae import SAE
+    from rsae.core.trainer import Trainer
+    from rsae.experiments.synthetic import feature_recovery
 
     train, evaluation, provenance, syn = _load_data(args)
     started = time.perf_counter()
@@ -339,8 +339,8 @@ def register_upgrade(subparsers: Any) -> None:
 
 def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae upgrade``."""
-    from rsae.io import CFG_FILE, load_sae, save_sae
-    from rsae.upgrade import upgrade
+    from rsae.core.io import CFG_FILE, load_sae, save_sae
+    from rsae.experiments.upgrade import upgrade
 
     teacher = load_sae(args.teacher, device=args.device)
     if args.data is None:
@@ -385,7 +385,7 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def upgrade_report(result: Any) -> dict[str, Any]:
-    """The JSON summary of an :class:`rsae.upgrade.UpgradeResult` (rows, calibration and the checks)."""
+    """The JSON summary of an :class:`rsae.experiments.upgrade.UpgradeResult` (rows, calibration and the checks)."""
     keys = ("mse", "fvu", "l0", "alive_fraction", "cosine_similarity")
 
     def row(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -426,7 +426,7 @@ def register_synthetic_study(subparsers: Any) -> None:
 
 def run_synthetic_study(args: argparse.Namespace) -> dict[str, Any] | str:
     """Handler of ``rsae synthetic-study`` (markdown text with ``--markdown``)."""
-    from rsae.synthetic_study import markdown_tables, run_study
+    from rsae.experiments.synthetic_study import markdown_tables, run_study
 
     result = run_study(part=args.part, steps=args.steps, finetune_steps=args.finetune_steps)
     return markdown_tables(result) if args.markdown else result

@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rational_approx.aaa import aaa, interleave, poles_on_domain, refinement_points
-from rational_approx.barycentric import BarycentricRational
-from rational_approx.domain import Domain
 from rational_approx.errors import DegreeError, DomainError, RationalApproxError, TargetError
-from rational_approx.targets import get_target
+from rational_approx.fitting.aaa import aaa, interleave, poles_on_domain, refinement_points
+from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.representation.domain import Domain
+from rational_approx.representation.targets import get_target
 
 
 @settings(max_examples=15, deadline=None)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rational_approx.barycentric import BarycentricRational
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
+from rational_approx.representation.barycentric import BarycentricRational
 
 
 def from_values(fn, z, w=None):
@@ -105,7 +105,7 @@ def test_coefficient_round_trip_well_conditioned(basis):
 
 
 def test_coefficient_conversion_warns_when_ill_conditioned():
-    from rational_approx.aaa import aaa
+    from rational_approx.fitting.aaa import aaa
 
     r = aaa("abs", degree=40).r
     with pytest.warns(IllConditionedWarning):

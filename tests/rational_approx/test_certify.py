@@ -1,4 +1,5 @@
-"""Tests of rational_approx.certify: the certificates must catch wrong claims, not just confirm right ones."""
+"""Tests of rational_approx.verification.certify: the certificates must catch wrong claims, not just confirm right
+ones."""
 
 import argparse
 import math
@@ -9,8 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rational_approx.barycentric import BarycentricRational
-from rational_approx.certify import (
+from rational_approx.errors import DegreeError, RationalApproxError, TargetError
+from rational_approx.fitting.highprec import HighPrecResult, abs_minimax, relu_minimax
+from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.representation.domain import Domain
+from rational_approx.verification.certify import (
     add_certify_arguments,
     certified_sup_error,
     certify,
@@ -19,9 +23,6 @@ from rational_approx.certify import (
     exact_rational,
     vallee_poussin_lower_bound,
 )
-from rational_approx.domain import Domain
-from rational_approx.errors import DegreeError, RationalApproxError, TargetError
-from rational_approx.highprec import HighPrecResult, abs_minimax, relu_minimax
 
 E2 = 0.043689012692076362
 E30 = 2.1739878201697943e-7
@@ -41,7 +42,7 @@ def test_e2_bracketed_tightly():
 
 
 def test_relu_2_2_closed_form_bracketed():
-    from rational_approx.minimax import minimax
+    from rational_approx.fitting.minimax import minimax
 
     cert = certify("relu", minimax("relu", (2, 2)))
     assert cert.certified
@@ -133,7 +134,7 @@ def test_exact_rational_from_barycentric_is_the_same_function():
 
 
 def test_callable_target_without_ball_form_is_rejected():
-    from rational_approx.targets import Target
+    from rational_approx.representation.targets import Target
 
     tgt = Target.from_callable(np.tanh, name="tanh")
     with pytest.raises(TargetError):
@@ -141,7 +142,7 @@ def test_callable_target_without_ball_form_is_rejected():
 
 
 def test_gapped_target_certificate_states_its_class():
-    from rational_approx.minimax import minimax
+    from rational_approx.fitting.minimax import minimax
 
     res = minimax("heaviside", (3, 3))
     cert = certify("heaviside", res)

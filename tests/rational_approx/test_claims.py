@@ -1,13 +1,20 @@
-"""Tests of rational_approx.claims: structure, verdicts, certificates and the CLI hooks."""
+"""Tests of rational_approx.verification.claims: structure, verdicts, certificates and the CLI hooks."""
 
 import argparse
 import json
 
 import pytest
 
-from rational_approx.claims import CLAIM_IDS, _newman_pq, add_claims_arguments, claims, claims_command, claims_markdown
 from rational_approx.errors import RationalApproxError
-from rational_approx.theory import newman_rational
+from rational_approx.verification.claims import (
+    CLAIM_IDS,
+    _newman_pq,
+    add_claims_arguments,
+    claims,
+    claims_command,
+    claims_markdown,
+)
+from rational_approx.verification.theory import newman_rational
 
 KEYS = {"id", "claim", "source", "claimed", "measured", "command", "verdict", "condition", "certified", "details",
         "seconds"}

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rational_approx.domain import Domain
 from rational_approx.errors import DomainError, RationalApproxError, TargetError
-from rational_approx.targets import TARGET_NAMES, Target, get_target
+from rational_approx.representation.domain import Domain
+from rational_approx.representation.targets import TARGET_NAMES, Target, get_target
 
 # ---------------------------------------------------------------------------------------------------- Domain
 

@@ -1,4 +1,4 @@
-"""Tests of rational_approx.highprec: multiprecision Remez for |x|, ReLU and general targets."""
+"""Tests of rational_approx.fitting.highprec: multiprecision Remez for |x|, ReLU and general targets."""
 
 import math
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rational_approx.errors import DegreeError
-from rational_approx.highprec import (
+from rational_approx.fitting.highprec import (
     abs_minimax,
     abs_minimax_table,
     arb_from_mpf,
@@ -19,7 +19,7 @@ from rational_approx.highprec import (
     refine_minimax,
     relu_minimax,
 )
-from rational_approx.targets import get_target
+from rational_approx.representation.targets import get_target
 
 with mpmath.workdps(40):  # the reference values, exactly as printed (17 digits)
     E2 = mpmath.mpf("0.043689012692076362")  # Chebfun's minimax test suite (REFERENCE.md)
@@ -114,7 +114,7 @@ def test_piecewise_linear_form_is_the_target(name, x):
 
 
 def test_refine_minimax_reaches_closed_form_relu_2_2():
-    from rational_approx.minimax import minimax
+    from rational_approx.fitting.minimax import minimax
 
     res = refine_minimax(minimax("relu", (2, 2)), prec=200)
     with mpmath.workdps(80):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from rational_approx.aaa import aaa
 from rational_approx.errors import DegreeError, RationalApproxError
-from rational_approx.lawson import lawson, parse_type
+from rational_approx.fitting.aaa import aaa
+from rational_approx.fitting.lawson import lawson, parse_type
 
 E2_ABS = 0.043689012692076362  # best type-(2, 2) error for |x| on [−1, 1] (Chebfun's minimax tests)
 E32_RELU = 0.021844506346038181  # best type-(3, 2) error for ReLU on [−1, 1] = E2_ABS / 2

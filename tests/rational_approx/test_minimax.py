@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rational_approx.domain import Domain
 from rational_approx.errors import ConvergenceError, DegreeError, DomainError, RationalApproxError, TargetError
-from rational_approx.minimax import minimax
-from rational_approx.targets import Target
+from rational_approx.fitting.minimax import minimax
+from rational_approx.representation.domain import Domain
+from rational_approx.representation.targets import Target
 
 E2 = 0.043689012692076362
 E30 = 2.1739878201697943e-7

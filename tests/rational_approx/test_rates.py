@@ -1,4 +1,4 @@
-"""Tests of rational_approx.rates: degree-needed tables, the Zolotarev gate bound, and the reverse gap."""
+"""Tests of rational_approx.verification.rates: degree-needed tables, the Zolotarev gate bound, and the reverse gap."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rational_approx.errors import DomainError, RationalApproxError
-from rational_approx.rates import (
+from rational_approx.verification.rates import (
     best_line_error,
     continuous_spline_error,
     degree_needed,
@@ -21,7 +21,7 @@ from rational_approx.rates import (
     reverse_gap_target,
     reverse_gap_units,
 )
-from rational_approx.theory import stahl_asymptote
+from rational_approx.verification.theory import stahl_asymptote
 
 
 def test_degree_needed_and_log_squared_fit_on_stahl_errors():
@@ -35,7 +35,7 @@ def test_degree_needed_and_log_squared_fit_on_stahl_errors():
 
 
 def test_gate_bound_is_attained_by_the_explicit_rational():
-    from rational_approx.theory import zolotarev_sign
+    from rational_approx.verification.theory import zolotarev_sign
 
     theta, delta, n = 0.5, 0.05, 6
     s = max(1 + theta, 1 - theta)

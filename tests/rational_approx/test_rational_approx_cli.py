@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from rational_approx.barycentric import BarycentricRational
 from rational_approx.cli import main
+from rational_approx.representation.barycentric import BarycentricRational
 
 KEYS = {"target", "type", "domain", "method", "error", "converged", "seconds", "poles", "representation"}
 

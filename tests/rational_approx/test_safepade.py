@@ -1,4 +1,5 @@
-"""Tests of rational_approx.safepade: the safe-Padé form, the relaxed Remez exchange and grid least squares."""
+"""Tests of rational_approx.representation.safepade: the safe-Padé form, the relaxed Remez exchange and grid least
+squares."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rational_approx.errors import DegreeError, RationalApproxError
-from rational_approx.safepade import SafePade, least_squares_fit, linearized_init, relaxed_remez
+from rational_approx.representation.safepade import SafePade, least_squares_fit, linearized_init, relaxed_remez
 
 RELU_32 = 0.021844506346038181  # best type-(3,2) error of ReLU on [-1, 1]
 BNT_A = [0.021844506346038181, 0.5, 1.5957439419765594, 1.1914878839531187]
@@ -48,8 +49,8 @@ def test_relaxed_remez_cannot_beat_minimax_and_gets_close_at_3_2():
 
 
 def test_relaxed_remez_on_gapped_sign_respects_zolotarev():
-    from rational_approx.domain import Domain
-    from rational_approx.theory import zolotarev_sign
+    from rational_approx.representation.domain import Domain
+    from rational_approx.verification.theory import zolotarev_sign
 
     dom = Domain.gapped(-1, 1, center=0.0, gap=0.1)
     fit = relaxed_remez("sign", (3, 2), dom, form="plain", grid_points=1000, rounds=6)

@@ -1,4 +1,5 @@
-"""Tests of rational_approx.theory: each construction against an independent closed form, bound or measure."""
+"""Tests of rational_approx.verification.theory: each construction against an independent closed form, bound or
+measure."""
 
 import math
 from itertools import pairwise
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from rational_approx.errors import ConvergenceError, DegreeError, DomainError
-from rational_approx.theory import (
+from rational_approx.verification.theory import (
     BERNSTEIN_BETA,
     best_polynomial_abs,
     newman_bound,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsae.config import SAEConfig
+from rsae.core.config import SAEConfig
 
 # The (3, 2) best ReLU approximation on [-1, 1] (Boullé, Nakatsukasa, Townsend 2020), rounded: explicit
 # coefficients keep these tests independent of the rational_approx solvers.

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rsae.activations import jumprelu_ste, step_ste
-from rsae.config import SAEConfig
+from rsae.core.activations import jumprelu_ste, step_ste
+from rsae.core.config import SAEConfig
+from rsae.core.sae import SAE
 from rsae.errors import ConfigError
-from rsae.sae import SAE
 from tests.rsae.conftest import RELU_A, RELU_B, make_config
 
 

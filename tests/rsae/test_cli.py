@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rsae.cli import main
-from rsae.data import ActivationStore
-from rsae.io import load_sae
+from rsae.core.data import ActivationStore
+from rsae.core.io import load_sae
 
 FAST = ["--steps", "12", "--batch-size", "256", "--eval-tokens", "1024", "--no-progress", "--json"]
 

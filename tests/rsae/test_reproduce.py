@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from rsae.cli import main
-from rsae.io import load_sae
-from rsae.reproduce import MARKER, PRESETS, _read_store, results_markdown
+from rsae.core.io import load_sae
+from rsae.experiments.reproduce import MARKER, PRESETS, _read_store, results_markdown
 
 
 def _finite_numbers(value):
@@ -76,7 +76,7 @@ def test_tiny_reproduce_writes_valid_outputs_and_rerun_skips_every_stage(tmp_pat
 
 
 def test_changed_config_invalidates_only_dependent_stages(tmp_path):
-    from rsae.reproduce import _Stages
+    from rsae.experiments.reproduce import _Stages
 
     stages = _Stages(tmp_path)
     calls = []

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rsae.errors import ConfigError
-from rsae.synthetic import SyntheticConfig, SyntheticSource, feature_recovery, mmcs
+from rsae.experiments.synthetic import SyntheticConfig, SyntheticSource, feature_recovery, mmcs
 
 
 def test_probabilities_are_zipf_and_sum_to_true_l0() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rsae.synthetic_study import FAMILY_SETTINGS, study_data, train_config, train_model
-from rsae.upgrade import upgrade
+from rsae.experiments.synthetic_study import FAMILY_SETTINGS, study_data, train_config, train_model
+from rsae.experiments.upgrade import upgrade
 
 # minutes of CPU per test: run by `make test-all` (the tables they check are recorded in docs/rsae.md)
 pytestmark = [pytest.mark.slow, pytest.mark.study]

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from rsae.config import TrainConfig
+from rsae.core.config import TrainConfig
+from rsae.core.sae import SAE
+from rsae.core.trainer import Trainer, geometric_median, learning_rate
 from rsae.errors import ConfigError, DataError
-from rsae.sae import SAE
-from rsae.trainer import Trainer, geometric_median, learning_rate
 from tests.rsae.conftest import make_config
 
 

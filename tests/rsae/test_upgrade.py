@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsae.config import TrainConfig
+from rsae.core.config import TrainConfig
+from rsae.core.sae import SAE
+from rsae.core.trainer import Trainer
 from rsae.errors import ConfigError
-from rsae.sae import SAE
-from rsae.synthetic import SyntheticConfig, SyntheticSource
-from rsae.trainer import Trainer
-from rsae.upgrade import calibrate, rsae_init, upgrade
+from rsae.experiments.synthetic import SyntheticConfig, SyntheticSource
+from rsae.experiments.upgrade import calibrate, rsae_init, upgrade
 from tests.rsae.conftest import RELU_A, RELU_B, make_config
 
 

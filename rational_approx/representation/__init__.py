@@ -1,0 +1,1 @@
+"""Representation: domains, targets, the barycentric form, the safe-Padé form and extremum search."""

@@ -1,0 +1,450 @@
+r"""Activation families of the sparse autoencoder: one small module per family, plugged into one :class:`SAE`.
+
+Every family maps pre-activations h ∈ R^{B×d_sae} to codes z with *exact* zeros and supplies its
+sparsity penalty; the SAE module, the trainer, the metrics and the files are shared. The unifying view of
+the RSAE paper (arXiv 2606.14990): every gate is z = m(h) ⊙ g(h), a hard support mask m times a magnitude g.
+
+=============  ==================================  ========  ====================================
+family         support m(h)                        g(h)      penalty
+=============  ==================================  ========  ====================================
+``relu``       h > 0                               h         λ₁ · mean_tokens Σ_j |z_j| (· ‖d_j‖)
+``jumprelu``   h > θ_j (per latent, learned)       h         λ₀ · mean_tokens Σ_j H(h_j − θ_j)
+``topk``       k largest h of the token, h > 0     h         none (AuxK added by the trainer)
+``batchtopk``  k·B largest h of the batch;         h         none (AuxK added by the trainer)
+               h > θ_j at inference
+``rational``   a gate above, or ``cutoff``         φ(h)      that of the gate
+               φ(h) > τ (τ shared, learned)
+=============  ==================================  ========  ====================================
+
+with φ(h) = C_out · r(h / C_in) the safe-Padé rational of :mod:`rsae.core.rational`. A smooth rational is almost
+never exactly 0, so the rational family takes its support from a hard gate and lets φ shape the magnitudes of
+the kept codes; docs/rsae.md compares the gates with numbers.
+
+JumpReLU thresholds are trained with the straight-through estimator of Rajamanoharan et al. (2024), "Jumping
+Ahead: Improving Reconstruction Fidelity with JumpReLU Sparse Autoencoders": with the rectangle kernel
+K(u) = 1[|u| < 1/2] and bandwidth ε,
+
+.. math::
+    \frac{\partial}{\partial\theta}\,h H(h-\theta) := -\frac{\theta}{\varepsilon}
+    K\!\left(\frac{h-\theta}{\varepsilon}\right),
+    \qquad
+    \frac{\partial}{\partial\theta}\,H(h-\theta) := -\frac{1}{\varepsilon}
+    K\!\left(\frac{h-\theta}{\varepsilon}\right),
+
+and no gradient through the Heaviside step into h. TopK follows Gao et al. (2024), "Scaling and evaluating
+sparse autoencoders"; BatchTopK follows Bussmann et al. (2024), "BatchTopK Sparse Autoencoders".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from rsae.core.config import SAEConfig
+from rsae.core.rational import RationalActivation, rational_activation, safe_pade
+from rsae.errors import ConfigError
+
+__all__ = [
+    "Activation",
+    "ReLU",
+    "JumpReLU",
+    "TopK",
+    "BatchTopK",
+    "Rational",
+    "jumprelu_ste",
+    "step_ste",
+    "make_activation",
+]
+
+
+class _JumpReLUFunction(torch.autograd.Function):
+    """z = h · H(h − θ) with the rectangle-kernel straight-through gradient for θ."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(h, threshold)
+        ctx.bandwidth = bandwidth
+        return h * (h > threshold).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        h, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        grad_h = grad_out * (h > threshold).to(grad_out.dtype)
+        window = ((h - threshold).abs() < eps / 2).to(grad_out.dtype)
+        grad_threshold = (grad_out * window * (-threshold / eps)).sum_to_size(threshold.shape)
+        return grad_h, grad_threshold, None
+
+
+class _StepFunction(torch.autograd.Function):
+    """H(h − θ) ∈ {0, 1} with the rectangle-kernel straight-through gradient for θ, none for h."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(h, threshold)
+        ctx.bandwidth = bandwidth
+        return (h > threshold).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        h, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        window = ((h - threshold).abs() < eps / 2).to(grad_out.dtype)
+        grad_threshold = (grad_out * window * (-1.0 / eps)).sum_to_size(threshold.shape)
+        return None, grad_threshold, None
+
+
+def jumprelu_ste(h: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """JumpReLU h · H(h − θ) whose θ-gradient is the rectangle-kernel estimator −(θ/ε) K((h − θ)/ε).
+
+    Parameters
+    ----------
+    h : Tensor
+        Pre-activations [..., d_sae].
+    threshold : Tensor
+        θ, broadcastable to ``h`` (per latent [d_sae] or shared []).
+    bandwidth : float
+        Kernel bandwidth ε > 0.
+    """
+    return _JumpReLUFunction.apply(h, threshold, bandwidth)
+
+
+def step_ste(h: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """Heaviside H(h − θ) (exact 0/1) whose θ-gradient is −(1/ε) K((h − θ)/ε); no gradient into ``h``."""
+    return _StepFunction.apply(h, threshold, bandwidth)
+
+
+def _l1(z: Tensor, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
+    """mean_tokens Σ_j |z_j| (· ‖W_dec[j]‖)."""
+    if weight_by_decoder_norm:
+        return (z.abs() * W_dec.norm(dim=1)).sum(-1).mean()
+    return z.abs().sum(-1).mean()
+
+
+def _topk_indices(h: Tensor, k: int) -> Tensor:
+    """Indices of the k largest entries of each row (ties broken by torch.topk)."""
+    return torch.topk(h, k, dim=-1, sorted=False).indices
+
+
+class Activation(nn.Module):
+    """Base class of the families: ``forward(h) -> z`` with exact zeros, plus the sparsity penalty.
+
+    Attributes
+    ----------
+    uses_auxk : bool
+        Whether the trainer should add the AuxK loss on dead latents (top-k style supports).
+    """
+
+    uses_auxk: bool = False
+
+    def forward(self, h: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
+        """Sparsity penalty (already multiplied by its coefficient); zero for families without one."""
+        return h.new_zeros(())
+
+    def magnitude(self, values: Tensor, latents: Tensor) -> Tensor:
+        """Magnitude map g on gathered pre-activations ``values`` of latents ``latents`` (same shape);
+        relu by default. Used for the top-k supports and the AuxK loss."""
+        return torch.relu(values)
+
+    def initialise_from_data(self, h: Tensor) -> None:
+        """Data-dependent initialisation from a sample of pre-activations ``h`` (default: nothing to do)."""
+
+    def file_tensors(self) -> dict[str, Tensor]:
+        """Extra tensors this family stores in ``sae_weights.safetensors`` (SAELens names), detached."""
+        return {}
+
+    def load_file_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Inverse of :meth:`file_tensors` (shapes and values already validated by :mod:`rsae.core.io`)."""
+
+
+class ReLU(Activation):
+    """z = max(h, 0) with penalty λ₁ · mean_tokens Σ_j |z_j| (optionally weighted by decoder-row norms).
+
+    SAELens architecture ``standard``.
+    """
+
+    def __init__(self, l1_coefficient: float, weight_by_decoder_norm: bool = False) -> None:
+        super().__init__()
+        self.l1_coefficient = l1_coefficient
+        self.weight_by_decoder_norm = weight_by_decoder_norm
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.relu(h)
+
+    def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
+        return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
+
+
+class JumpReLU(Activation):
+    """z = h · H(h − θ_j) with per-latent thresholds θ_j = exp(log_threshold_j) > 0 and an L0 penalty.
+
+    The penalty λ₀ · mean_tokens Σ_j H(h_j − θ_j) and the reconstruction both reach θ through the
+    rectangle-kernel straight-through estimator (see the module docstring). SAELens architecture ``jumprelu``,
+    file tensor ``threshold`` [d_sae].
+    """
+
+    def __init__(self, d_sae: int, l0_coefficient: float, bandwidth: float, threshold_init: float) -> None:
+        super().__init__()
+        self.l0_coefficient = l0_coefficient
+        self.bandwidth = bandwidth
+        self.log_threshold = nn.Parameter(torch.full((d_sae,), math.log(threshold_init)))
+
+    @property
+    def threshold(self) -> Tensor:
+        """θ_j = exp(log_threshold_j)."""
+        return self.log_threshold.exp()
+
+    def forward(self, h: Tensor) -> Tensor:
+        return jumprelu_ste(h, self.threshold.to(h.dtype), self.bandwidth)
+
+    def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
+        return self.l0_coefficient * step_ste(h, self.threshold.to(h.dtype), self.bandwidth).sum(-1).mean()
+
+    def file_tensors(self) -> dict[str, Tensor]:
+        return {"threshold": self.threshold.detach()}
+
+    def load_file_tensors(self, tensors: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            self.log_threshold.copy_(tensors["threshold"].log())
+
+
+class TopK(Activation):
+    """Keep the k largest pre-activations of each token (and only positive ones): z = relu(h) on the top-k.
+
+    SAELens architecture ``topk`` (``k`` in cfg.json).
+    """
+
+    uses_auxk = True
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, h: Tensor) -> Tensor:
+        idx = _topk_indices(h, self.k)
+        return torch.zeros_like(h).scatter(-1, idx, self.magnitude(h.gather(-1, idx), idx))
+
+
+class BatchTopK(Activation):
+    """Training: keep the k·B largest positive pre-activations of the whole batch (B tokens); inference
+    (``eval()`` mode): z = h · 1[h > θ_j] with the learned inference threshold.
+
+    The threshold is the running mean (then an exponential moving average with momentum m) of the smallest
+    kept activation of each training batch (Bussmann et al. 2024): θ ← θ + w (min_kept − θ), w = max(m, 1/t)
+    at the t-th update. Stored as ``threshold`` [d_sae] (all entries equal after training here, but any
+    per-latent thresholds load, as in SAELens's JumpReLU conversion). SAELens architecture ``batchtopk``.
+    """
+
+    uses_auxk = True
+
+    def __init__(self, d_sae: int, k: int, momentum: float) -> None:
+        super().__init__()
+        self.k = k
+        self.momentum = momentum
+        self.register_buffer("threshold", torch.zeros(d_sae))
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
+
+    def batch_mask_indices(self, h: Tensor) -> Tensor:
+        """Flat indices of the k·B largest positive entries of ``h`` viewed as [B, d_sae]."""
+        flat = h.reshape(-1)
+        n_keep = min(self.k * (flat.numel() // h.shape[-1]), flat.numel())
+        return torch.topk(flat, n_keep, sorted=False).indices
+
+    @torch.no_grad()
+    def _update_threshold(self, kept: Tensor) -> None:
+        positive = kept[kept > 0]
+        if positive.numel() == 0:
+            return
+        self.threshold_updates += 1
+        weight = max(self.momentum, 1.0 / float(self.threshold_updates))
+        self.threshold += weight * (positive.min().to(self.threshold.dtype) - self.threshold)
+
+    def _gated(self, h: Tensor, magnitude) -> Tensor:
+        if self.training:
+            idx = self.batch_mask_indices(h)
+            kept = h.reshape(-1)[idx]
+            self._update_threshold(kept)
+            values = torch.where(kept > 0, magnitude(kept, idx % h.shape[-1]), 0)
+            return torch.zeros_like(h).reshape(-1).scatter(0, idx, values).reshape(h.shape)
+        threshold = torch.clamp(self.threshold, min=0).to(h.dtype)
+        return torch.where(h > threshold, magnitude(h, None), 0)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self._gated(h, self.magnitude)
+
+    def file_tensors(self) -> dict[str, Tensor]:
+        return {"threshold": self.threshold.detach().clone()}
+
+    def load_file_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.threshold.copy_(tensors["threshold"])
+        self.threshold_updates.fill_(1)
+
+
+class Rational(Activation):
+    r"""RSAE activation: a hard gate gives the support, the rational φ(h) = C_out · r(h / C_in) the
+    magnitudes.
+
+    .. math:: z_j = \mathbb{1}[\text{gate}_j(h)]\;\varphi(h_j),\qquad
+              r(t) = \frac{\sum_{i\le m} a_i t^i}{1 + \left|\sum_{1\le j\le n} b_j t^j\right|}
+
+    Gates (``SAEConfig.rational_gate``):
+
+    * ``relu``: h > 0, the paper's penalty λ₁ · mean Σ_j |z_j| (· ‖d_j‖) (or, with
+      ``rational_l1_on="pre_acts"``, λ₁ · mean Σ_j max(h_j, 0), which docs/rsae.md shows to collapse).
+    * ``jumprelu``: h > θ_j with per-latent θ_j (file tensor ``threshold``), penalty λ₀ · mean Σ_j H(h_j −
+    θ_j);
+      z = φ(h) · H(h − θ) so the STE gives ∂z/∂θ = −φ(h)/ε · K((h − θ)/ε).
+    * ``topk`` / ``batchtopk``: the (batch-)top-k support of h; φ is evaluated on the kept entries only.
+    * ``cutoff``: one shared learned threshold τ on the rational's own output, z = u · H(u − τ), u = φ(h)
+      (file tensor ``rational_cutoff`` []), penalty λ₀ · mean Σ_j H(u_j − τ).
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        ``family == "rational"``; the rational's type, initial coefficients and scales, and the gate settings.
+    """
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__()
+        self.gate = cfg.rational_gate
+        self.l1_coefficient = cfg.l1_coefficient
+        self.weight_by_decoder_norm = cfg.l1_weight_by_decoder_norm
+        self.l1_on = cfg.rational_l1_on
+        self.l0_coefficient = cfg.l0_coefficient
+        self.bandwidth = cfg.jumprelu_bandwidth
+        self.k = cfg.k
+        if cfg.rational_a is not None:
+            self.phi = RationalActivation(
+                cfg.rational_a,
+                cfg.rational_b,
+                c_in=cfg.rational_c_in,
+                c_out=cfg.rational_c_out,
+                d_sae=cfg.d_sae,
+                per_latent_scales=cfg.rational_per_latent_scales,
+            )
+        else:
+            self.phi = RationalActivation.from_gate(
+                cfg.rational_init_gate,
+                tuple(cfg.rational_type),
+                d_sae=cfg.d_sae,
+                per_latent_scales=cfg.rational_per_latent_scales,
+            )
+        # RationalActivation stores its parameters in the default dtype; set them again at the model's
+        # precision so a float64 model holds the exact coefficients and scales.
+        dtype = getattr(torch, cfg.dtype)
+        a = torch.as_tensor(cfg.rational_a if cfg.rational_a is not None else self.phi.a.detach(), dtype=dtype)
+        b = torch.as_tensor(cfg.rational_b if cfg.rational_b is not None else self.phi.b.detach(), dtype=dtype)
+        self.phi.to(dtype)
+        with torch.no_grad():
+            self.phi.a.copy_(a)
+            self.phi.b.copy_(b)
+            self.phi.log_c_in.fill_(math.log(cfg.rational_c_in))
+            self.phi.log_c_out.fill_(math.log(cfg.rational_c_out))
+        if self.gate == "jumprelu":
+            self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.threshold_init)))
+        elif self.gate == "cutoff":
+            self.log_cutoff = nn.Parameter(torch.tensor(math.log(cfg.threshold_init)))
+        elif self.gate == "batchtopk":
+            self.batch = BatchTopK(cfg.d_sae, cfg.k, cfg.batchtopk_threshold_momentum)
+        self.uses_auxk = self.gate in ("topk", "batchtopk")
+
+    def magnitude(self, values: Tensor, latents: Tensor | None) -> Tensor:
+        """φ(values) = C_out · r(values / C_in) for gathered pre-activations of latents ``latents``
+        (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor).
+
+        Shared scales go through :func:`rsae.core.rational.rational_activation` (overflow-safe for any finite
+        input). Per-latent scales are gathered here; t = values / C_in and the output are clamped to the
+        dtype's finite range (the same saturation, with zero gradient beyond it, as the fused kernel)."""
+        phi = self.phi
+        if latents is None:
+            return phi(values)
+        if phi.log_c_in.dim() == 0:
+            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out)
+        big = torch.finfo(values.dtype).max
+        t = (values * torch.exp(-phi.log_c_in[latents]).to(values.dtype)).clamp(-big, big)
+        return (torch.exp(phi.log_c_out[latents]).to(values.dtype) * safe_pade(t, phi.a, phi.b)).clamp(-big, big)
+
+    def forward(self, h: Tensor) -> Tensor:
+        if self.gate == "relu":
+            return torch.where(h > 0, self.phi(h), 0)
+        if self.gate == "jumprelu":
+            return self.phi(h) * step_ste(h, self.log_threshold.exp().to(h.dtype), self.bandwidth)
+        if self.gate == "cutoff":
+            u = self.phi(h)
+            return u * step_ste(u, self.log_cutoff.exp().to(u.dtype), self.bandwidth)
+        if self.gate == "topk":
+            idx = _topk_indices(h, self.k)
+            kept = h.gather(-1, idx)
+            return torch.zeros_like(h).scatter(-1, idx, torch.where(kept > 0, self.magnitude(kept, idx), 0))
+        return self.batch._gated(h, self.magnitude)
+
+    def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
+        if self.gate == "relu":
+            on = torch.relu(h) if self.l1_on == "pre_acts" else z
+            return self.l1_coefficient * _l1(on, W_dec, self.weight_by_decoder_norm)
+        if self.gate == "jumprelu":
+            fired = step_ste(h, self.log_threshold.exp().to(h.dtype), self.bandwidth)
+            return self.l0_coefficient * fired.sum(-1).mean()
+        if self.gate == "cutoff":
+            fired = step_ste(self.phi(h), self.log_cutoff.exp().to(h.dtype), self.bandwidth)
+            return self.l0_coefficient * fired.sum(-1).mean()
+        return h.new_zeros(())
+
+    @torch.no_grad()
+    def initialise_from_data(self, h: Tensor) -> None:
+        """Set C_in to the 99.9th percentile of |h| over the sample, so the pre-activations that matter
+        fall in the design interval t ∈ [−1, 1] of the initial coefficients."""
+        sample = h.detach().abs().flatten().float()
+        if sample.numel() > 2**24:
+            sample = sample[torch.randperm(sample.numel(), device=sample.device)[: 2**24]]
+        scale = float(torch.quantile(sample, 0.999))
+        if scale > 0 and math.isfinite(scale):
+            self.phi.log_c_in.fill_(math.log(scale))
+
+    def file_tensors(self) -> dict[str, Tensor]:
+        tensors = {
+            "rational_a": self.phi.a.detach(),
+            "rational_b": self.phi.b.detach(),
+            "rational_c_in": self.phi.log_c_in.detach().exp(),
+            "rational_c_out": self.phi.log_c_out.detach().exp(),
+        }
+        if self.gate == "jumprelu":
+            tensors["threshold"] = self.log_threshold.detach().exp()
+        elif self.gate == "cutoff":
+            tensors["rational_cutoff"] = self.log_cutoff.detach().exp()
+        elif self.gate == "batchtopk":
+            tensors["threshold"] = self.batch.threshold.detach().clone()
+        return tensors
+
+    @torch.no_grad()
+    def load_file_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.phi.a.copy_(tensors["rational_a"])
+        self.phi.b.copy_(tensors["rational_b"])
+        self.phi.log_c_in.copy_(tensors["rational_c_in"].log())
+        self.phi.log_c_out.copy_(tensors["rational_c_out"].log())
+        if self.gate == "jumprelu":
+            self.log_threshold.copy_(tensors["threshold"].log())
+        elif self.gate == "cutoff":
+            self.log_cutoff.copy_(tensors["rational_cutoff"].log())
+        elif self.gate == "batchtopk":
+            self.batch.load_file_tensors({"threshold": tensors["threshold"]})
+
+
+def make_activation(cfg: SAEConfig) -> Activation:
+    """Build the activation module of ``cfg.family`` with its settings from ``cfg``."""
+    if cfg.family == "relu":
+        return ReLU(cfg.l1_coefficient, cfg.l1_weight_by_decoder_norm)
+    if cfg.family == "jumprelu":
+        return JumpReLU(cfg.d_sae, cfg.l0_coefficient, cfg.jumprelu_bandwidth, cfg.threshold_init)
+    if cfg.family == "topk":
+        return TopK(cfg.k)
+    if cfg.family == "batchtopk":
+        return BatchTopK(cfg.d_sae, cfg.k, cfg.batchtopk_threshold_momentum)
+    if cfg.family == "rational":
+        return Rational(cfg)
+    raise ConfigError(f"unknown SAE family {cfg.family!r}")

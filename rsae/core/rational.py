@@ -1,0 +1,640 @@
+r"""The trainable safe-Padé rational activation of the RSAE (the hot path of :mod:`rsae`).
+
+What it computes
+----------------
+.. math::
+
+    φ(h) = C_{out}\, r(h / C_{in}), \qquad
+    r(t) = \frac{P(t)}{1 + |B(t)|}, \quad P(t) = \sum_{i=0}^{m} a_i t^i, \quad B(t) = \sum_{j=1}^{n} b_j t^j,
+
+elementwise on ``[..., d_sae]`` pre-activations (Yin & Yu, "Rational Sparse Autoencoder", arXiv 2606.14990;
+the safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020). The
+coefficients (a, b) are shared by all latents; C_in, C_out > 0 are one scalar each or, optionally, one per
+latent, and are stored as logarithms so that gradient steps keep them positive.
+
+Evaluation, both branches
+-------------------------
+For |t| ≤ 1 the polynomials are evaluated by Horner's rule in t. For |t| > 1 the powers of t would overflow
+(t⁹ already does for |t| > 2¹⁴ in float32), so r is rewritten in the reciprocal variable s = 1/t, |s| < 1:
+
+.. math::
+
+    r(t) = σ(t)\,\frac{\tilde P(s)}{|s|^n + |\tilde B(s)|}, \qquad
+    \tilde P(s) = \sum_{i=0}^{m} a_i s^{m-i}, \quad \tilde B(s) = \sum_{j=1}^{n} b_j s^{n-j},
+
+with the factor σ(t) = t^m / |t|^n = sign(t)^m |t|^{m-n} (for m < n: sign(t)^m |s|^{n-m}). Both branches are
+one Horner pass over u = t or u = s with the coefficient sequence selected per element; every power of u
+lies in [−1, 1]. Write D = 1 + |B(t)| or |s|^n + |B̃(s)|, Q = B(t) or B̃(s), q = P(t)/D or P̃(s)/D, κ = 1 or
+s, and σ = 1 for |t| ≤ 1. The analytic gradients are
+
+.. math::
+
+    \frac{∂r}{∂t} = σ κ \frac{P_d − q\,\operatorname{sign}(Q)\,B_d}{D}, \quad
+    \frac{∂r}{∂a_i} = \frac{σ u^{π(i)}}{D}, \quad
+    \frac{∂r}{∂b_j} = −\frac{σ q \operatorname{sign}(Q) u^{π'(j)}}{D},
+
+with (P_d, B_d) = (P'(t), B'(t)) for |t| ≤ 1 and (Σ_i i a_i s^{m−i}, Σ_j j b_j s^{n−j}) for |t| > 1 (then
+P'(t) = t^{m−1} P_d(s) and B'(t) = t^{n−1} B_d(s)), and exponents π(i) = i, π'(j) = j for |t| ≤ 1,
+π(i) = m − i, π'(j) = n − j for |t| > 1. At a kink B = 0 the subgradient sign(0) = 0 is used: it is the mean
+of the two one-sided derivatives. Through t = h e^{−λ_in} and φ = e^{λ_out} r (λ = log C):
+∂φ/∂h = C_out r'(t) / C_in, ∂φ/∂λ_in = −C_out r'(t) t (formed with tκ ∈ [−1, 1], so it cannot overflow where
+r' does not) and ∂φ/∂λ_out = φ. Coefficient gradients are reductions over all elements; per-latent scale
+gradients are reductions over the leading dimensions.
+
+Precision and overflow policy
+-----------------------------
+Fast path: float32 arithmetic for float32, bfloat16 and float16 inputs (float64 when the input or a parameter
+is float64); one fused ``torch.compile`` kernel per direction for large tensors, the same code eagerly for
+small ones. The forward counts the elements whose φ is not finite or whose reciprocal-branch denominator fell
+below √tiny of the working precision (where the underflow of |s|^n could matter); the backward checks that
+its reductions are finite (every non-finite per-element term reaches one of them). On any such event the call
+is recomputed in float64, where for float32-range inputs with n ≤ 8 and m − n ≤ 8 no power under- or
+overflows. Then:
+
+* outputs whose true value exceeds the output dtype's range saturate to ± its largest finite value, and their
+  gradients are zero (the derivative of that clamp);
+* gradients beyond the range of their dtype saturate likewise;
+* values still undefined in float64 (only reachable with extreme coefficient ratios) are set to 0 at finite
+  inputs, with a :class:`RuntimeWarning`.
+
+So finite inputs give finite outputs and gradients; NaN inputs propagate NaN (to their output, their input
+gradient and the coefficient gradients); ±inf inputs are outside the contract.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rsae.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_TYPES",
+    "RationalActivation",
+    "RationalCoefficients",
+    "configure_kernels",
+    "rational_activation",
+    "safe_pade",
+]
+
+DEFAULT_TYPES: dict[str, tuple[int, int]] = {
+    "relu": (3, 2),
+    "jumprelu": (9, 8),
+    "topk": (9, 8),
+    "batchtopk": (9, 8),
+}
+"""Default rational type (m, n) per gate for :meth:`RationalActivation.from_gate` (as in the paper)."""
+
+_settings: dict[str, Any] = {
+    "compile": os.environ.get("RSAE_RATIONAL_COMPILE", "1") != "0",
+    "min_numel": 1 << 18,
+    "chunk_numel": 1 << 18,
+}
+_compiled: dict[str, Callable[..., Any]] = {}
+# The backward has m + n + 3 reductions; inductor's CPU default fuses at most 16 side by side and would split
+# the rest into further passes that re-read materialised intermediates. One pass is much faster.
+_INDUCTOR_OPTIONS = {"cpp.max_horizontal_fusion_size": 64, "max_fusion_size": 256}
+
+
+def configure_kernels(*, compile: bool | None = None, min_numel: int | None = None,
+                      chunk_numel: int | None = None) -> None:
+    """Choose how the rational kernels run.
+
+    Parameters
+    ----------
+    compile
+        Fuse forward and backward into one ``torch.compile`` kernel each (default True; the environment
+        variable ``RSAE_RATIONAL_COMPILE=0`` sets False). If compilation fails (no C++ compiler, no Triton),
+        the eager code is used with a warning. The first call per shape class, dtype and type (m, n) compiles
+        (about 10–20 s on CPU); later calls reuse the kernel.
+    min_numel
+        Tensors with fewer elements run eagerly (default 2¹⁸): compiling is not worth it for them.
+    chunk_numel
+        The eager code processes whole rows in blocks of about this many elements (default 2¹⁸), which bounds
+        its temporary memory; the compiled kernels take the whole tensor at once.
+    """
+    for name, value, low in (("min_numel", min_numel, 0), ("chunk_numel", chunk_numel, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+    if compile is not None:
+        _settings["compile"] = bool(compile)
+    if min_numel is not None:
+        _settings["min_numel"] = min_numel
+    if chunk_numel is not None:
+        _settings["chunk_numel"] = chunk_numel
+
+
+def _horner(u: Tensor, big: Tensor, table: Tensor) -> Tensor:
+    """Σ_k c_k u^(K−1−k) by Horner's rule, c from row 0 of ``table`` where |t| ≤ 1 and row 1 where |t| > 1."""
+    if table.shape[1] == 0:
+        return torch.zeros_like(u)
+    acc = torch.where(big, table[1, 0], table[0, 0])
+    for k in range(1, table.shape[1]):
+        acc = acc * u + torch.where(big, table[1, k], table[0, k])
+    return acc
+
+
+def _common(h: Tensor, inv_c_in: Tensor, pt: Tensor, ht: Tensor, m: int, n: int) -> tuple[Tensor, ...]:
+    """The branch-selected quantities shared by forward and backward (see the module docstring)."""
+    t = h.to(pt.dtype) * inv_c_in
+    big = t.abs() > 1
+    u = torch.where(big, t.reciprocal(), t)
+    au = u.abs()
+    p = _horner(u, big, pt)
+    hq = _horner(u, big, ht)
+    q_poly = torch.where(big, hq, hq * u)
+    d = torch.where(big, au**n, 1.0) + q_poly.abs()
+    mag = t.abs() ** (m - n) if m >= n else au ** (n - m)
+    sigma = torch.where(big, torch.sign(t) * mag if m % 2 else mag, 1.0)
+    return t, big, u, p, q_poly, d, sigma
+
+
+def _forward_kernel(h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: Tensor,
+                    m: int, n: int, omax: float, dmin: float) -> tuple[Tensor, Tensor]:
+    """φ(h) saturated to ±omax in h's dtype, and the number of elements needing the float64 path.
+
+    Those are the elements where φ is not finite (overflow in the working precision, or a NaN input) or the
+    denominator D fell below ``dmin`` (where the underflow of |s|^n could matter).
+    """
+    _, _, _, p, _, d, sigma = _common(h, inv_c_in, pt, ht, m, n)
+    phi = sigma * p * d.reciprocal() * c_out
+    flag = torch.where(torch.isfinite(phi) & (d >= dmin), 0.0, 1.0).sum()
+    return phi.clamp(-omax, omax).to(h.dtype), flag
+
+
+def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: Tensor,
+                     pdt: Tensor, bdt: Tensor, m: int, n: int, omax: float, gmax: float,
+                     per_latent: bool, saturating: bool) -> tuple[Tensor, ...]:
+    """Gradients wrt h, a, b, log C_in, log C_out for upstream g (h and g are [rows, d]).
+
+    Every per-element term that is not finite (overflow in the working precision, or a NaN input) makes at
+    least one of the returned reductions non-finite: each element contributes f·1 to some ∂/∂a_i, f·q·sign(Q)
+    times a power of u to every ∂/∂b_j, f·core times tκ to ∂/∂log C_in and f·P to ∂/∂log C_out, and a
+    non-finite factor times any finite number (zero included) is non-finite. The caller checks those few
+    numbers instead of a mask over all elements. Gradients wrt h saturate to ±gmax.
+
+    ``saturating`` says whether φ may exceed ±omax here (the working precision is wider than the output
+    dtype); if not, the forward found every φ finite, so no element is saturated and the mask is skipped.
+    """
+    t, big, u, p, q_poly, d, sigma = _common(h, inv_c_in, pt, ht, m, n)
+    inv_d = d.reciprocal()  # one division, then products (divisions are the slowest vector op)
+    gc = g.to(pt.dtype)
+    f = gc * c_out * sigma * inv_d
+    if saturating:
+        phi = sigma * p * inv_d * c_out  # the forward's expression: the same elements saturate
+        f = torch.where(phi.abs() <= omax, f, 0.0)  # select after the product: 0 even where σ = inf
+    q = p * inv_d
+    sq = torch.sign(q_poly)
+    core = _horner(u, big, pdt) - q * sq * _horner(u, big, bdt)
+    fc = f * core
+    grad_h = (fc * torch.where(big, u, 1.0) * inv_c_in).clamp(-gmax, gmax).to(h.dtype)
+    fb = -(f * q * sq)
+
+    def red(x: Tensor) -> Tensor:
+        return x.sum(0) if per_latent else x.sum()
+
+    g_lcin = red(-(fc * torch.where(big, 1.0, t)))
+    g_lcout = red(f * p)  # = Σ g·φ over unsaturated elements, since f·p = g·C_out·σ·P/D there
+    powers = [torch.ones_like(u)]
+    for _ in range(max(m, n)):
+        powers.append(powers[-1] * u)
+    g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum() for i in range(m + 1)])
+    if n == 0:
+        return grad_h, g_a, h.new_zeros(0, dtype=pt.dtype), g_lcin, g_lcout
+    g_b = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum() for j in range(1, n + 1)])
+    return grad_h, g_a, g_b, g_lcin, g_lcout
+
+
+def _tables(a: Tensor, b: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Horner coefficient tables [2, K]: row 0 for |t| ≤ 1 (in t), row 1 for |t| > 1 (in s = 1/t)."""
+    a = a.detach().to(dtype)
+    b = b.detach().to(dtype)
+    ia = (torch.arange(a.shape[0], dtype=dtype, device=a.device) * a)[1:]
+    jb = torch.arange(1, b.shape[0] + 1, dtype=dtype, device=b.device) * b
+    return (torch.stack([a.flip(0), a]), torch.stack([b.flip(0), b]),
+            torch.stack([ia.flip(0), ia]), torch.stack([jb.flip(0), jb]))
+
+
+def _use_compiled(numel: int) -> bool:
+    """Whether a tensor of ``numel`` elements goes through the compiled kernels (see configure_kernels)."""
+    return bool(_settings["compile"]) and numel >= _settings["min_numel"]
+
+
+def _compiled_or_eager(name: str, fn: Callable[..., Any], numel: int) -> Callable[..., Any] | None:
+    """The compiled version of ``fn`` when enabled and worthwhile, else None (run eagerly)."""
+    if not _use_compiled(numel):
+        return None
+    if name not in _compiled:
+        _compiled[name] = torch.compile(fn, dynamic=None, options=_INDUCTOR_OPTIONS)
+    return _compiled[name]
+
+
+def _call(name: str, fn: Callable[..., Any], numel: int, *args: Any) -> Any:
+    """``fn(*args)``, compiled when worthwhile; a compiler failure switches to eager for the session."""
+    compiled = _compiled_or_eager(name, fn, numel)
+    if compiled is not None:
+        try:
+            return compiled(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler/toolchain failure: fall back to eager
+            _settings["compile"] = False
+            warnings.warn(f"rsae.core.rational: torch.compile failed ({type(exc).__name__}: {exc}); using the "
+                          "eager kernels from now on (slower, same results).", RuntimeWarning, stacklevel=3)
+    return fn(*args)
+
+
+def _row_chunks(rows: int, d: int, compiled: bool) -> list[slice]:
+    """Row blocks of about ``chunk_numel`` elements for the eager code; one block for the compiled kernels."""
+    if compiled or rows == 0:
+        return [slice(0, rows)]
+    step = max(1, _settings["chunk_numel"] // max(d, 1))
+    return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
+
+
+class _Params(NamedTuple):
+    """What forward and backward both need, derived from the saved tensors."""
+
+    h2: Tensor
+    inv_c_in: Tensor
+    c_out: Tensor
+    tables: tuple[Tensor, Tensor, Tensor, Tensor]
+    m: int
+    n: int
+    per_latent: bool
+
+
+def _params(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
+            dtype: torch.dtype) -> _Params:
+    d = h.shape[-1] if h.dim() > 0 else 1
+    h2 = h.reshape(h.numel() // d if d else 0, d)
+    zero = torch.zeros((), dtype=dtype, device=h.device)
+    lci = zero if log_c_in is None else log_c_in.detach().to(dtype)
+    lco = zero if log_c_out is None else log_c_out.detach().to(dtype)
+    return _Params(h2, torch.exp(-lci), torch.exp(lco), _tables(a, b, dtype), a.shape[0] - 1, b.shape[0],
+                   lci.dim() > 0)
+
+
+def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """float64 if any argument is float64, else float32 (also for bfloat16/float16 inputs)."""
+    wide = any(x is not None and x.dtype == torch.float64 for x in tensors)
+    return torch.float64 if wide else torch.float32
+
+
+def _dmin(dtype: torch.dtype) -> float:
+    """√tiny: a reciprocal-branch denominator below this sends the call to the float64 path."""
+    return math.sqrt(torch.finfo(dtype).tiny)
+
+
+def _forward(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
+             dtype: torch.dtype) -> tuple[Tensor, bool]:
+    """φ(h) computed in ``dtype``, and whether it needs the float64 path (see the module docstring)."""
+    pr = _params(h, a, b, log_c_in, log_c_out, dtype)
+    pt, ht, _, _ = pr.tables
+    omax = torch.finfo(h.dtype).max
+    compiled = _use_compiled(pr.h2.numel())
+    outs, flags = [], []
+    for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
+        out, flag = _call("forward", _forward_kernel, pr.h2.numel(), pr.h2[rows], pr.inv_c_in, pr.c_out,
+                          pt, ht, pr.m, pr.n, omax, _dmin(dtype))
+        outs.append(out)
+        flags.append(flag)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    return out.reshape(h.shape), bool(torch.stack(flags).sum() != 0)
+
+
+def _backward(g: Tensor, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
+              dtype: torch.dtype, flagged: bool) -> list[Tensor]:
+    """[∂/∂h, ∂/∂a, ∂/∂b, ∂/∂log C_in, ∂/∂log C_out] computed in ``dtype`` (reductions in ``dtype``).
+
+    ``flagged``: the forward took the float64 path, so some outputs may have saturated.
+    """
+    pr = _params(h, a, b, log_c_in, log_c_out, dtype)
+    g2 = g.reshape(pr.h2.shape)
+    omax = torch.finfo(h.dtype).max
+    compiled = _use_compiled(pr.h2.numel())
+    grads_h: list[Tensor] = []
+    sums: list[Tensor] = []
+    for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
+        gh, *red = _call("backward", _backward_kernel, pr.h2.numel(), g2[rows], pr.h2[rows], pr.inv_c_in,
+                         pr.c_out, *pr.tables, pr.m, pr.n, omax, omax, pr.per_latent,
+                         flagged or dtype != h.dtype)
+        grads_h.append(gh)
+        sums = red if not sums else [s + r for s, r in zip(sums, red, strict=True)]
+    grad_h = grads_h[0] if len(grads_h) == 1 else torch.cat(grads_h)
+    return [grad_h.reshape(h.shape), *sums]
+
+
+def _saturate(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Cast to ``dtype``, clamping finite values beyond its range to ± its largest finite value."""
+    big = torch.finfo(dtype).max
+    return x.clamp(-big, big).to(dtype)
+
+
+def _sanitize(x: Tensor, keep_nan: Tensor | bool) -> tuple[Tensor, bool]:
+    """Replace NaN by 0 where ``keep_nan`` is False (inputs finite there); report whether anything changed."""
+    fix = torch.isnan(x) & ~torch.as_tensor(keep_nan, device=x.device)
+    if not bool(fix.any()):
+        return x, False
+    return torch.where(fix, torch.zeros_like(x), x), True
+
+
+def _sanitize_grads(grads: list[Tensor], h: Tensor, g: Tensor) -> list[Tensor]:
+    """Last resort after the float64 path: NaN gradients not caused by NaN in h or g become 0 (warning)."""
+    nan_in = torch.isnan(h) | torch.isnan(g)
+    out, changed = _sanitize(grads[0], nan_in)
+    fixed = [out]
+    inputs_clean = not bool(nan_in.any())
+    for x in grads[1:]:
+        if inputs_clean:
+            x, c = _sanitize(x, False)
+            changed |= c
+        fixed.append(x)
+    if changed:
+        _warn_sanitized()
+    return fixed
+
+
+def _warn_sanitized() -> None:
+    warnings.warn("rsae.core.rational: some values were undefined even in float64 (extreme coefficient ratios?) "
+                  "and were set to 0; check the rational's coefficients.", RuntimeWarning, stacklevel=4)
+
+
+class _SafePadeFunction(torch.autograd.Function):
+    """φ(h) = C_out · r(h / C_in) with analytic backward; see the module docstring for formulas and policy."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None,
+                log_c_out: Tensor | None) -> Tensor:
+        dtype = _compute_dtype(h, a, b, log_c_in, log_c_out)
+        with torch.autocast(h.device.type, enabled=False):
+            out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
+            ctx.flagged = fallback
+            if fallback and dtype != torch.float64:
+                dtype = torch.float64
+                out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
+            if fallback:
+                out, changed = _sanitize(out, torch.isnan(h))
+                if changed:
+                    _warn_sanitized()
+        ctx.save_for_backward(h, a, b, log_c_in, log_c_out)
+        ctx.compute_dtype = dtype
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        h, a, b, log_c_in, log_c_out = ctx.saved_tensors
+        dtype = ctx.compute_dtype
+        with torch.autocast(h.device.type, enabled=False):
+            grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype, ctx.flagged)
+            finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
+            if not finite and dtype != torch.float64:
+                dtype = torch.float64
+                grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype, ctx.flagged)
+                finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
+            if not finite:
+                grads = _sanitize_grads(grads, h, g)
+        # ∂/∂h leaves the kernel saturated and in h's dtype; the small reductions are cast here
+        grad_h = grads[0] if ctx.needs_input_grad[0] else None
+        rest = zip(grads[1:], (a, b, log_c_in, log_c_out), ctx.needs_input_grad[1:], strict=True)
+        return (grad_h, *(_saturate(gr, x.dtype).reshape(x.shape) if x is not None and need else None
+                          for gr, x, need in rest))
+
+
+def _check_coefficients(a: Tensor, b: Tensor) -> None:
+    if a.dim() != 1 or a.shape[0] < 1:
+        raise ConfigError(f"numerator coefficients a must be a 1-D tensor [m+1] (a_0..a_m ascending), got "
+                          f"shape {tuple(a.shape)}")
+    if b.dim() != 1:
+        raise ConfigError(f"denominator coefficients b must be a 1-D tensor [n] (b_1..b_n; the constant 1 is "
+                          f"implicit), got shape {tuple(b.shape)}")
+    for name, x in (("a", a), ("b", b)):
+        if not x.is_floating_point():
+            raise ConfigError(f"coefficients {name} must be a floating-point tensor, got {x.dtype}")
+
+
+def _check_input(h: Tensor, *params: Tensor) -> None:
+    if not isinstance(h, Tensor) or not h.is_floating_point():
+        raise ConfigError(f"the rational activation needs a floating-point tensor, got "
+                          f"{getattr(h, 'dtype', type(h).__name__)}; cast it with .float()")
+    for x in params:
+        if x.device != h.device:
+            raise ConfigError(f"input is on {h.device} but a coefficient or scale is on {x.device}; move the "
+                              f"module/coefficients with .to({str(h.device)!r})")
+
+
+def safe_pade(t: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    r"""The safe-Padé rational r(t) = Σ_{i=0}^m a_i tⁱ / (1 + |Σ_{j=1}^n b_j tʲ|), elementwise.
+
+    Differentiable in ``t``, ``a`` and ``b`` through one custom autograd function with analytic gradients;
+    finite for every finite float32 input (see the module docstring for the reciprocal branch and the
+    saturation policy).
+
+    Parameters
+    ----------
+    t
+        Any shape, floating point (float16/bfloat16 are evaluated in float32 and returned in their dtype).
+    a
+        Numerator coefficients a_0..a_m, ascending, shape [m+1], shared by all elements.
+    b
+        Denominator coefficients b_1..b_n (the constant 1 is implicit), shape [n] (n = 0 allowed).
+
+    Returns
+    -------
+    Tensor
+        r(t), same shape and dtype as ``t``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.tensor([0.0218, 0.5, 1.5957, 1.1915])   # (3,2) ReLU fit on [-1, 1] (Boullé et al. 2020)
+    >>> b = torch.tensor([0.0, 2.3830])
+    >>> safe_pade(torch.tensor([-1.0, 0.0, 1.0]), a, b)
+    tensor([-0.0219,  0.0218,  0.9781])
+    """
+    _check_coefficients(a, b)
+    _check_input(t, a, b)
+    return _SafePadeFunction.apply(t, a, b, None, None)
+
+
+def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c_out: Tensor) -> Tensor:
+    """φ(h) = exp(log_c_out) · r(h · exp(−log_c_in)) elementwise on [..., d]; differentiable in all arguments.
+
+    ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared scales) or shape [d] (one per latent, broadcast
+    over the last dimension of ``h``). This is the functional form of :class:`RationalActivation`.
+    """
+    _check_coefficients(a, b)
+    _check_input(h, a, b, log_c_in, log_c_out)
+    for name, x in (("log_c_in", log_c_in), ("log_c_out", log_c_out)):
+        if x.dim() > 1 or (x.dim() == 1 and (h.dim() == 0 or x.shape[0] != h.shape[-1])):
+            last = h.shape[-1] if h.dim() else "?"
+            raise ConfigError(f"{name} must be a scalar or have shape [d] = [{last}] (the input's last "
+                              f"dimension), got {tuple(x.shape)}")
+    if log_c_in.dim() != log_c_out.dim():
+        raise ConfigError("log_c_in and log_c_out must both be scalars or both per-latent [d]")
+    return _SafePadeFunction.apply(h, a, b, log_c_in, log_c_out)
+
+
+class RationalCoefficients(NamedTuple):
+    """A snapshot of a :class:`RationalActivation`'s parameters as float64 numpy arrays."""
+
+    a: np.ndarray
+    """Numerator coefficients a_0..a_m (ascending), shape [m+1]."""
+    b: np.ndarray
+    """Denominator coefficients b_1..b_n, shape [n]."""
+    c_in: np.ndarray
+    """Input scale C_in > 0: shape [] (shared) or [d_sae] (per latent)."""
+    c_out: np.ndarray
+    """Output scale C_out > 0: shape [] (shared) or [d_sae] (per latent)."""
+
+
+def _as_1d(name: str, x: Any) -> Tensor:
+    try:
+        t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a sequence of real numbers, got {type(x).__name__}: {exc}") \
+            from exc
+    if t.dim() != 1:
+        raise ConfigError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ConfigError(f"{name} contains non-finite values: {t.tolist()}")
+    return t
+
+
+def _log_scale(name: str, c: Any, d_sae: int | None, per_latent: bool) -> Tensor:
+    try:
+        arr = np.asarray(c.detach().cpu() if isinstance(c, Tensor) else c, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a positive number or array, got {type(c).__name__}") from exc
+    if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+        raise ConfigError(f"{name} must be finite and > 0 (it is stored as log {name}), got {arr.tolist()}")
+    if arr.ndim == 0:
+        return torch.full((d_sae,) if per_latent else (), math.log(float(arr)))
+    if not per_latent:
+        raise ConfigError(f"{name} has shape {arr.shape} but per_latent_scales=False; pass a scalar, or set "
+                          "per_latent_scales=True with d_sae")
+    if arr.shape != (d_sae,):
+        raise ConfigError(f"{name} must have shape [d_sae] = [{d_sae}] for per-latent scales, got "
+                          f"{arr.shape}")
+    return torch.as_tensor(np.log(arr))
+
+
+class RationalActivation(nn.Module):
+    r"""Trainable rational activation φ(h) = C_out · r(h / C_in), r(t) = P(t) / (1 + |B(t)|).
+
+    Parameters ``a`` [m+1] and ``b`` [n] are shared by all latents; ``log_c_in`` and ``log_c_out`` are
+    scalars, or [d_sae] with ``per_latent_scales=True``. Forward and backward are one custom autograd function
+    with analytic gradients, overflow-safe for any finite float32 input (module docstring of
+    :mod:`rsae.core.rational`).
+
+    Parameters
+    ----------
+    a, b
+        Initial numerator coefficients a_0..a_m (ascending) and denominator coefficients b_1..b_n
+        (array-like or tensor; stored in the default dtype).
+    c_in, c_out
+        Initial positive scales (a number, or an array [d_sae] with ``per_latent_scales``).
+    d_sae
+        Number of latents (size of the input's last dimension). Required for per-latent scales; when given,
+        the forward checks the input against it.
+    per_latent_scales
+        One C_in and C_out per latent instead of one each.
+
+    Examples
+    --------
+    >>> import torch
+    >>> act = RationalActivation([0.0218, 0.5, 1.5957, 1.1915], [0.0, 2.3830], c_in=2.0, d_sae=3)
+    >>> act
+    RationalActivation(type=(3, 2), d_sae=3, per_latent_scales=False, c_in=2, c_out=1)
+    >>> act(torch.tensor([[-2.0, 0.0, 2.0]])).detach()
+    tensor([[-0.0219,  0.0218,  0.9781]])
+    """
+
+    def __init__(self, a: Sequence[float] | np.ndarray | Tensor, b: Sequence[float] | np.ndarray | Tensor,
+                 c_in: float | Sequence[float] | np.ndarray | Tensor = 1.0,
+                 c_out: float | Sequence[float] | np.ndarray | Tensor = 1.0,
+                 d_sae: int | None = None, per_latent_scales: bool = False) -> None:
+        super().__init__()
+        a_t = _as_1d("a", a)
+        b_t = _as_1d("b", b)
+        if a_t.shape[0] < 1:
+            raise ConfigError("a must hold at least a_0 (type (m, n) has m + 1 >= 1 numerator coefficients)")
+        if d_sae is not None and (isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1):
+            raise ConfigError(f"d_sae must be a positive int or None, got {d_sae!r}")
+        if per_latent_scales and d_sae is None:
+            raise ConfigError("per_latent_scales=True needs d_sae (the number of latents)")
+        dtype = torch.get_default_dtype()
+        self.d_sae = d_sae
+        self.per_latent_scales = bool(per_latent_scales)
+        self.a = nn.Parameter(a_t.to(dtype))
+        self.b = nn.Parameter(b_t.to(dtype))
+        self.log_c_in = nn.Parameter(_log_scale("c_in", c_in, d_sae, self.per_latent_scales).to(dtype))
+        self.log_c_out = nn.Parameter(_log_scale("c_out", c_out, d_sae, self.per_latent_scales).to(dtype))
+
+    @property
+    def type(self) -> tuple[int, int]:
+        """The rational type (m, n): numerator degree m, denominator degree n."""
+        return self.a.shape[0] - 1, self.b.shape[0]
+
+    @classmethod
+    def from_gate(cls, gate: str, type: tuple[int, int] | None = None, *, d_sae: int | None = None,
+                  per_latent_scales: bool = False, **gate_kwargs: Any) -> RationalActivation:
+        """A rational activation initialised from the rational approximation of a sparsity gate.
+
+        The coefficients come from ``rational_approx.activation_coefficients(gate, type, **gate_kwargs)``,
+        valid on that result's ``domain`` (in t = h / C_in); the scales start at 1, to be calibrated on real
+        pre-activations (:mod:`rsae.experiments.upgrade`).
+
+        Parameters
+        ----------
+        gate
+            Gate name understood by ``rational_approx.activation_coefficients`` (``relu``, ``jumprelu``,
+            ``topk``, ...).
+        type
+            Rational type (m, n); default :data:`DEFAULT_TYPES` [gate]: (3, 2) for ReLU, (9, 8) for JumpReLU
+            and the TopK gates.
+        d_sae, per_latent_scales
+            As in the constructor.
+        **gate_kwargs
+            Passed on to ``activation_coefficients`` (e.g. a threshold or domain).
+        """
+        if type is None:
+            if gate not in DEFAULT_TYPES:
+                raise ConfigError(f"no default rational type for gate {gate!r} (defaults exist for "
+                                  f"{sorted(DEFAULT_TYPES)}); pass type=(m, n)")
+            type = DEFAULT_TYPES[gate]
+        if len(type) != 2 or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in type):
+            raise ConfigError(f"type must be a pair of non-negative ints (m, n), got {type!r}")
+        from rational_approx import activation_coefficients
+
+        fit = activation_coefficients(gate, tuple(type), **gate_kwargs)
+        return cls(fit.a, fit.b, d_sae=d_sae, per_latent_scales=per_latent_scales)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """φ(h) elementwise on [..., d_sae]; same shape and dtype as ``h``."""
+        if isinstance(h, Tensor) and self.d_sae is not None and (h.dim() == 0 or h.shape[-1] != self.d_sae):
+            raise ConfigError(f"input's last dimension must be d_sae = {self.d_sae}, got shape "
+                              f"{tuple(h.shape)}")
+        return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out)
+
+    def coefficients(self) -> RationalCoefficients:
+        """The current (a, b, C_in, C_out) as float64 numpy arrays."""
+        def np64(x: Tensor) -> np.ndarray:
+            return x.detach().cpu().double().numpy()
+
+        return RationalCoefficients(np64(self.a), np64(self.b), np.exp(np64(self.log_c_in)),
+                                    np.exp(np64(self.log_c_out)))
+
+    def extra_repr(self) -> str:
+        m, n = self.type
+
+        def scale(x: Tensor) -> str:
+            return f"[{x.shape[0]}]" if x.dim() else f"{math.exp(float(x.detach())):.4g}"
+
+        return (f"type=({m}, {n}), d_sae={self.d_sae}, per_latent_scales={self.per_latent_scales}, "
+                f"c_in={scale(self.log_c_in)}, c_out={scale(self.log_c_out)}")

@@ -1,0 +1,217 @@
+r"""The sparse autoencoder module shared by every family.
+
+.. math::
+    h = (x - b_\text{dec}) W_\text{enc} + b_\text{enc},\qquad z = \varphi(h),\qquad
+    \hat x = z W_\text{dec} + b_\text{dec}
+
+with the SAELens parameter names and shapes W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in],
+b_dec [d_in]; φ and the sparsity penalty come from :mod:`rsae.core.activations` (``SAEConfig.family``).
+
+The training loss returned by :meth:`SAE.forward` is
+
+.. math::
+    \mathcal L = \underbrace{\tfrac1B\textstyle\sum_b \lVert x_b - \hat x_b\rVert^2}_{\text{mse}}
+      + s\,\underbrace{\text{penalty}(h, z)}_{\text{sparsity}}
+      + \underbrace{\alpha\,\tfrac1B\textstyle\sum_b \lVert e_b - \hat e_b\rVert^2}_{\text{auxk}},
+
+where s ∈ [0, 1] is the sparsity warm-up scale and the AuxK term (Gao et al. 2024) reconstructs the detached
+residual e = x − x̂ from the top-k_aux pre-activations of the dead latents only, ê = z_aux W_dec.
+
+Example
+-------
+>>> import torch
+>>> from rsae.core.config import SAEConfig
+>>> from rsae.core.sae import SAE
+>>> sae = SAE.from_config(SAEConfig(d_in=8, d_sae=32, family="topk", k=4), seed=0)
+>>> out = sae(torch.randn(5, 8))
+>>> out.codes.shape, int((out.codes != 0).sum(-1).max()) <= 4
+(torch.Size([5, 32]), True)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rsae.core.activations import Activation, make_activation
+from rsae.core.config import SAEConfig
+
+__all__ = ["Losses", "SAEOutput", "SAE"]
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Losses are reduced in float32 at least (float64 models keep float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+class Losses(NamedTuple):
+    """Scalar loss terms of one forward pass (float32, or float64 for float64 models)."""
+
+    total: Tensor
+    """mse + sparsity_scale · sparsity + auxk: the quantity the trainer minimises."""
+    mse: Tensor
+    """Mean over tokens of the squared reconstruction error ‖x − x̂‖² (summed over the d_in dimensions)."""
+    sparsity: Tensor
+    """The family's penalty times its coefficient (L1 for ReLU, L0 for JumpReLU, 0 for TopK)."""
+    auxk: Tensor
+    """α · mean over tokens of ‖e − ê‖² on dead latents (0 unless a dead mask was given to a top-k family)."""
+
+
+class SAEOutput(NamedTuple):
+    """Everything one forward pass computes."""
+
+    x_hat: Tensor
+    """Reconstruction x̂ [B, d_in]."""
+    codes: Tensor
+    """Sparse codes z [B, d_sae] with exact zeros."""
+    pre_acts: Tensor
+    """Pre-activations h [B, d_sae]."""
+    losses: Losses
+    """The loss terms (see :class:`Losses`)."""
+
+
+class SAE(nn.Module):
+    """Sparse autoencoder with SAELens parameter names; the family lives in ``self.activation``.
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        Sizes, family and its settings, dtype and device.
+    activation : Activation, optional
+        A ready activation module (default: ``make_activation(cfg)``).
+
+    Notes
+    -----
+    ``encode`` honours the module's mode: BatchTopK uses the batch-level top-k in ``train()`` mode and its
+    inference threshold in ``eval()`` mode. Models returned by :func:`rsae.core.io.load_sae` are in ``eval()``
+    mode."""
+
+    def __init__(self, cfg: SAEConfig, activation: Activation | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dtype = getattr(torch, cfg.dtype)
+        self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae, dtype=dtype))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, dtype=dtype))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
+        self.activation = activation if activation is not None else make_activation(cfg)
+        self.activation.to(dtype=dtype)
+        if cfg.family == "rational" and cfg.rational_a is None:
+            # Record the coefficients the gate's fit produced, so the config alone rebuilds this model.
+            self.cfg = cfg.replace(
+                rational_a=tuple(self.activation.phi.a.detach().double().tolist()),
+                rational_b=tuple(self.activation.phi.b.detach().double().tolist()),
+            )
+
+    @classmethod
+    def from_config(cls, cfg: SAEConfig, seed: int = 0) -> SAE:
+        """Build and initialise an SAE on ``cfg.device``.
+
+        Initialisation: decoder rows drawn uniformly on the unit sphere (seeded CPU generator, so the
+        weights do not depend on the device), W_enc = W_decᵀ (tied start), b_enc = b_dec = 0."""
+        sae = cls(cfg)
+        generator = torch.Generator().manual_seed(seed)
+        directions = torch.randn(cfg.d_sae, cfg.d_in, generator=generator, dtype=torch.float64)
+        directions /= directions.norm(dim=1, keepdim=True)
+        with torch.no_grad():
+            sae.W_dec.copy_(directions)
+            sae.W_enc.copy_(directions.T)
+        return sae.to(cfg.device)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.W_enc.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the parameters."""
+        return self.W_enc.dtype
+
+    def pre_acts(self, x: Tensor) -> Tensor:
+        """h = (x − b_dec) W_enc + b_enc (b_dec subtracted only when ``cfg.apply_b_dec_to_input``)."""
+        if self.cfg.apply_b_dec_to_input:
+            x = x - self.b_dec
+        return x @ self.W_enc + self.b_enc
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Sparse codes z = φ(h(x)) [..., d_sae] with exact zeros."""
+        return self.activation(self.pre_acts(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Reconstruction x̂ = z W_dec + b_dec [..., d_in]."""
+        return z @ self.W_dec + self.b_dec
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        dead_mask: Tensor | None = None,
+        sparsity_scale: float | Tensor = 1.0,
+        auxk_coefficient: float = 0.0,
+        auxk_k: int | None = None,
+    ) -> SAEOutput:
+        """Encode, decode and compute the loss terms on a batch ``x`` [B, d_in].
+
+        Parameters
+        ----------
+        dead_mask : Tensor, optional
+            Boolean [d_sae], True for dead latents; enables the AuxK term for top-k style families.
+        sparsity_scale : float or 0-d Tensor
+            Multiplier s of the sparsity penalty (the trainer's warm-up times its L0-target multiplier).
+        auxk_coefficient : float
+            α of the AuxK term.
+        auxk_k : int, optional
+            k_aux, the number of dead latents used per token (default d_in // 2).
+        """
+        h = self.pre_acts(x)
+        z = self.activation(h)
+        x_hat = self.decode(z)
+        acc = _accumulation_dtype(x_hat.dtype)
+        mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
+        sparsity = self.activation.penalty(h, z, self.W_dec).to(acc)
+        auxk = self._auxk(x, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
+        total = mse + sparsity_scale * sparsity + auxk
+        return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))
+
+    def _auxk(
+        self,
+        x: Tensor,
+        x_hat: Tensor,
+        h: Tensor,
+        dead_mask: Tensor | None,
+        coefficient: float,
+        k_aux: int | None,
+    ) -> Tensor:
+        zero = x.new_zeros((), dtype=_accumulation_dtype(x_hat.dtype))
+        if dead_mask is None or coefficient == 0 or not self.activation.uses_auxk:
+            return zero
+        n_dead = int(dead_mask.sum())
+        if n_dead == 0:
+            return zero
+        k = min(k_aux if k_aux is not None else max(self.cfg.d_in // 2, 1), n_dead)
+        masked = torch.where(dead_mask, h, torch.finfo(h.dtype).min)
+        idx = torch.topk(masked, k, dim=-1, sorted=False).indices
+        kept = h.gather(-1, idx)
+        values = torch.where(kept > 0, self.activation.magnitude(kept, idx), 0)
+        z_aux = torch.zeros_like(h).scatter(-1, idx, values)
+        acc = _accumulation_dtype(x_hat.dtype)
+        residual = (x - x_hat).detach().to(acc)
+        return coefficient * (z_aux @ self.W_dec).to(acc).sub(residual).pow(2).sum(-1).mean()
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rescale every decoder row to unit norm (rows of norm 0 are left alone)."""
+        norms = self.W_dec.norm(dim=1, keepdim=True)
+        self.W_dec.div_(torch.where(norms > 0, norms, torch.ones_like(norms)))
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad_(self) -> None:
+        """Project out of each decoder row's gradient its component along the (unit) row: g ← g − (g·d) d."""
+        if self.W_dec.grad is None:
+            return
+        unit = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.W_dec.dtype).tiny)
+        parallel = (self.W_dec.grad * unit).sum(dim=1, keepdim=True)
+        self.W_dec.grad.sub_(parallel * unit)

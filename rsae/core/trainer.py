@@ -1,0 +1,409 @@
+"""One trainer for every SAE family.
+
+Each step: take a batch, compute :meth:`rsae.core.sae.SAE.forward`'s loss (reconstruction + warmed-up sparsity
+penalty + AuxK on dead latents for top-k style gates), back-propagate, remove the decoder-row-parallel
+gradient component, clip the global gradient norm, take an Adam step, renormalise the decoder rows (the
+last two only when ``SAEConfig.normalize_decoder``), and update the dead-latent counters.
+
+* Learning rate: linear warm-up over ``warmup_steps``, constant, then linear decay to 0 over the last
+  ``decay_fraction · steps`` steps — a pure function of the step (:func:`learning_rate`), so resuming needs
+  only the step number.
+* Initialisation from data (fresh runs only): b_dec ← geometric median of ``init_sample_tokens`` tokens
+  (:func:`geometric_median`, Weiszfeld's algorithm), then the family's ``initialise_from_data`` on the
+  pre-activations of the same sample (the rational family sets C_in there).
+* Sparsity multiplier: with ``l0_target`` the penalty is scaled by μ ≥ 1, raised by dual ascent while the
+  batch L0 exceeds the target (``TrainConfig.l0_target``); μ is part of the checkpoint.
+* Dead latents: a latent is dead once it has not fired on any of the last ``dead_window_tokens`` tokens.
+* Checkpoints: ``<dir>/step_XXXXXXX/`` with ``model.safetensors`` (state dict and RNG states),
+  ``optimizer.safetensors`` (Adam moments) and ``trainer_state.json`` (configs, step, data position, counters'
+  file); written under a temporary name and renamed, then ``<dir>/latest.json`` is replaced atomically. A
+  killed run resumed with :meth:`Trainer.resume` continues to bit-identical weights on CPU (the data order
+  is a function of (seed, epoch) and the position within the epoch is saved).
+
+Example
+-------
+>>> import torch
+>>> from rsae.core.config import SAEConfig, TrainConfig
+>>> from rsae.core.sae import SAE
+>>> from rsae.core.trainer import Trainer
+>>> x = torch.randn(2048, 8)
+>>> sae = SAE.from_config(SAEConfig(d_in=8, d_sae=16, family="topk", k=2), seed=0)
+>>> result = Trainer(sae, TrainConfig(steps=20, batch_size=256, warmup_steps=2), x, progress=False).train()
+>>> result.final["step"]
+20
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from rsae.core.config import SAEConfig, TrainConfig
+from rsae.core.data import as_source, atomic_write_text
+from rsae.core.sae import SAE
+from rsae.errors import ConfigError, DataError, SAEFileError
+
+__all__ = ["TrainResult", "Trainer", "geometric_median", "learning_rate"]
+
+_LATEST = "latest.json"
+
+
+class TrainResult(NamedTuple):
+    """What :meth:`Trainer.train` returns."""
+
+    sae: SAE
+    """The trained model (in ``train()`` mode; call ``eval()`` before inference)."""
+    history: list[dict[str, float]]
+    """One record every ``log_every`` steps: step, lr, loss, mse, sparsity, auxk, l0, fvu, dead_fraction."""
+    final: dict[str, float]
+    """The record of the last step."""
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of optimiser step ``step`` (0-based): linear warm-up, constant, linear decay to 0."""
+    lr = cfg.lr
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        lr *= (step + 1) / cfg.warmup_steps
+    decay_steps = int(round(cfg.decay_fraction * cfg.steps))
+    if decay_steps and step >= cfg.steps - decay_steps:
+        lr *= max(cfg.steps - step, 0) / decay_steps
+    return lr
+
+
+@torch.no_grad()
+def geometric_median(points: Tensor, max_iter: int = 200, tol: float = 1e-7) -> Tensor:
+    r"""Geometric median argmin_y Σ_i ‖p_i − y‖ of the rows of ``points`` by Weiszfeld's iteration.
+
+    .. math:: y_{t+1} = \frac{\sum_i p_i / \lVert p_i - y_t\rVert}{\sum_i 1 / \lVert p_i - y_t\rVert}
+
+    started at the mean; distances are floored at 1e-12 · scale so a point hit exactly does not divide by
+    zero. Stops when the step is below ``tol`` relative to ‖y‖ (or 1). Computed in float64."""
+    p = points.double()
+    y = p.mean(0)
+    floor = 1e-12 * max(float(p.abs().max()), 1.0)
+    for _ in range(max_iter):
+        w = 1.0 / (p - y).norm(dim=1).clamp_min(floor)
+        y_next = (w[:, None] * p).sum(0) / w.sum()
+        done = float((y_next - y).norm()) <= tol * max(float(y.norm()), 1.0)
+        y = y_next
+        if done:
+            break
+    return y.to(points.dtype)
+
+
+class Trainer:
+    """Train an :class:`rsae.core.sae.SAE` of any family on a batch source.
+
+    Parameters
+    ----------
+    sae : SAE
+        The model, already on its device.
+    cfg : TrainConfig
+        Optimiser, schedule and bookkeeping settings.
+    source : TensorSource, ActivationStore, Tensor or path
+        Training tokens [n_tokens, d_in] (see :func:`rsae.core.data.as_source`).
+    checkpoint_dir : path-like, optional
+        Where checkpoints go (every ``cfg.checkpoint_every`` steps and at the end).
+    progress : bool
+        Show a tqdm bar on stderr with loss, L0 and FVU.
+    """
+
+    def __init__(
+        self,
+        sae: SAE,
+        cfg: TrainConfig,
+        source: Any,
+        *,
+        checkpoint_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.sae = sae
+        self.cfg = cfg
+        self.source = as_source(source)
+        if self.source.d_in != sae.cfg.d_in:
+            raise DataError(f"data has d_in = {self.source.d_in} but the SAE expects d_in = {sae.cfg.d_in}")
+        if self.source.n_tokens < cfg.batch_size:
+            raise DataError(
+                f"the data holds {self.source.n_tokens} tokens, fewer than one batch "
+                f"({cfg.batch_size}); lower batch_size or add data"
+            )
+        if cfg.autocast_bf16 and sae.device.type != "cuda":
+            raise ConfigError("autocast_bf16 is meant for GPU training; on CPU train in float32")
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.progress = progress
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.tokens_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.device)
+        self.sparsity_multiplier = torch.ones((), dtype=torch.float32, device=sae.device)
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ initialisation and data
+    @torch.no_grad()
+    def initialise_from_data(self) -> None:
+        """b_dec ← geometric median of a sample; then the family's data-dependent initialisation."""
+        n = min(self.cfg.init_sample_tokens, self.source.n_tokens)
+        sample = self.source.sample(n, seed=self.cfg.seed).to(self.sae.device, self.sae.dtype)
+        if self.cfg.init_b_dec_geometric_median:
+            self.sae.b_dec.copy_(geometric_median(sample))
+        if self.cfg.init_rational_scale_from_data:
+            self.sae.activation.initialise_from_data(self.sae.pre_acts(sample))
+
+    def _batches(self) -> Iterator[Tensor]:
+        while True:
+            batches = self.source.iter_batches(
+                self.cfg.batch_size,
+                shuffle=True,
+                seed=self.cfg.seed,
+                epoch=self.epoch,
+                chunk_tokens=self.cfg.chunk_tokens,
+                drop_last=True,
+                start_batch=self.batch_in_epoch,
+            )
+            for batch in batches:
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    # ------------------------------------------------------------------ training
+    def train(self, until: int | None = None) -> TrainResult:
+        """Run the remaining steps and return the model and its log.
+
+        Parameters
+        ----------
+        until : int, optional
+            Stop after this step instead of ``cfg.steps`` (the schedule still spans ``cfg.steps``); with a
+            checkpoint folder the stopping point is checkpointed, so :meth:`resume` continues from it.
+        """
+        cfg, sae = self.cfg, self.sae
+        stop = cfg.steps if until is None else min(until, cfg.steps)
+        if self.step == 0:
+            self.initialise_from_data()
+        sae.train()
+        device = sae.device
+        autocast = (
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            if cfg.autocast_bf16
+            else contextlib.nullcontext()
+        )
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            file=sys.stderr,
+            disable=not self.progress,
+            desc=f"train {sae.cfg.family}",
+            dynamic_ncols=True,
+        )
+        batches = self._batches()
+        try:
+            while self.step < stop:
+                x = next(batches).to(device=device, dtype=sae.dtype, non_blocking=True)
+                record = self._train_step(x, autocast)
+                self.step += 1
+                bar.update(1)
+                if record is not None:
+                    self.history.append(record)
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.4g}", l0=f"{record['l0']:.3g}", fvu=f"{record['fvu']:.4f}"
+                    )
+                if (
+                    self.checkpoint_dir is not None
+                    and cfg.checkpoint_every
+                    and self.step % cfg.checkpoint_every == 0
+                    and self.step < stop
+                ):
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        if self.checkpoint_dir is not None:
+            self.save_checkpoint()
+        final = self.history[-1] if self.history else {}
+        return TrainResult(sae, self.history, final)
+
+    def _train_step(self, x: Tensor, autocast: Any) -> dict[str, float] | None:
+        cfg, sae = self.cfg, self.sae
+        lr = learning_rate(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        warm = min(1.0, (self.step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
+        scale = warm * self.sparsity_multiplier
+        dead = self.tokens_since_fired >= cfg.dead_window_tokens
+        with autocast:
+            out = sae(
+                x,
+                dead_mask=dead,
+                sparsity_scale=scale,
+                auxk_coefficient=cfg.auxk_coefficient,
+                auxk_k=cfg.auxk_k,
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out.losses.total.backward()
+        if sae.cfg.normalize_decoder:
+            sae.remove_parallel_decoder_grad_()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        if sae.cfg.normalize_decoder:
+            sae.normalize_decoder_()
+        with torch.no_grad():
+            fired = (out.codes != 0).any(0)
+            self.tokens_since_fired += x.shape[0]
+            self.tokens_since_fired.masked_fill_(fired, 0)
+            if cfg.l0_target is not None:
+                l0 = (out.codes != 0).sum(-1).float().mean()
+                step = torch.exp(cfg.l0_target_rate * (l0 / cfg.l0_target - 1))
+                self.sparsity_multiplier = (self.sparsity_multiplier * step).clamp(1.0, 1e4)
+        last = self.step + 1 == cfg.steps
+        if (self.step + 1) % cfg.log_every and not last:
+            return None
+        with torch.no_grad():
+            xf = x.float()
+            variance = (xf - xf.mean(0)).pow(2).sum(-1).mean()
+            losses = out.losses
+            return {
+                "step": self.step + 1,
+                "lr": lr,
+                "loss": float(losses.total),
+                "mse": float(losses.mse),
+                "sparsity": float(losses.sparsity),
+                "auxk": float(losses.auxk),
+                "l0": float((out.codes != 0).sum(-1).float().mean()),
+                "fvu": float(losses.mse / variance) if float(variance) > 0 else float("nan"),
+                "dead_fraction": float(dead.float().mean()),
+                "sparsity_multiplier": float(self.sparsity_multiplier),
+            }
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write ``step_XXXXXXX/`` atomically (temporary folder + rename), point ``latest.json`` at it and
+        delete all but the newest ``keep_checkpoints`` checkpoints."""
+        if self.checkpoint_dir is None:
+            raise ConfigError("this Trainer has no checkpoint_dir; pass checkpoint_dir=... to checkpoint")
+        root = self.checkpoint_dir
+        root.mkdir(parents=True, exist_ok=True)
+        name = f"step_{self.step:07d}"
+        tmp = root / f".tmp-{name}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        model = {
+            f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.sae.state_dict().items()
+        }
+        model["rng.cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                model[f"rng.cuda.{i}"] = state
+        model["trainer.tokens_since_fired"] = self.tokens_since_fired.cpu().clone()
+        model["trainer.sparsity_multiplier"] = self.sparsity_multiplier.cpu().clone()
+        _save_safetensors(model, tmp / "model.safetensors")
+        opt_state = self.optimizer.state_dict()
+        opt_tensors = {
+            f"state.{idx}.{key}": value.detach().cpu().contiguous().clone()
+            for idx, entry in opt_state["state"].items()
+            for key, value in entry.items()
+        }
+        _save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
+        state = {
+            "format": "rsae-checkpoint/1",
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "sae_config": self.sae.cfg.to_dict(),
+            "train_config": self.cfg.to_dict(),
+            "optimizer_param_groups": opt_state["param_groups"],
+            "data": {"n_tokens": self.source.n_tokens, "d_in": self.source.d_in},
+            "history": self.history,
+            "torch_version": torch.__version__,
+        }
+        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=2))
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        atomic_write_text(root / _LATEST, json.dumps({"checkpoint": name, "step": self.step}))
+        kept = sorted(p for p in root.glob("step_*") if p.is_dir())
+        for old in kept[: max(len(kept) - self.cfg.keep_checkpoints, 0)]:
+            if old.name != name:
+                shutil.rmtree(old)
+        return final
+
+    @classmethod
+    def resume(
+        cls,
+        checkpoint_dir: str | os.PathLike,
+        source: Any,
+        *,
+        progress: bool = True,
+        device: str | None = None,
+    ) -> Trainer:
+        """Rebuild a trainer from the newest checkpoint in ``checkpoint_dir`` (see :meth:`save_checkpoint`).
+
+        ``source`` must be the same data as the original run (checked by token count and width).
+        """
+        root = Path(checkpoint_dir)
+        try:
+            latest = json.loads((root / _LATEST).read_text(encoding="utf-8"))
+            folder = root / latest["checkpoint"]
+            state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SAEFileError(f"no readable checkpoint in {root}: {exc}") from exc
+        sae_cfg = SAEConfig.from_dict(state["sae_config"])
+        if device is not None:
+            sae_cfg = sae_cfg.replace(device=device)
+        train_cfg = TrainConfig.from_dict(state["train_config"])
+        sae = SAE(sae_cfg).to(sae_cfg.device)
+        model = _load_safetensors(folder / "model.safetensors")
+        sae.load_state_dict({k.removeprefix("model."): v for k, v in model.items() if k.startswith("model.")})
+        trainer = cls(sae, train_cfg, source, checkpoint_dir=root, progress=progress)
+        if {"n_tokens": trainer.source.n_tokens, "d_in": trainer.source.d_in} != state["data"]:
+            raise DataError(
+                f"the checkpoint was trained on {state['data']}, but the data given has "
+                f"{trainer.source.n_tokens} tokens of width {trainer.source.d_in}"
+            )
+        opt_tensors = _load_safetensors(folder / "optimizer.safetensors")
+        opt_state: dict[str, Any] = {"state": {}, "param_groups": state["optimizer_param_groups"]}
+        for group in opt_state["param_groups"]:
+            group["betas"] = tuple(group["betas"])
+        for key, value in opt_tensors.items():
+            _, idx, name = key.split(".", 2)
+            opt_state["state"].setdefault(int(idx), {})[name] = value
+        trainer.optimizer.load_state_dict(opt_state)
+        torch.set_rng_state(model["rng.cpu"])
+        cuda_states = [model[k] for k in sorted(model) if k.startswith("rng.cuda.")]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states)
+        trainer.tokens_since_fired = model["trainer.tokens_since_fired"].to(sae.device)
+        trainer.sparsity_multiplier = model["trainer.sparsity_multiplier"].to(sae.device)
+        trainer.step = int(state["step"])
+        trainer.epoch = int(state["epoch"])
+        trainer.batch_in_epoch = int(state["batch_in_epoch"])
+        trainer.history = list(state["history"])
+        return trainer
+
+
+def _save_safetensors(tensors: dict[str, Tensor], path: Path) -> None:
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises several error types for damaged files
+        raise SAEFileError(f"cannot read checkpoint file {path}: {exc}") from exc
+
+

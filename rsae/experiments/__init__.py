@@ -1,0 +1,1 @@
+"""Experiments: the two-stage upgrade, synthetic ground truth and its study, and the full reproduction."""
