@@ -14,7 +14,7 @@ from rsae.core.sae import SAE
 from rsae.errors import SAEFileError
 from tests.rsae.conftest import make_config
 
-EXPECTED_ARCH = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk", "batchtopk": "batchtopk"}
+EXPECTED_ARCH = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk", "batchtopk": "jumprelu"}
 
 
 def _perturbed(name: str) -> SAE:
