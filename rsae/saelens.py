@@ -54,6 +54,7 @@ __all__ = [
     "interop_markdown",
     "measure_interop",
     "register",
+    "saelens_checkpoint",
 ]
 
 ARCHITECTURE = "rational"
@@ -234,6 +235,24 @@ def _record(family: str, path: str, direction: str, **fields: Any) -> dict[str, 
     return {"family": family, "path": path, "direction": direction, **fields}
 
 
+def _file_facts(folder: Path) -> dict[str, Any]:
+    """What a SAELens folder asks of the reader: its architecture, whether decoder norms are unfolded, their
+    range, and its smallest threshold (SAELens allows θ ≤ 0)."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((folder / "cfg.json").read_text())
+    tensors = load_file(str(folder / "sae_weights.safetensors"))
+    norms = tensors["W_dec"].double().norm(dim=1)
+    threshold = tensors.get("threshold", tensors.get("topk_threshold"))
+    return {
+        "architecture": cfg.get("architecture"),
+        "rescale_acts_by_decoder_norm": bool(cfg.get("rescale_acts_by_decoder_norm", False)),
+        "normalize_activations": cfg.get("normalize_activations", "none"),
+        "decoder_norm_range": [float(norms.min()), float(norms.max())],
+        "min_threshold": None if threshold is None else float(threshold.min()),
+    }
+
+
 def _saelens_classes(family: str) -> tuple[Any, Any, Any, Any]:
     """(inference class, its config, training class, its config) of SAELens for an rsae family."""
     from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
@@ -268,34 +287,35 @@ def _saelens_inference_of(training: SAELensSAE, folder: Path) -> SAELensSAE:
     return SAELensSAE.load_from_disk(folder)
 
 
-def _trainer_checkpoint(family: str, folder: Path, normalise: bool, seed: int) -> Path:
-    """Train a SAELens SAE for a few steps on Gaussian data; return its last (or, with ``normalise``, its
-    mid-run, unfolded) checkpoint folder."""
+def saelens_checkpoint(family: str, folder: str | Path, normalize_activations: str = "none", seed: int = 0) -> Path:
+    """Train a SAELens SAE of an rsae ``family`` (``relu``, ``jumprelu``, ``topk``, ``batchtopk``) for 6 steps of
+    32 Gaussian inputs with SAELens' ``SAETrainer`` and its defaults (TopK and BatchTopK:
+    ``rescale_acts_by_decoder_norm: true``) and return a checkpoint folder under ``folder``: the final one, or,
+    when ``normalize_activations`` is not ``none``, the mid-run one, whose normalisation is not folded yet."""
     from sae_lens.config import SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     _, _, training_cls, training_cfg = _saelens_classes(family)
-    extra = {"normalize_activations": "expected_average_only_in"} if normalise else {}
-    sae = training_cls(training_cfg(**_sizes(family), **extra))
+    sae = training_cls(training_cfg(**_sizes(family), normalize_activations=normalize_activations))
     generator = torch.Generator().manual_seed(seed)
 
     def batches():
         while True:
             yield 3.0 * torch.randn(32, _D_IN, generator=generator) + 1.0
 
-    steps = 6
+    steps, mid_run = 6, normalize_activations != "none"
     trainer_cfg = SAETrainerConfig(
         total_training_samples=32 * steps,
         train_batch_size_samples=32,
         lr=1e-2,
         lr_end=1e-2,
         checkpoint_path=str(folder),
-        n_checkpoints=1 if normalise else 0,
-        save_final_checkpoint=not normalise,
+        n_checkpoints=1 if mid_run else 0,
+        save_final_checkpoint=not mid_run,
         n_batches_for_norm_estimate=4,
     )
     SAETrainer(trainer_cfg, sae, batches()).fit()
-    (checkpoint,) = [path for path in folder.iterdir() if path.is_dir()]
+    (checkpoint,) = [path for path in Path(folder).iterdir() if path.is_dir()]
     return checkpoint
 
 
@@ -331,7 +351,12 @@ def measure_interop(workdir: str | Path | None = None, seed: int = 0) -> list[di
     """
     from sae_lens import TrainingSAE
 
-    with tempfile.TemporaryDirectory() if workdir is None else contextlib.nullcontext(workdir) as tmp:
+    # SAELens initialises its weights from the global generator: seed it, and leave the caller's state alone.
+    with (
+        torch.random.fork_rng(),
+        tempfile.TemporaryDirectory() if workdir is None else contextlib.nullcontext(workdir) as tmp,
+    ):
+        torch.manual_seed(seed)
         root = Path(tmp)
         x = 2.0 * torch.randn(256, _D_IN, generator=torch.Generator().manual_seed(seed + 1))
         records: list[dict[str, Any]] = []
@@ -379,7 +404,15 @@ def measure_interop(workdir: str | Path | None = None, seed: int = 0) -> list[di
                     folder = fresh()
                     sae.save_model(folder)
                     reference = sae
-                    records.append(_record(family, path, "saelens_to_rsae", **_compare(reference, load_sae(folder), x)))
+                    records.append(
+                        _record(
+                            family,
+                            path,
+                            "saelens_to_rsae",
+                            **_compare(reference, load_sae(folder), x),
+                            **_file_facts(folder),
+                        )
+                    )
                 elif path == "TrainingSAE.save_inference_model":
                     _, _, training_cls, training_cfg = _saelens_classes(family)
                     training = training_cls(training_cfg(**_sizes(family)))
@@ -388,13 +421,22 @@ def measure_interop(workdir: str | Path | None = None, seed: int = 0) -> list[di
                         training.topk_threshold = torch.tensor(0.7, dtype=torch.float64)
                     folder = fresh()
                     reference = _saelens_inference_of(training, folder)
-                    records.append(_record(family, path, "saelens_to_rsae", **_compare(reference, load_sae(folder), x)))
+                    records.append(
+                        _record(
+                            family,
+                            path,
+                            "saelens_to_rsae",
+                            **_compare(reference, load_sae(folder), x),
+                            **_file_facts(folder),
+                        )
+                    )
                 else:
                     for label, normalise in zip(_CHECKPOINT_ROWS, (False, True)):
-                        checkpoint = _trainer_checkpoint(family, fresh(), normalise, seed)
+                        normalisation = "expected_average_only_in" if normalise else "none"
+                        checkpoint = saelens_checkpoint(family, fresh(), normalisation, seed)
                         reference = _saelens_reference_of_checkpoint(checkpoint, fresh())
                         result = _compare(reference, load_sae(checkpoint), x)
-                        records.append(_record(family, label, "saelens_to_rsae", **result))
+                        records.append(_record(family, label, "saelens_to_rsae", **result, **_file_facts(checkpoint)))
             # rsae -> SAELens
             for path in PATHS:
                 if path == "trainer checkpoint" and not rational:
