@@ -45,7 +45,7 @@ from rsae.core.activations import make_activation
 from rsae.core.config import SAEConfig
 from rsae.core.io import config_from_document, load_sae, save_sae
 from rsae.core.sae import SAE
-from rsae.errors import ConfigError
+from rsae.errors import ConfigError, SAEFileError
 
 __all__ = [
     "ARCHITECTURE",
@@ -126,7 +126,7 @@ class RationalSAE(SAELensSAE[RationalSAEConfig]):
         names = list(activation.file_tensors())
         missing = [name for name in names if name not in state_dict]
         if missing:
-            raise ConfigError(f"a rational SAE file needs the tensors {names}; missing {missing}")
+            raise SAEFileError(f"a rational SAE file needs the tensors {names}; missing {missing}")
         activation.load_file_tensors({name: state_dict.pop(name).to("cpu", torch.float64) for name in names})
         for name, value in activation.state_dict().items():
             state_dict[_PREFIX + name] = value.to(self.dtype) if value.is_floating_point() else value

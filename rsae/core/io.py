@@ -73,6 +73,7 @@ from rsae.errors import ConfigError, SAEFileError
 __all__ = [
     "ARCHITECTURES",
     "CFG_FILE",
+    "SAELENS_INERT_KEYS",
     "SAELENS_KEYS",
     "WEIGHTS_FILE",
     "config_from_document",
@@ -111,8 +112,33 @@ SAELENS_KEYS: dict[str, str] = {
     "activation_fn": "'relu' (pre-6.0 files); others refused",
     "finetuning_scaling_factor": "a 'scaling_factor' tensor of ones is dropped (as SAELens); others refused",
 }
-"""Every SAELens ``cfg.json`` key that changes the forward pass, and what :func:`load_sae` does with it.
-Other keys (training settings, ``metadata``, ``device``, ...) do not change the model's outputs."""
+"""Every SAELens ``cfg.json`` key that changes the forward pass, and what :func:`load_sae` does with it."""
+
+SAELENS_INERT_KEYS: dict[str, str] = {
+    "device": "where SAELens puts the model",
+    "metadata": "model, hook, dataset and training statistics",
+    "decoder_init_norm": "initialisation",
+    "use_sparse_activations": "a sparse matmul of the same codes",
+    "aux_loss_coefficient": "loss",
+    "l1_coefficient": "loss",
+    "l1_warm_up_steps": "loss",
+    "lp_norm": "loss",
+    "l0_coefficient": "loss",
+    "l0_warm_up_steps": "loss",
+    "pre_act_loss_coefficient": "loss",
+    "target_l0": "loss",
+    "jumprelu_bandwidth": "threshold gradient",
+    "jumprelu_init_threshold": "initialisation",
+    "jumprelu_sparsity_loss_mode": "loss",
+    "jumprelu_ste_to_input": "threshold gradient",
+    "jumprelu_tanh_scale": "loss",
+    "topk_threshold_lr": "threshold update in training",
+    "matryoshka_widths": "loss (nested reconstructions)",
+    "use_matryoshka_aux_loss": "loss",
+}
+"""SAELens ``cfg.json`` keys of the architectures rsae reads that do not change the model's outputs, and what they
+set instead (``tests/rsae/test_saelens_interop.py`` checks that these two tables cover every field of SAELens'
+configuration classes)."""
 
 _FAMILY_TO_ARCHITECTURE = {
     "relu": "standard",

@@ -7,8 +7,11 @@ interop is a tested promise, not an optional extra of the test suite.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,11 +19,16 @@ import pytest
 import sae_lens
 import torch
 from sae_lens import SAE as SAELensSAE
+from sae_lens.registry import get_sae_class, get_sae_training_class
 from sae_lens.saes.gated_sae import GatedSAE, GatedSAEConfig
+from sae_lens.saes.matryoshka_batchtopk_sae import (
+    MatryoshkaBatchTopKTrainingSAE,
+    MatryoshkaBatchTopKTrainingSAEConfig,
+)
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
 import rsae.saelens
-from rsae.core.io import load_sae, save_sae
+from rsae.core.io import ARCHITECTURES, SAELENS_INERT_KEYS, SAELENS_KEYS, load_sae, save_sae
 from rsae.core.sae import SAE
 from rsae.errors import SAEFileError
 from rsae.saelens import (
@@ -145,6 +153,46 @@ def test_docs_table_is_the_committed_measurement(records) -> None:
     # The committed statuses are what this machine measures now (the |Δ| may differ in the last bits).
     now = {(r["family"], r["path"], r["direction"]): r["status"] for r in records}
     assert now == {(r["family"], r["path"], r["direction"]): r["status"] for r in committed["records"]}
+
+
+def test_every_saelens_config_field_is_classified() -> None:
+    """A field SAELens adds to the architectures rsae reads must be classified (applied, refused or inert)
+    before rsae loads such files: this fails on a SAELens upgrade that adds one."""
+    fields = set()
+    for arch in ARCHITECTURES:
+        if arch == "rational":
+            continue
+        for lookup in (get_sae_class, get_sae_training_class):
+            try:
+                fields |= {f.name for f in dataclasses.fields(lookup(arch)[1])}
+            except KeyError:  # batchtopk has a training class only
+                continue
+    assert fields - set(SAELENS_KEYS) - set(SAELENS_INERT_KEYS) == set()
+
+
+def test_matryoshka_batchtopk_checkpoint(tmp_path) -> None:
+    cfg = MatryoshkaBatchTopKTrainingSAEConfig(d_in=6, d_sae=12, k=3, matryoshka_widths=[4, 12])
+    sae = MatryoshkaBatchTopKTrainingSAE(cfg)
+    with torch.no_grad():
+        for param in sae.parameters():
+            param.copy_(torch.randn_like(param))
+    sae.topk_threshold = torch.tensor(0.5, dtype=torch.float64)
+    sae.save_model(tmp_path / "checkpoint")  # what SAETrainer writes
+    sae.save_inference_model(tmp_path / "inference")
+    reference = SAELensSAE.load_from_disk(tmp_path / "inference")
+    loaded = load_sae(tmp_path / "checkpoint")
+    assert loaded.cfg.family == "batchtopk"
+    x = torch.randn(50, 6)
+    with torch.no_grad():
+        z = reference.encode(x)
+        assert 0 < (z != 0).sum() < z.numel()
+        torch.testing.assert_close(loaded.encode(x), z, rtol=0, atol=TOLERANCE)
+        torch.testing.assert_close(loaded.decode(loaded.encode(x)), reference.decode(z), rtol=0, atol=TOLERANCE)
+
+
+def test_rsae_does_not_import_saelens() -> None:
+    code = "import sys, rsae, rsae.core.io, rsae.cli; assert 'sae_lens' not in sys.modules, 'sae_lens imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def _trained(name: str):
