@@ -14,7 +14,7 @@ from rsae.core.sae import SAE
 from rsae.errors import SAEFileError
 from tests.rsae.conftest import make_config
 
-EXPECTED_ARCH = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk", "batchtopk": "batchtopk"}
+EXPECTED_ARCH = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk", "batchtopk": "jumprelu"}
 
 
 def _perturbed(name: str) -> SAE:
@@ -133,4 +133,31 @@ def test_pickle_is_never_loaded(tmp_path) -> None:
 
     (folder / WEIGHTS_FILE).write_bytes(pickle.dumps(Boom()))
     with pytest.raises(SAEFileError):
+        load_sae(folder)
+
+
+@pytest.mark.parametrize("with_rsae_section", [True, False])
+def test_shapes_are_checked_against_the_header_before_allocating(tmp_path, monkeypatch, with_rsae_section) -> None:
+    folder, _, cfg = _saved(tmp_path)
+    cfg["d_sae"] = 400_000_000  # 25.6 GB of float32 weights if allocated
+    cfg["rsae"]["config"]["d_sae"] = 400_000_000
+    if not with_rsae_section:
+        del cfg["rsae"]
+    (folder / CFG_FILE).write_text(json.dumps(cfg))
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("the model was allocated before the shapes were checked")
+
+    monkeypatch.setattr("rsae.core.io.SAE", no_allocation)
+    with pytest.raises(SAEFileError, match=r"'W_enc' has shape \(6, 12\), but cfg.json .*d_sae=400000000"):
+        load_sae(folder)
+
+
+@pytest.mark.parametrize(("key", "value"), [("k", 8), ("apply_b_dec_to_input", False), ("d_sae", 13)])
+def test_top_level_keys_disagreeing_with_the_rsae_section_are_refused(tmp_path, key, value) -> None:
+    folder, _, cfg = _saved(tmp_path, "topk")
+    assert cfg["rsae"]["config"][key] != value
+    cfg[key] = value
+    (folder / CFG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(SAEFileError, match=f"{key} = {value!r} disagrees with the rsae section"):
         load_sae(folder)
