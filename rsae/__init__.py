@@ -26,7 +26,7 @@ from rsae.experiments.upgrade import upgrade
 
 __all__ = [
     "SAEConfig", "TrainConfig", "ActivationStore", "TensorSource", "ConfigError", "DataError", "ModelLoadError",
-    "RSAEError", "SAEFileError", "TrainingError", "load_sae", "save_sae", "MetricAccumulator", "evaluate_sae", "RationalActivation",
-    "rational_activation", "safe_pade", "SAE", "Losses", "SAEOutput", "SyntheticConfig", "SyntheticSource",
-    "feature_recovery", "mmcs", "Trainer", "TrainResult", "upgrade",
+    "RSAEError", "SAEFileError", "TrainingError", "load_sae", "save_sae", "MetricAccumulator", "evaluate_sae",
+    "RationalActivation", "rational_activation", "safe_pade", "SAE", "Losses", "SAEOutput", "SyntheticConfig",
+    "SyntheticSource", "feature_recovery", "mmcs", "Trainer", "TrainResult", "upgrade",
 ]
