@@ -193,6 +193,15 @@ def _rational_type(text: str) -> tuple[int, int]:
     return m, n
 
 
+def _init_gate(text: str) -> str:
+    from rsae.core.config import check_init_gate
+
+    try:
+        return check_init_gate(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_training_options(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--steps", type=_positive_int, default=steps, help=f"optimiser steps (default {steps})")
@@ -262,7 +271,10 @@ def register_train(subparsers: Any) -> None:
         "--rational-type", type=_rational_type, default=None, help="rational type m,n (rational family only)"
     )
     model.add_argument(
-        "--init-gate", default=None, help="gate whose rational fit initialises (a, b) (rational family only)"
+        "--init-gate",
+        type=_init_gate,
+        default=None,
+        help="gate whose rational fit initialises (a, b) (rational family only; default relu)",
     )
     parser.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here")
     parser.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints")
@@ -459,7 +471,9 @@ def register_upgrade(subparsers: Any) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it is not empty")
     _add_data_options(parser, required=False)
     parser.add_argument("--rational-type", type=_rational_type, default=(3, 2), help="rational type m,n")
-    parser.add_argument("--init-gate", default="relu", help="gate whose rational fit initialises (a, b)")
+    parser.add_argument(
+        "--init-gate", type=_init_gate, default="relu", help="gate whose rational fit initialises (a, b)"
+    )
     parser.add_argument("--calibration-tokens", type=_positive_int, default=8192)
     parser.add_argument(
         "--freeze-encoder",

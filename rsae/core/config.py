@@ -24,7 +24,7 @@ import torch
 
 from rsae.errors import ConfigError
 
-__all__ = ["FAMILIES", "RATIONAL_GATES", "SAEConfig", "TrainConfig", "check_device"]
+__all__ = ["FAMILIES", "RATIONAL_GATES", "SAEConfig", "TrainConfig", "check_device", "check_init_gate", "init_gates"]
 
 FAMILIES: tuple[str, ...] = ("relu", "jumprelu", "topk", "batchtopk", "rational")
 """The SAE families; each differs from the others only in its activation and sparsity penalty."""
@@ -172,8 +172,8 @@ class SAEConfig:
             raise ConfigError("give both rational_a and rational_b, or neither (then rational_init_gate is used)")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"SAEConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        if self.family == "rational" and self.rational_a is None:
-            _check_init_gate(self.rational_init_gate)
+        if self.family == "rational":
+            check_init_gate(self.rational_init_gate)
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as exc:
@@ -374,13 +374,19 @@ def _check_real_fields(config: Any) -> None:
                 raise ConfigError(f"{type(config).__name__}.{f.name} must be finite, got {value!r}")
 
 
-def _check_init_gate(name: Any) -> None:
+def init_gates() -> tuple[str, ...]:
+    """Names accepted as ``rational_init_gate``: the targets of :mod:`rational_approx` and the SAE-family aliases."""
     from rational_approx import TARGET_NAMES
     from rational_approx.fitting.activation import GATE_ALIASES
 
-    known = sorted(set(TARGET_NAMES) | set(GATE_ALIASES))
-    if not isinstance(name, str) or GATE_ALIASES.get(name, name) not in TARGET_NAMES:
-        raise ConfigError(f"SAEConfig.rational_init_gate must be one of {known}, got {name!r}")
+    return tuple(sorted(set(TARGET_NAMES) | set(GATE_ALIASES)))
+
+
+def check_init_gate(name: Any) -> str:
+    """``name`` if it is one of :func:`init_gates`, else :class:`ConfigError`."""
+    if not isinstance(name, str) or name not in init_gates():
+        raise ConfigError(f"the rational init gate must be one of {list(init_gates())}, got {name!r}")
+    return name
 
 
 def _jsonable(value: Any) -> Any:
