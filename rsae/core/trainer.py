@@ -318,7 +318,7 @@ class Trainer:
     def _check_finite_loss(self, losses: Any) -> None:
         """Stop before the update if the loss is not finite (the weights are still those of the last step)."""
         if not bool(torch.isfinite(losses.total)):
-            terms = ", ".join(f"{name} {float(getattr(losses, name)):.4g}" for name in losses._fields)
+            terms = ", ".join(f"{name} {float(getattr(losses, name).detach()):.4g}" for name in losses._fields)
             raise self._diverged(f"the loss is not finite ({terms})")
 
     def _check_finite_weights(self) -> None:

@@ -222,10 +222,10 @@ def _require_safetensors(folder: Path) -> None:
     if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file():
         return
     pickled = sorted(p.name for pattern in _PICKLED_WEIGHTS for p in folder.glob(pattern))
-    found = f"it holds only pickled weights ({', '.join(pickled)}), which " if pickled else "it has no weights that "
+    found = f"only pickled weights ({', '.join(pickled)})" if pickled else "no *.safetensors weights"
     raise ModelLoadError(
-        f"{folder}: {found}rsae loads only safetensors weights (unpickling can run code). Convert them once in a "
-        "trusted environment: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, "
+        f"{folder} holds {found}; rsae loads only safetensors weights (unpickling can run code). Convert them once "
+        "in a trusted environment: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, "
         "safe_serialization=True)"
     )
 
