@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if isinstance(getattr(args, "device", None), str):
             check_device(args.device)
+        for option in _OUTPUT_OPTIONS:
+            if isinstance(getattr(args, option, None), str):
+                _check_writable(option, getattr(args, option))
         result = args.handler(args)
         if isinstance(result, str):
             text = result
@@ -118,15 +121,39 @@ def _one_line(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------- output folders
+_OUTPUT_OPTIONS = ("out", "figures", "checkpoint_dir")
+"""Attributes that name an output folder in any command; :func:`main` checks them before the handler runs."""
+
+
+def _check_writable(option: str, value: str) -> None:
+    """A folder option must name a folder that exists or can be created, in a place where we may write.
+
+    Probed by creating and removing a temporary folder in the nearest existing ancestor, so nothing is left
+    behind; what a command then does with an existing folder (refuse, resume) is up to the command."""
+    flag = "--" + option.replace("_", "-")
+    if not value.strip():
+        raise ConfigError(f"{flag} is empty; pass a folder")
+    folder = Path(value).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {value} is a file; pass a folder")
+    ancestor = folder
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"cannot write {flag} {value}: {ancestor} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rsae-write-probe-", dir=ancestor))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {flag} {value}: {exc.strerror or exc}") from exc
+
+
 def _check_out(out: str | os.PathLike, *, overwrite: bool, inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
     """Check ``--out`` before any work and return a fresh temporary sibling folder to write the results into.
 
-    Refused: a path that is a file, a non-empty folder without ``--overwrite``, a folder holding one of the
+    Refused: the file-system root, a non-empty folder without ``--overwrite``, a folder holding one of the
     ``inputs`` (which replacing it would destroy), and a parent that cannot be created or written.
     """
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {folder} is a file; pass a folder")
+    folder = Path(out)  # already checked by _check_writable: not a file, and writable
     if not folder.resolve().name:
         raise ConfigError(f"--out {folder} is the file-system root; pass a folder below it")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:

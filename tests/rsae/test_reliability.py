@@ -178,6 +178,7 @@ OUT_CASES = {
     "proc": (None, ["--out-proc"], 2, "cannot write"),
     "holds-the-data": (None, ["--out-data", "--overwrite"], 2, "holds the input"),
     "root": (None, ["--out-root"], 2, "root"),
+    "empty-string": (None, ["--out-empty"], 2, "--out is empty"),
 }
 
 
@@ -195,6 +196,8 @@ def test_bad_out_is_refused_before_work(case, inputs, tmp_path, capsys, no_work)
         out = Path("/proc/rsae-reliability/out")
     elif "--out-root" in flags:
         out = Path("/")
+    elif "--out-empty" in flags:
+        out = ""
     elif "--out-data" in flags:
         data = tmp_path / "out" / "store"
         make_store(data, np.ones((512, 8), dtype=np.float32))
@@ -222,7 +225,7 @@ CHECKPOINT_DIR_CASES = {
     "resume-an-empty-folder": ("empty", ["--resume"], 2, "nothing to resume"),
     "is-a-file": ("file", [], 2, "is a file"),
     "inside-out": ("inside", [], 2, "outside --out"),
-    "proc": ("proc", [], 2, "cannot write checkpoints"),
+    "proc": ("proc", [], 2, "cannot write --checkpoint-dir"),
 }
 
 
@@ -533,7 +536,7 @@ CLASSES: tuple[InputClass, ...] = (
                ("poisoned-weight",)),
     InputClass("1", "non-finite config values (API: 4 SAEConfig and 6 TrainConfig fields)", "ConfigError",
                "test_nonfinite_config_values_are_refused", ("sae-config", "train-config")),
-    InputClass("2, 4", "bad `--out` (non-empty, a file, under a file, /proc, holding the data, `/`)",
+    InputClass("2, 4", "bad `--out` (non-empty, a file, under a file, /proc, holding the data, `/`, empty string)",
                "exit 2 before any work; every file unchanged, no temporary folder left",
                "test_bad_out_is_refused_before_work", tuple(sorted(OUT_CASES))),
     InputClass("2", "`--overwrite` of a non-empty `--out`", "replaced by a rename of the finished folder; exit 0",
