@@ -307,7 +307,7 @@ class Trainer:
     # ------------------------------------------------------------------ divergence
     def _diverged(self, what: str) -> TrainingError:
         if self._last_checkpoint is not None:
-            where = f"the last good checkpoint is {self._last_checkpoint} (resume it with a lower learning rate)"
+            where = f"the last good checkpoint is {self._last_checkpoint}"
         else:
             where = "no checkpoint was written (pass a checkpoint folder to keep progress)"
         return TrainingError(
