@@ -344,6 +344,16 @@ def test_unexpected_failures_are_one_line(case, inputs, tmp_path, capsys, monkey
     assert not (tmp_path / "out").exists() and stray(tmp_path) == []
 
 
+def test_the_real_entry_point_prints_one_line(inputs, tmp_path) -> None:
+    import subprocess
+
+    argv = [sys.executable, "-m", "rsae", "train", "--family", "relu", "--data", str(inputs["store8"]), "--out",
+            str(tmp_path / "out"), "--device", "cuda:99"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert_one_line(done.returncode, done.stderr, 2, "cuda:99")
+    assert done.stdout == ""
+
+
 # ---------------------------------------------------------------------- 8./19. damaged checkpoints
 def _rewrite(folder: Path, file: str, change) -> None:
     """Apply ``change`` to the tensors of ``file`` and re-record its checksum (damage that still parses)."""
@@ -557,6 +567,8 @@ CLASSES: tuple[InputClass, ...] = (
     InputClass("7", "failures not raised on purpose (RuntimeError, OSError, a rational_approx error, Ctrl-C)",
                "one line with the error's type; exit 1 (130 for Ctrl-C); no temporary folder left",
                "test_unexpected_failures_are_one_line", tuple(sorted(UNEXPECTED))),
+    InputClass("7", "the same through `python -m rsae` (a real process, real stderr)", "one line, exit 2",
+               "test_the_real_entry_point_prints_one_line", ("subprocess",)),
     InputClass("8, 19", "damaged checkpoints that still parse, flipped bytes, latest.json outside the run",
                "SAEFileError naming the file (checksums catch flipped bytes)",
                "test_damaged_checkpoints_are_typed_errors_naming_the_file", tuple(sorted(DAMAGE))),
