@@ -20,13 +20,13 @@ from rsae.core.metrics import MetricAccumulator, evaluate_sae
 from rsae.core.rational import RationalActivation, rational_activation, safe_pade
 from rsae.core.sae import SAE, Losses, SAEOutput
 from rsae.core.trainer import Trainer, TrainResult
-from rsae.errors import ConfigError, DataError, ModelLoadError, RSAEError, SAEFileError
+from rsae.errors import ConfigError, DataError, ModelLoadError, RSAEError, SAEFileError, TrainingError
 from rsae.experiments.synthetic import SyntheticConfig, SyntheticSource, feature_recovery, mmcs
 from rsae.experiments.upgrade import upgrade
 
 __all__ = [
     "SAEConfig", "TrainConfig", "ActivationStore", "TensorSource", "ConfigError", "DataError", "ModelLoadError",
-    "RSAEError", "SAEFileError", "load_sae", "save_sae", "MetricAccumulator", "evaluate_sae", "RationalActivation",
-    "rational_activation", "safe_pade", "SAE", "Losses", "SAEOutput", "SyntheticConfig", "SyntheticSource",
-    "feature_recovery", "mmcs", "Trainer", "TrainResult", "upgrade",
+    "RSAEError", "SAEFileError", "TrainingError", "load_sae", "save_sae", "MetricAccumulator", "evaluate_sae",
+    "RationalActivation", "rational_activation", "safe_pade", "SAE", "Losses", "SAEOutput", "SyntheticConfig",
+    "SyntheticSource", "feature_recovery", "mmcs", "Trainer", "TrainResult", "upgrade",
 ]

@@ -11,9 +11,22 @@ arguments returning a JSON-able dict, or a string printed as is), plus one entry
         parser.add_argument(...)
         parser.set_defaults(handler=run_harvest)
 
-Progress bars and warnings go to stderr, the result to stdout. Errors of the package
-(:class:`rsae.errors.RSAEError`) and bad arguments print one line ``rsae <command>: error: ...`` on stderr and
-exit with status 2.
+Progress bars and warnings go to stderr, the result to stdout. Every failure is one line
+``rsae <command>: error: ...`` on stderr, never a traceback (``RSAE_TRACEBACK=1`` shows it), with the exit status
+
+====  ==========================================================================================================
+0     success
+1     the work failed: bad or damaged data, model or checkpoint files (:class:`rsae.errors.RSAEError`,
+      :class:`rational_approx.errors.RationalApproxError`), training diverged, an OS error (disk full,
+      permission), or an unexpected internal error (reported with its type)
+2     usage: an invalid argument or option value (argparse, :class:`rsae.errors.ConfigError`), an output that
+      would overwrite something, an option that does not apply to the chosen family
+130   interrupted (Ctrl-C)
+====  ==========================================================================================================
+
+Output folders (``--out``) are checked before any work: a non-empty folder is refused unless ``--overwrite``
+is given, and the results are written to a temporary sibling folder that is renamed into place only when
+everything is written, so a failed or interrupted run leaves the old folder (or nothing) behind.
 """
 
 from __future__ import annotations
@@ -21,13 +34,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rational_approx.errors import RationalApproxError
 from rsae.errors import ConfigError, DataError, RSAEError
 
 __all__ = ["REGISTRARS", "main", "build_parser"]
@@ -62,32 +78,113 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rsae`` console script; returns the exit status."""
+    """Entry point of the ``rsae`` console script; returns the exit status (see the module docstring)."""
+    from rsae.core.config import check_device
+    from rsae.core.strict_json import dumps
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if isinstance(getattr(args, "device", None), str):
+            check_device(args.device)
+        for option in _OUTPUT_OPTIONS:
+            if isinstance(getattr(args, option, None), str):
+                _check_writable(option, getattr(args, option))
         result = args.handler(args)
-    except RSAEError as exc:
-        sys.stderr.write(f"rsae {args.command}: error: {exc}\n")
-        return 2
-    if isinstance(result, str):
-        sys.stdout.write(result + "\n")
-    elif getattr(args, "json", False):
-        sys.stdout.write(json.dumps(_jsonable(result)) + "\n")
-    else:
-        sys.stdout.write(_summary(result) + "\n")
+        if isinstance(result, str):
+            text = result
+        elif getattr(args, "json", False):
+            text = dumps(result)
+        else:
+            text = _summary(result)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"rsae {args.command}: interrupted\n")
+        return 130
+    except Exception as exc:  # every failure is one line; the traceback only on request
+        if os.environ.get("RSAE_TRACEBACK"):
+            raise
+        sys.stderr.write(f"rsae {args.command}: error: {_one_line(exc)}\n")
+        return 2 if isinstance(exc, ConfigError) else 1
+    sys.stdout.write(text + "\n")
     return 0
 
 
-def _jsonable(value: Any) -> Any:
-    """Replace non-finite floats by None so the output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line; errors not raised on purpose by rsae or rational_approx are prefixed by
+    their type, as are OS errors (whose type says what went wrong)."""
+    message = " ".join(str(exc).split()) or "no message"
+    if isinstance(exc, (RSAEError, RationalApproxError)):
+        return message
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {message}"
+    return f"internal error ({type(exc).__name__}: {message}); run with RSAE_TRACEBACK=1 for the traceback"
+
+
+# --------------------------------------------------------------------------------------- output folders
+_OUTPUT_OPTIONS = ("out", "figures", "checkpoint_dir")
+"""Attributes that name an output folder in any command; :func:`main` checks them before the handler runs."""
+
+
+def _check_writable(option: str, value: str) -> None:
+    """A folder option must name a folder that exists or can be created, in a place where we may write.
+
+    Probed by creating and removing a temporary folder in the nearest existing ancestor, so nothing is left
+    behind; what a command then does with an existing folder (refuse, resume) is up to the command."""
+    flag = "--" + option.replace("_", "-")
+    if not value.strip():
+        raise ConfigError(f"{flag} is empty; pass a folder")
+    folder = Path(value).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {value} is a file; pass a folder")
+    ancestor = folder
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"cannot write {flag} {value}: {ancestor} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rsae-write-probe-", dir=ancestor))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {flag} {value}: {exc.strerror or exc}") from exc
+
+
+def _check_out(out: str | os.PathLike, *, overwrite: bool, inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Check ``--out`` before any work and return a fresh temporary sibling folder to write the results into.
+
+    Refused: the file-system root, a non-empty folder without ``--overwrite``, a folder holding one of the
+    ``inputs`` (which replacing it would destroy), and a parent that cannot be created or written.
+    """
+    folder = Path(out)  # already checked by _check_writable: not a file, and writable
+    if not folder.resolve().name:
+        raise ConfigError(f"--out {folder} is the file-system root; pass a folder below it")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise ConfigError(f"--out {folder} is not empty; pass --overwrite to replace it, or choose a new folder")
+    target = folder.resolve()
+    for path in inputs:
+        if path is not None and path != "synthetic":
+            resolved = Path(path).resolve()
+            if resolved == target or target in resolved.parents:
+                raise ConfigError(f"--out {folder} holds the input {path}; writing there would destroy it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as exc:
+        raise ConfigError(f"cannot write --out {folder}: {exc.strerror or exc}") from exc
+
+
+def _publish(staging: Path, out: str | os.PathLike) -> None:
+    """Move the finished ``staging`` folder to ``out``, replacing what is there (checked by :func:`_check_out`)."""
+    folder = Path(out).resolve()
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+        os.replace(folder, old / folder.name)
+    os.replace(staging, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _discard(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _summary(result: dict[str, Any], indent: str = "") -> str:
@@ -121,6 +218,15 @@ def _rational_type(text: str) -> tuple[int, int]:
     if m < 0 or n < 0:
         raise argparse.ArgumentTypeError(f"m and n must be >= 0, got {text!r}")
     return m, n
+
+
+def _init_gate(text: str) -> str:
+    from rsae.core.config import check_init_gate
+
+    try:
+        return check_init_gate(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_training_options(parser: argparse.ArgumentParser, *, steps: int, lr: float) -> None:
@@ -170,6 +276,7 @@ def register_train(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="train an SAE (any family) and save it (SAELens layout)")
     parser.add_argument("--family", required=True, choices=FAMILIES)
     parser.add_argument("--out", required=True, help="output folder (cfg.json + sae_weights.safetensors)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it is not empty")
     _add_data_options(parser, required=True)
     model = parser.add_argument_group("model")
     model.add_argument("--d-sae", type=_positive_int, default=None, help="latents (default 8 × d_in)")
@@ -184,11 +291,18 @@ def register_train(subparsers: Any) -> None:
     model.add_argument(
         "--gate",
         choices=RATIONAL_GATES,
-        default="topk",
-        help="support gate of the rational family (default topk)",
+        default=None,
+        help="support gate of the rational family (default topk; rational family only)",
     )
-    model.add_argument("--rational-type", type=_rational_type, default=(3, 2), help="rational type m,n")
-    model.add_argument("--init-gate", default="relu", help="gate whose rational fit initialises (a, b)")
+    model.add_argument(
+        "--rational-type", type=_rational_type, default=None, help="rational type m,n (rational family only)"
+    )
+    model.add_argument(
+        "--init-gate",
+        type=_init_gate,
+        default=None,
+        help="gate whose rational fit initialises (a, b) (rational family only; default relu)",
+    )
     parser.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here")
     parser.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint-dir")
@@ -217,6 +331,8 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]
     from rsae.experiments.synthetic import SyntheticConfig, SyntheticSource
 
     if args.data == "synthetic":
+        if args.eval_data:
+            raise ConfigError("--eval-data does not apply to --data synthetic (held-out tokens are generated)")
         syn_cfg = SyntheticConfig(seed=getattr(args, "data_seed", 0))
         n_train = args.synthetic_tokens
         syn = SyntheticSource(syn_cfg, n_tokens=n_train + args.eval_tokens)
@@ -227,6 +343,10 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]
         raise DataError(f"--data must be 'synthetic' or an activation-store folder; {args.data!r} is neither")
     train = ActivationStore.open(args.data)
     evaluation = ActivationStore.open(args.eval_data) if args.eval_data else train
+    if evaluation.d_in != train.d_in:
+        raise DataError(
+            f"--eval-data {args.eval_data} has width d_in = {evaluation.d_in}, the training data {train.d_in}"
+        )
     provenance = {
         "dataset": str(Path(args.data).resolve()),
         "store_meta": {k: v for k, v in train.meta.items() if k not in ("shards",)},
@@ -237,6 +357,7 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]
 def _family_config(args: argparse.Namespace, d_in: int, true_l0: float | None) -> Any:
     from rsae.core.config import SAEConfig
 
+    gate = (args.gate or "topk") if args.family == "rational" else None
     k = args.k if args.k is not None else (max(1, round(true_l0)) if true_l0 else 32)
     kwargs: dict[str, Any] = dict(
         d_in=d_in,
@@ -244,11 +365,14 @@ def _family_config(args: argparse.Namespace, d_in: int, true_l0: float | None) -
         family=args.family,
         k=k,
         device=args.device,
-        rational_gate=args.gate,
-        rational_type=tuple(args.rational_type),
-        rational_init_gate=args.init_gate,
     )
-    defaults = SYNTHETIC_DEFAULTS.get((args.family, args.gate if args.family == "rational" else None), {})
+    if gate is not None:
+        kwargs["rational_gate"] = gate
+    if args.rational_type is not None:
+        kwargs["rational_type"] = tuple(args.rational_type)
+    if args.init_gate is not None:
+        kwargs["rational_init_gate"] = args.init_gate
+    defaults = SYNTHETIC_DEFAULTS.get((args.family, gate), {})
     kwargs.update(defaults)
     if args.l1 is not None:
         kwargs["l1_coefficient"] = args.l1
@@ -267,20 +391,72 @@ SYNTHETIC_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
 """Sparsity coefficients used when none is given (chosen on the default synthetic data; see docs/rsae.md)."""
 
 
+_GATE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "k": ("topk", "batchtopk"),
+    "l1": ("relu",),
+    "l0": ("jumprelu", "cutoff"),
+}
+"""Option → the gates (``SAEConfig.gate``) it applies to; giving it for another gate is an error."""
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    """Refuse options that would be silently ignored for the chosen family, gate or mode."""
+    given = [name for name in ("gate", "rational_type", "init_gate", "k", "l1", "l0", "d_sae")
+             if getattr(args, name) is not None]
+    if args.resume:
+        if given:
+            options = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{options}: the model of a resumed run comes from its checkpoint; drop these options")
+        return
+    if args.family != "rational":
+        for name in ("gate", "rational_type", "init_gate"):
+            if name in given:
+                raise ConfigError(f"--{name.replace('_', '-')} applies to --family rational only, not {args.family}")
+    gate = (args.gate or "topk") if args.family == "rational" else args.family
+    for name, gates in _GATE_OPTIONS.items():
+        if name in given and gate not in gates:
+            where = f"--family rational --gate {gate}" if args.family == "rational" else f"--family {gate}"
+            raise ConfigError(f"--{name} does not apply to {where}; it is used by the gates {list(gates)}")
+
+
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae train``."""
+    from rsae.core.trainer import check_checkpoint_dir
+
+    _check_train_options(args)
+    if args.resume and not args.checkpoint_dir:
+        raise ConfigError("--resume needs --checkpoint-dir (the folder of the interrupted run)")
+    if args.checkpoint_dir is not None:
+        out = Path(args.out).resolve()
+        checkpoints = Path(args.checkpoint_dir).resolve()
+        if checkpoints == out or out in checkpoints.parents:
+            raise ConfigError("keep --checkpoint-dir outside --out (the output folder is replaced at the end)")
+        check_checkpoint_dir(args.checkpoint_dir, resume=args.resume)
+    staging = _check_out(args.out, overwrite=args.overwrite, inputs=(args.data, args.eval_data))
+    try:
+        out = _train_into(args, staging)
+        _publish(staging, args.out)
+    finally:
+        _discard(staging)
+    return out
+
+
+def _train_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
     from rsae.core.io import save_sae
     from rsae.core.metrics import evaluate_sae
     from rsae.core.sae import SAE
+    from rsae.core.strict_json import write_json
     from rsae.core.trainer import Trainer
     from rsae.experiments.synthetic import feature_recovery
 
     train, evaluation, provenance, syn = _load_data(args)
     started = time.perf_counter()
     if args.resume:
-        if not args.checkpoint_dir:
-            raise ConfigError("--resume needs --checkpoint-dir (the folder of the interrupted run)")
         trainer = Trainer.resume(args.checkpoint_dir, train, progress=not args.no_progress, device=args.device)
+        if trainer.sae.cfg.family != args.family:
+            raise ConfigError(
+                f"--family {args.family}, but the run in {args.checkpoint_dir} trains a {trainer.sae.cfg.family} SAE"
+            )
     else:
         cfg = _family_config(args, train.d_in, syn.true_l0 if syn is not None else None)
         train_cfg = _train_config(args, checkpoint_every=args.checkpoint_every or 0)
@@ -294,7 +470,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     result = trainer.train()
     seconds = time.perf_counter() - started
     sae = result.sae.eval()
-    save_sae(sae, args.out, extra_cfg={"rsae_provenance": provenance})
+    save_sae(sae, staging, extra_cfg={"rsae_provenance": provenance})
     metrics = evaluate_sae(sae, evaluation, max_tokens=args.eval_tokens)
     out: dict[str, Any] = {
         "command": "train",
@@ -309,7 +485,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     }
     if syn is not None:
         out["truth"] = {"true_l0": syn.true_l0, **feature_recovery(syn.features, sae.W_dec)}
-    (Path(args.out) / "metrics.json").write_text(json.dumps(_jsonable(out), indent=2), encoding="utf-8")
+    write_json(staging / "metrics.json", out)
     return out
 
 
@@ -319,9 +495,12 @@ def register_upgrade(subparsers: Any) -> None:
     parser = subparsers.add_parser("upgrade", help="two-stage RSAE upgrade of a saved ReLU/JumpReLU/TopK SAE")
     parser.add_argument("--teacher", required=True, help="teacher SAE folder (SAELens layout)")
     parser.add_argument("--out", required=True, help="output folder for the fine-tuned RSAE")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it is not empty")
     _add_data_options(parser, required=False)
     parser.add_argument("--rational-type", type=_rational_type, default=(3, 2), help="rational type m,n")
-    parser.add_argument("--init-gate", default="relu", help="gate whose rational fit initialises (a, b)")
+    parser.add_argument(
+        "--init-gate", type=_init_gate, default="relu", help="gate whose rational fit initialises (a, b)"
+    )
     parser.add_argument("--calibration-tokens", type=_positive_int, default=8192)
     parser.add_argument(
         "--freeze-encoder",
@@ -339,7 +518,18 @@ def register_upgrade(subparsers: Any) -> None:
 
 def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae upgrade``."""
+    staging = _check_out(args.out, overwrite=args.overwrite, inputs=(args.teacher, args.data, args.eval_data))
+    try:
+        report = _upgrade_into(args, staging)
+        _publish(staging, args.out)
+    finally:
+        _discard(staging)
+    return report
+
+
+def _upgrade_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
     from rsae.core.io import CFG_FILE, load_sae, save_sae
+    from rsae.core.strict_json import write_json
     from rsae.experiments.upgrade import upgrade
 
     teacher = load_sae(args.teacher, device=args.device)
@@ -353,6 +543,8 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
             args.synthetic_tokens = provenance.get("synthetic_tokens", args.synthetic_tokens)
             args.data_seed = provenance.get("synthetic", {}).get("seed", 0)
     train, evaluation, provenance, _ = _load_data(args)
+    if train.d_in != teacher.cfg.d_in:
+        raise DataError(f"the data has width d_in = {train.d_in}, the teacher {args.teacher} d_in = {teacher.cfg.d_in}")
     finetune = _train_config(args)
     started = time.perf_counter()
     result = upgrade(
@@ -368,19 +560,18 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
         train_encoder=not args.freeze_encoder,
         progress=not args.no_progress,
     )
-    out_dir = Path(args.out)
-    save_sae(result.student, out_dir, extra_cfg={"rsae_provenance": provenance, "teacher": str(args.teacher)})
-    save_sae(result.student_init, out_dir / "init", extra_cfg={"rsae_provenance": provenance})
+    save_sae(result.student, staging, extra_cfg={"rsae_provenance": provenance, "teacher": str(args.teacher)})
+    save_sae(result.student_init, staging / "init", extra_cfg={"rsae_provenance": provenance})
     report = upgrade_report(result)
     report.update(
         {
             "command": "upgrade",
             "teacher": str(args.teacher),
-            "out": str(out_dir),
+            "out": str(Path(args.out)),
             "seconds": time.perf_counter() - started,
         }
     )
-    (out_dir / "upgrade.json").write_text(json.dumps(_jsonable(report), indent=2), encoding="utf-8")
+    write_json(staging / "upgrade.json", report)
     return report
 
 

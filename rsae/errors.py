@@ -7,7 +7,7 @@ Messages say what was wrong and how to fix it.
 
 from __future__ import annotations
 
-__all__ = ["RSAEError", "ConfigError", "SAEFileError", "DataError", "ModelLoadError"]
+__all__ = ["RSAEError", "ConfigError", "SAEFileError", "DataError", "ModelLoadError", "TrainingError"]
 
 
 class RSAEError(Exception):
@@ -32,3 +32,11 @@ class DataError(RSAEError):
 
 class ModelLoadError(RSAEError):
     """A language model (or one of its pieces: weights, tokenizer, config) could not be found or loaded."""
+
+
+class TrainingError(RSAEError, RuntimeError):
+    """Training diverged: the loss or a weight became NaN or inf.
+
+    The trainer stops at the first such step (nothing non-finite is ever checkpointed or saved); the message
+    names the step, what became non-finite and the last good checkpoint, if any.
+    """

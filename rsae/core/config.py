@@ -16,12 +16,15 @@ True
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from rsae.errors import ConfigError
 
-__all__ = ["FAMILIES", "RATIONAL_GATES", "SAEConfig", "TrainConfig"]
+__all__ = ["FAMILIES", "RATIONAL_GATES", "SAEConfig", "TrainConfig", "check_device", "check_init_gate", "init_gates"]
 
 FAMILIES: tuple[str, ...] = ("relu", "jumprelu", "topk", "batchtopk", "rational")
 """The SAE families; each differs from the others only in its activation and sparsity penalty."""
@@ -127,6 +130,7 @@ class SAEConfig:
     """Device the model is built on (``cpu``, ``cuda``, ``cuda:1`` ...)."""
 
     def __post_init__(self) -> None:
+        _check_real_fields(self)
         for name in ("d_in", "d_sae"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -168,6 +172,12 @@ class SAEConfig:
             raise ConfigError("give both rational_a and rational_b, or neither (then rational_init_gate is used)")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"SAEConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if self.family == "rational":
+            check_init_gate(self.rational_init_gate)
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"SAEConfig.device {self.device!r} is not a torch device (cpu, cuda, cuda:1)") from exc
 
     @property
     def gate(self) -> str:
@@ -269,6 +279,7 @@ class TrainConfig:
     """Refresh the progress bar's loss / L0 / FVU every this many steps."""
 
     def __post_init__(self) -> None:
+        _check_real_fields(self)
         for name in (
             "steps",
             "batch_size",
@@ -297,8 +308,12 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.l0_target_rate must be > 0, got {self.l0_target_rate!r}")
         if not self.auxk_coefficient >= 0:
             raise ConfigError(f"TrainConfig.auxk_coefficient must be >= 0, got {self.auxk_coefficient!r}")
-        if self.auxk_k is not None and self.auxk_k <= 0:
+        if self.auxk_k is not None and (not isinstance(self.auxk_k, int) or self.auxk_k <= 0):
             raise ConfigError(f"TrainConfig.auxk_k must be a positive integer or None, got {self.auxk_k!r}")
+        if not self.adam_eps > 0:
+            raise ConfigError(f"TrainConfig.adam_eps must be > 0, got {self.adam_eps!r}")
+        if len(self.adam_betas) != 2 or not all(0 <= beta < 1 for beta in self.adam_betas):
+            raise ConfigError(f"TrainConfig.adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with ``changes`` applied (validated again)."""
@@ -312,6 +327,66 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
         return _from_dict(cls, data, tuple_fields=("adam_betas",))
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device` after checking that this machine has it.
+
+    Raises
+    ------
+    ConfigError
+        Not a device name (``"bogus"``), or a CUDA/MPS device this machine or this torch build lacks.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"{device!r} is not a torch device; use cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {str(device)!r} asked for, but CUDA is not available here; use --device cpu")
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"device {str(device)!r} asked for, but this machine has {count} CUDA device(s)")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {str(device)!r} asked for, but MPS is not available here; use --device cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device type {resolved.type!r} is not supported; use cpu, cuda or cuda:N")
+    return resolved
+
+
+def _check_real_fields(config: Any) -> None:
+    """Every field annotated ``float`` (or a tuple of floats) must hold finite real numbers.
+
+    ``inf`` passes comparisons such as ``>= 0`` and NaN fails every comparison in the way the check did not
+    expect, so both are refused here, once, for every real-valued field."""
+    for f in dataclasses.fields(config):
+        annotation = str(f.type)
+        if "float" not in annotation:
+            continue
+        value = getattr(config, f.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for item in values:
+            if item is None and "None" in annotation:
+                continue
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise ConfigError(f"{type(config).__name__}.{f.name} must be a real number, got {value!r}")
+            if not math.isfinite(item):
+                raise ConfigError(f"{type(config).__name__}.{f.name} must be finite, got {value!r}")
+
+
+def init_gates() -> tuple[str, ...]:
+    """Names accepted as ``rational_init_gate``: the targets of :mod:`rational_approx` and the SAE-family aliases."""
+    from rational_approx import TARGET_NAMES
+    from rational_approx.fitting.activation import GATE_ALIASES
+
+    return tuple(sorted(set(TARGET_NAMES) | set(GATE_ALIASES)))
+
+
+def check_init_gate(name: Any) -> str:
+    """``name`` if it is one of :func:`init_gates`, else :class:`ConfigError`."""
+    if not isinstance(name, str) or name not in init_gates():
+        raise ConfigError(f"the rational init gate must be one of {list(init_gates())}, got {name!r}")
+    return name
 
 
 def _jsonable(value: Any) -> Any:

@@ -178,6 +178,9 @@ class TensorSource(BatchSource):
             )
         if not tensor.is_floating_point():
             raise DataError(f"expected floating-point activations, got dtype {tensor.dtype}")
+        bad = int((~torch.isfinite(tensor)).any(-1).sum())
+        if bad:
+            raise DataError(f"the data holds NaN or inf in {bad} of {tensor.shape[0]} tokens; clean or drop them")
         self.data = tensor.detach().cpu()
         self.n_tokens, self.d_in = self.data.shape
         self.meta: dict[str, Any] = {}
@@ -300,10 +303,20 @@ class ActivationStore(BatchSource):
         return [(i, 0, shard.shape[0]) for i, shard in enumerate(self._shards)]
 
     def _read(self, segment: int, start: int, stop: int) -> Tensor:
-        return torch.from_numpy(np.array(self._shards[segment][start:stop], dtype=np.float32))
+        return self._checked(segment, np.array(self._shards[segment][start:stop], dtype=np.float32))
 
     def _gather(self, segment: int, rows: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.array(self._shards[segment][rows], dtype=np.float32))
+        return self._checked(segment, np.array(self._shards[segment][rows], dtype=np.float32))
+
+    def _checked(self, segment: int, rows: np.ndarray) -> Tensor:
+        # The writer refuses non-finite rows, but a store may come from elsewhere; a shard is checked as it is
+        # read (one pass over data being read anyway) rather than up front (a full read of the store).
+        if not np.isfinite(rows).all():
+            raise DataError(
+                f"shard {self.path / self.meta['shards'][segment]['file']} holds NaN or inf values; "
+                "the store is damaged or was written without rsae's checks"
+            )
+        return torch.from_numpy(rows)
 
 
 class StoreWriter:

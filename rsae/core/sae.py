@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from rsae.core.activations import Activation, make_activation
 from rsae.core.config import SAEConfig
+from rsae.errors import DataError
 
 __all__ = ["Losses", "SAEOutput", "SAE"]
 
@@ -131,7 +132,15 @@ class SAE(nn.Module):
         return self.W_enc.dtype
 
     def pre_acts(self, x: Tensor) -> Tensor:
-        """h = (x − b_dec) W_enc + b_enc (b_dec subtracted only when ``cfg.apply_b_dec_to_input``)."""
+        """h = (x − b_dec) W_enc + b_enc (b_dec subtracted only when ``cfg.apply_b_dec_to_input``).
+
+        ``x`` [..., d_in] of any floating dtype is cast to the model's dtype (SAELens does the same), so a
+        bfloat16 SAE takes float32 activations."""
+        if x.shape[-1:] != (self.cfg.d_in,) or not x.is_floating_point():
+            raise DataError(
+                f"the SAE takes floating-point inputs [..., d_in = {self.cfg.d_in}], got {x.dtype} {tuple(x.shape)}"
+            )
+        x = x.to(self.dtype)
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc

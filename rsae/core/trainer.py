@@ -16,9 +16,15 @@ last two only when ``SAEConfig.normalize_decoder``), and update the dead-latent 
 * Dead latents: a latent is dead once it has not fired on any of the last ``dead_window_tokens`` tokens.
 * Checkpoints: ``<dir>/step_XXXXXXX/`` with ``model.safetensors`` (state dict and RNG states),
   ``optimizer.safetensors`` (Adam moments) and ``trainer_state.json`` (configs, step, data position, counters'
-  file); written under a temporary name and renamed, then ``<dir>/latest.json`` is replaced atomically. A
-  killed run resumed with :meth:`Trainer.resume` continues to bit-identical weights on CPU (the data order
-  is a function of (seed, epoch) and the position within the epoch is saved).
+  file, and the sha256 of both tensor files); written under a temporary name and renamed, then
+  ``<dir>/latest.json`` is replaced atomically. A killed run resumed with :meth:`Trainer.resume` continues to
+  bit-identical weights on CPU (the data order is a function of (seed, epoch) and the position within the
+  epoch is saved). Resuming validates everything it reads (checksums, keys, shapes, dtypes, finite values,
+  ``latest.json`` naming a ``step_XXXXXXX`` folder of this run) and raises :class:`rsae.errors.SAEFileError`
+  naming the damaged file. A fresh run refuses a folder that already holds another run's checkpoints.
+* Divergence: the loss is checked before every update and the weights after it; at the first NaN or inf
+  the trainer stops with :class:`rsae.errors.TrainingError` naming the step. Nothing non-finite is ever
+  checkpointed, so the last checkpoint on disk is the last good state.
 
 Example
 -------
@@ -36,8 +42,10 @@ Example
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -52,11 +60,15 @@ from tqdm.auto import tqdm
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import as_source, atomic_write_text
 from rsae.core.sae import SAE
-from rsae.errors import ConfigError, DataError, SAEFileError
+from rsae.core.strict_json import dumps
+from rsae.errors import ConfigError, DataError, SAEFileError, TrainingError
 
-__all__ = ["TrainResult", "Trainer", "geometric_median", "learning_rate"]
+__all__ = ["TrainResult", "Trainer", "check_checkpoint_dir", "geometric_median", "learning_rate"]
 
 _LATEST = "latest.json"
+_CHECKPOINT_NAME = re.compile(r"step_\d{7}")
+_CHECKPOINT_FORMATS = ("rsae-checkpoint/1", "rsae-checkpoint/2")
+_CHECKSUMMED = ("model.safetensors", "optimizer.safetensors")
 
 
 class TrainResult(NamedTuple):
@@ -149,6 +161,8 @@ class Trainer:
         self.tokens_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.device)
         self.sparsity_multiplier = torch.ones((), dtype=torch.float32, device=sae.device)
         self.history: list[dict[str, float]] = []
+        self._last_checkpoint: Path | None = None
+        self._resumed = False
 
     # ------------------------------------------------------------------ initialisation and data
     @torch.no_grad()
@@ -190,6 +204,8 @@ class Trainer:
         """
         cfg, sae = self.cfg, self.sae
         stop = cfg.steps if until is None else min(until, cfg.steps)
+        if self.step == 0 and not self._resumed and self.checkpoint_dir is not None:
+            check_checkpoint_dir(self.checkpoint_dir, resume=False)
         if self.step == 0:
             self.initialise_from_data()
         sae.train()
@@ -249,6 +265,7 @@ class Trainer:
                 auxk_coefficient=cfg.auxk_coefficient,
                 auxk_k=cfg.auxk_k,
             )
+        self._check_finite_loss(out.losses)
         self.optimizer.zero_grad(set_to_none=True)
         out.losses.total.backward()
         if sae.cfg.normalize_decoder:
@@ -258,6 +275,7 @@ class Trainer:
         self.optimizer.step()
         if sae.cfg.normalize_decoder:
             sae.normalize_decoder_()
+        self._check_finite_weights()
         with torch.no_grad():
             fired = (out.codes != 0).any(0)
             self.tokens_since_fired += x.shape[0]
@@ -285,6 +303,31 @@ class Trainer:
                 "dead_fraction": float(dead.float().mean()),
                 "sparsity_multiplier": float(self.sparsity_multiplier),
             }
+
+    # ------------------------------------------------------------------ divergence
+    def _diverged(self, what: str) -> TrainingError:
+        if self._last_checkpoint is not None:
+            where = f"the last good checkpoint is {self._last_checkpoint}"
+        else:
+            where = "no checkpoint was written (pass a checkpoint folder to keep progress)"
+        return TrainingError(
+            f"training diverged at step {self.step + 1} of {self.cfg.steps}: {what}; {where}. Lower the "
+            "learning rate or the sparsity coefficient, or check the data scale"
+        )
+
+    def _check_finite_loss(self, losses: Any) -> None:
+        """Stop before the update if the loss is not finite (the weights are still those of the last step)."""
+        if not bool(torch.isfinite(losses.total)):
+            terms = ", ".join(f"{name} {float(getattr(losses, name).detach()):.4g}" for name in losses._fields)
+            raise self._diverged(f"the loss is not finite ({terms})")
+
+    def _check_finite_weights(self) -> None:
+        """Stop after the update if any parameter became NaN or inf (e.g. a learning rate far too large)."""
+        params = dict(self.sae.named_parameters())
+        finite = torch.stack([torch.isfinite(p.detach()).all() for p in params.values()])
+        if not bool(finite.all()):
+            bad = [name for name, ok in zip(params, finite.tolist(), strict=True) if not ok]
+            raise self._diverged(f"the update made {', '.join(bad)} non-finite")
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -317,7 +360,8 @@ class Trainer:
         }
         _save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
         state = {
-            "format": "rsae-checkpoint/1",
+            "format": "rsae-checkpoint/2",
+            "sha256": {name: _sha256(tmp / name) for name in _CHECKSUMMED},
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
@@ -328,7 +372,7 @@ class Trainer:
             "history": self.history,
             "torch_version": torch.__version__,
         }
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=2))
+        atomic_write_text(tmp / "trainer_state.json", dumps(state, indent=2))
         final = root / name
         if final.exists():
             shutil.rmtree(final)
@@ -338,6 +382,7 @@ class Trainer:
         for old in kept[: max(len(kept) - self.cfg.keep_checkpoints, 0)]:
             if old.name != name:
                 shutil.rmtree(old)
+        self._last_checkpoint = final
         return final
 
     @classmethod
@@ -354,18 +399,14 @@ class Trainer:
         ``source`` must be the same data as the original run (checked by token count and width).
         """
         root = Path(checkpoint_dir)
-        try:
-            latest = json.loads((root / _LATEST).read_text(encoding="utf-8"))
-            folder = root / latest["checkpoint"]
-            state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SAEFileError(f"no readable checkpoint in {root}: {exc}") from exc
+        folder, state = _read_checkpoint_state(root)
         sae_cfg = SAEConfig.from_dict(state["sae_config"])
         if device is not None:
             sae_cfg = sae_cfg.replace(device=device)
         train_cfg = TrainConfig.from_dict(state["train_config"])
         sae = SAE(sae_cfg).to(sae_cfg.device)
         model = _load_safetensors(folder / "model.safetensors")
+        _check_model_tensors(folder / "model.safetensors", model, sae)
         sae.load_state_dict({k.removeprefix("model."): v for k, v in model.items() if k.startswith("model.")})
         trainer = cls(sae, train_cfg, source, checkpoint_dir=root, progress=progress)
         if {"n_tokens": trainer.source.n_tokens, "d_in": trainer.source.d_in} != state["data"]:
@@ -373,25 +414,57 @@ class Trainer:
                 f"the checkpoint was trained on {state['data']}, but the data given has "
                 f"{trainer.source.n_tokens} tokens of width {trainer.source.d_in}"
             )
-        opt_tensors = _load_safetensors(folder / "optimizer.safetensors")
-        opt_state: dict[str, Any] = {"state": {}, "param_groups": state["optimizer_param_groups"]}
-        for group in opt_state["param_groups"]:
-            group["betas"] = tuple(group["betas"])
-        for key, value in opt_tensors.items():
-            _, idx, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(idx), {})[name] = value
-        trainer.optimizer.load_state_dict(opt_state)
+        opt_file = folder / "optimizer.safetensors"
+        opt_state = _optimizer_state(opt_file, _load_safetensors(opt_file), state, trainer.optimizer)
+        try:
+            trainer.optimizer.load_state_dict(opt_state)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise SAEFileError(f"{folder / 'trainer_state.json'}: optimizer state does not fit: {exc}") from exc
         torch.set_rng_state(model["rng.cpu"])
         cuda_states = [model[k] for k in sorted(model) if k.startswith("rng.cuda.")]
         if cuda_states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda_states)
         trainer.tokens_since_fired = model["trainer.tokens_since_fired"].to(sae.device)
         trainer.sparsity_multiplier = model["trainer.sparsity_multiplier"].to(sae.device)
-        trainer.step = int(state["step"])
-        trainer.epoch = int(state["epoch"])
-        trainer.batch_in_epoch = int(state["batch_in_epoch"])
+        trainer.step = state["step"]
+        trainer.epoch = state["epoch"]
+        trainer.batch_in_epoch = state["batch_in_epoch"]
         trainer.history = list(state["history"])
+        trainer._last_checkpoint = folder
+        trainer._resumed = True
         return trainer
+
+
+def check_checkpoint_dir(path: str | os.PathLike, *, resume: bool) -> Path:
+    """Check a checkpoint folder before any work: usable as a folder, writable, and holding a run iff resuming.
+
+    A fresh run (``resume=False``) refuses a folder whose ``latest.json`` belongs to another run, which it would
+    otherwise repoint, making that run impossible to resume; ``resume=True`` needs that file.
+
+    Raises
+    ------
+    ConfigError
+        The path is a file or cannot be created or written, or the run-ownership rule above is broken.
+    """
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"checkpoint folder {root} is a file; pass a folder")
+    has_run = (root / _LATEST).exists()
+    if resume and not has_run:
+        raise ConfigError(f"nothing to resume: {root} holds no {_LATEST} (the checkpoints of an interrupted run)")
+    if not resume and has_run:
+        raise ConfigError(
+            f"{root} already holds the checkpoints of another run ({root / _LATEST}); pass --resume (resume=True) "
+            "to continue it, or choose an empty checkpoint folder"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write checkpoints to {root}: {exc.strerror or exc}") from exc
+    return root
 
 
 def _save_safetensors(tensors: dict[str, Tensor], path: Path) -> None:
@@ -407,3 +480,126 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
         raise SAEFileError(f"cannot read checkpoint file {path}: {exc}") from exc
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_checkpoint_state(root: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint folder of ``root`` and its validated ``trainer_state.json`` (checksums verified)."""
+    latest_file = root / _LATEST
+    try:
+        latest = json.loads(latest_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SAEFileError(f"no readable checkpoint in {root}: {latest_file}: {exc}") from exc
+    name = latest.get("checkpoint") if isinstance(latest, dict) else None
+    if not isinstance(name, str) or not _CHECKPOINT_NAME.fullmatch(name):
+        raise SAEFileError(
+            f"{latest_file}: 'checkpoint' must name a step_XXXXXXX folder of this run, got {name!r}; "
+            "a latest.json pointing elsewhere (another run, '..') is refused"
+        )
+    folder = root / name
+    if folder.is_symlink() or not folder.is_dir():
+        raise SAEFileError(f"{latest_file} names {name}, which is not a checkpoint folder inside {root}")
+    state_file = folder / "trainer_state.json"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SAEFileError(f"cannot read {state_file}: {exc}") from exc
+
+    def bad(what: str) -> SAEFileError:
+        return SAEFileError(f"{state_file} is damaged: {what}")
+
+    if not isinstance(state, dict) or state.get("format") not in _CHECKPOINT_FORMATS:
+        raise bad(f"format must be one of {_CHECKPOINT_FORMATS}")
+    for key in ("step", "epoch", "batch_in_epoch"):
+        value = state.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad(f"{key!r} must be a non-negative integer, got {value!r}")
+    for key, kind in (
+        ("sae_config", dict),
+        ("train_config", dict),
+        ("data", dict),
+        ("history", list),
+        ("optimizer_param_groups", list),
+    ):
+        if not isinstance(state.get(key), kind):
+            raise bad(f"{key!r} must be a JSON {'object' if kind is dict else 'array'}")
+    try:
+        SAEConfig.from_dict(state["sae_config"])
+        TrainConfig.from_dict(state["train_config"])
+    except ConfigError as exc:
+        raise bad(str(exc)) from exc
+    if state["format"] != _CHECKPOINT_FORMATS[0]:
+        sums = state.get("sha256")
+        if not isinstance(sums, dict) or set(sums) != set(_CHECKSUMMED):
+            raise bad(f"'sha256' must give the checksum of {list(_CHECKSUMMED)}")
+        for file_name in _CHECKSUMMED:
+            file = folder / file_name
+            if not file.is_file():
+                raise SAEFileError(f"{file} is missing; the checkpoint is incomplete")
+            if _sha256(file) != sums[file_name]:
+                raise SAEFileError(
+                    f"{file} does not match the checksum in {state_file.name}: the file was damaged or replaced"
+                )
+    return folder, state
+
+
+def _check_model_tensors(file: Path, model: dict[str, Tensor], sae: SAE) -> None:
+    """The model file of a checkpoint must hold exactly the SAE's tensors (shapes, dtypes, finite) and the
+    trainer's RNG state and counters."""
+    expected = {f"model.{k}": (tuple(v.shape), v.dtype) for k, v in sae.state_dict().items()}
+    expected["trainer.tokens_since_fired"] = ((sae.cfg.d_sae,), torch.long)
+    expected["trainer.sparsity_multiplier"] = ((), torch.float32)
+    expected["rng.cpu"] = (tuple(torch.get_rng_state().shape), torch.uint8)
+    keys = {k for k in model if not k.startswith("rng.cuda.")}
+    missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+    if missing or extra:
+        raise SAEFileError(f"{file} is damaged: missing tensors {missing}, unexpected tensors {extra}")
+    for key, (shape, dtype) in expected.items():
+        tensor = model[key]
+        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+            raise SAEFileError(
+                f"{file} is damaged: {key!r} is {tensor.dtype} {tuple(tensor.shape)}, expected {dtype} {shape}"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SAEFileError(f"{file}: {key!r} holds NaN or inf; resume from an earlier checkpoint")
+
+
+def _optimizer_state(file: Path, tensors: dict[str, Tensor], state: dict[str, Any], optimizer: Any) -> dict:
+    """Rebuild Adam's state dict from the checkpoint, checking every key, shape and value against ``optimizer``."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    names = ("step", "exp_avg", "exp_avg_sq")
+    per_param: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        parts = key.split(".")
+        if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit() or parts[2] not in names:
+            raise SAEFileError(f"{file} is damaged: unexpected tensor {key!r}")
+        idx = int(parts[1])
+        if idx >= len(params):
+            raise SAEFileError(f"{file} is damaged: {key!r} refers to parameter {idx} of {len(params)}")
+        shape = () if parts[2] == "step" else tuple(params[idx].shape)
+        if tuple(value.shape) != shape or not value.is_floating_point():
+            raise SAEFileError(f"{file} is damaged: {key!r} has shape {tuple(value.shape)}, expected {shape}")
+        if not bool(torch.isfinite(value).all()):
+            raise SAEFileError(f"{file}: {key!r} holds NaN or inf; resume from an earlier checkpoint")
+        per_param.setdefault(idx, {})[parts[2]] = value
+    for idx, entry in per_param.items():
+        if set(entry) != set(names):
+            raise SAEFileError(f"{file} is damaged: parameter {idx} has {sorted(entry)}, expected {list(names)}")
+    groups = state["optimizer_param_groups"]
+    reference = optimizer.state_dict()["param_groups"]
+    if len(groups) != len(reference) or any(
+        not isinstance(g, dict) or set(g) != set(r) or g["params"] != r["params"]
+        for g, r in zip(groups, reference, strict=False)
+    ):
+        raise SAEFileError(f"{file.parent / 'trainer_state.json'} is damaged: optimizer_param_groups do not fit")
+    try:
+        for group in groups:
+            group["betas"] = tuple(group["betas"])
+    except TypeError as exc:
+        raise SAEFileError(f"{file.parent / 'trainer_state.json'} is damaged: bad Adam betas") from exc
+    return {"state": per_param, "param_groups": groups}

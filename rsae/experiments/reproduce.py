@@ -47,9 +47,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from rsae.core.config import SAEConfig, TrainConfig
-from rsae.core.data import ActivationStore, atomic_write_text
+from rsae.core.data import ActivationStore
 from rsae.core.io import load_sae, save_sae
 from rsae.core.sae import SAE
+from rsae.core.strict_json import finite, write_json
 from rsae.errors import ConfigError
 from rsae.lm.model import DEFAULT_DROP_FIRST, DEFAULT_LAYER
 
@@ -216,21 +217,9 @@ def _hash(value: Any) -> str:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically (temporary file, then rename); non-finite floats become null."""
+    """Write strict JSON atomically (:func:`rsae.core.strict_json.write_json`), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(_finite(value), indent=1))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return _finite(value.item())
-    return value
+    write_json(path, value, indent=1)
 
 
 class _Stages:
@@ -674,7 +663,7 @@ def reproduce(
     def report(folder: Path) -> dict[str, Any]:
         _plot_tradeoff(results, report_files[2])
         _plot_shapes(results, rsae_paths, report_files[3])
-        (out / "results.md").write_text(results_markdown(_finite(results)))
+        (out / "results.md").write_text(results_markdown(finite(results)))
         return {"files": [str(f) for f in report_files]}
 
     r_key = {"downstream": stages.log["downstream"]["config_hash"],
@@ -687,7 +676,7 @@ def reproduce(
     results["seconds"] = time.perf_counter() - t_start
     if not stages.log["report"]["skipped"]:
         _write_json(report_files[0], results)
-    return _finite(results)
+    return finite(results)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -20,7 +20,6 @@ Tables
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import TensorSource
 from rsae.core.metrics import evaluate_sae
 from rsae.core.sae import SAE
+from rsae.core.strict_json import dumps
 from rsae.core.trainer import Trainer
 from rsae.experiments.synthetic import SyntheticConfig, SyntheticSource, feature_recovery
 from rsae.experiments.upgrade import upgrade
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     result = run_study(args.part, args.steps, args.finetune_steps)
-    sys.stdout.write((markdown_tables(result) if args.markdown else json.dumps(result)) + "\n")
+    sys.stdout.write((markdown_tables(result) if args.markdown else dumps(result)) + "\n")
     return 0
 
 

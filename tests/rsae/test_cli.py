@@ -1,4 +1,5 @@
-"""The ``rsae`` command line: train and upgrade print one JSON object; bad input is one line, exit 2."""
+"""The ``rsae`` command line: train and upgrade print one JSON object; bad input is one line (exit 2 for usage,
+1 for failed work)."""
 
 from __future__ import annotations
 
@@ -67,27 +68,29 @@ def test_train_on_a_store_with_checkpoint_and_resume(tmp_path, capsys) -> None:
     ]
     first = _run(capsys, argv)
     assert first["d_sae"] == 64 and (tmp_path / "ckpt" / "latest.json").exists()
-    resumed = _run(capsys, [*argv, "--resume"])
+    resumed = _run(capsys, [*argv, "--resume", "--overwrite"])
     assert resumed["steps"] == 12
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "message", "expected_status"),
     [
-        (["train", "--family", "gated", "--data", "synthetic", "--out", "x"], "invalid choice"),
-        (["train", "--family", "relu", "--data", "/no/such/store", "--out", "x"], "neither"),
-        (["train", "--family", "relu", "--data", "synthetic", "--out", "x", "--steps", "0"], "positive"),
-        (["upgrade", "--teacher", "/no/such/sae", "--out", "x"], "not a folder"),
+        (["train", "--family", "gated", "--data", "synthetic", "--out", "x"], "invalid choice", 2),
+        (["train", "--family", "relu", "--data", "/no/such/store", "--out", "x"], "neither", 1),
+        (["train", "--family", "relu", "--data", "synthetic", "--out", "x", "--steps", "0"], "positive", 2),
+        (["upgrade", "--teacher", "/no/such/sae", "--out", "x"], "not a folder", 1),
     ],
 )
-def test_bad_arguments_are_one_line_errors(argv, message, capsys) -> None:
+def test_bad_arguments_are_one_line_errors(argv, message, expected_status, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     try:
         status = main(argv)
     except SystemExit as exc:
         status = exc.code
     err = capsys.readouterr().err
-    assert status == 2
+    assert status == expected_status
     assert err.count("\n") == 1 and message in err and err.startswith("rsae")
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary folder
 
 
 def test_train_rational_and_upgrade(tmp_path, capsys) -> None:
