@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -137,6 +138,89 @@ def _study(args: argparse.Namespace) -> dict:
             "table": format_table(rows)}
 
 
+def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rational-approx certify``."""
+    parser.add_argument("--target", default="abs", help="abs, relu, sign, heaviside, jumprelu, topk_gate")
+    parser.add_argument("--type", required=True, help="m,n (numerator and denominator degrees)")
+    parser.add_argument("--domain", default=None, help="'a,b' or 'a,b;c,d' (default: the target's)")
+    parser.add_argument(
+        "--gap", type=float, default=None, help="half-width of the gap around a jump (default 0.05)"
+    )
+    parser.add_argument("--theta", type=float, default=None, help="threshold of jumprelu / heaviside")
+    parser.add_argument("--tau", type=float, default=None, help="threshold of topk_gate")
+    parser.add_argument(
+        "--source",
+        choices=("auto", "highprec", "minimax"),
+        default="auto",
+        help="approximant: multiprecision Remez (abs (n,n), relu (2k+1,2k); else minimax refined at "
+        "--prec bits) or double-precision minimax",
+    )
+    parser.add_argument("--rtol", type=float, default=1e-8, help="tightness of the upper bound")
+    parser.add_argument("--prec", type=int, default=256, help="ball precision in bits")
+    parser.add_argument("--coefficients", action="store_true", help="include the certified coefficients")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _certify(args: argparse.Namespace) -> dict:
+    """``rational-approx certify``: compute an approximant, certify it, return the certificate as a dict."""
+    try:
+        m, n = (int(v) for v in str(args.type).split(","))
+    except ValueError as exc:
+        raise DegreeError(f"--type must be 'm,n' with integers, got {args.type!r}") from exc
+    tgt = get_target(args.target, theta=args.theta, tau=args.tau)
+    dom = Domain.parse(args.domain) if args.domain else tgt.default_domain(args.gap)
+    t0 = time.perf_counter()
+    standard = dom.intervals == ((-1.0, 1.0),)
+    from rational_approx.fitting.highprec import abs_minimax, relu_minimax
+    from rational_approx.fitting.refine import refine_minimax
+    from rational_approx.verification.certify import certify
+
+    if args.source != "minimax" and standard and tgt.name == "abs" and m == n and n >= 2:
+        approx, how = abs_minimax(n), f"highprec.abs_minimax({n})"
+    elif (
+        args.source != "minimax" and standard and tgt.name == "relu" and m == n + 1 and n % 2 == 0 and n >= 2
+    ):
+        approx, how = relu_minimax(n // 2), f"highprec.relu_minimax({n // 2})"
+    else:
+        from rational_approx.fitting.minimax import minimax
+
+        approx, how = minimax(tgt, (m, n), dom), "minimax (double precision)"
+        if args.source == "highprec":
+            approx, how = refine_minimax(approx, prec=args.prec), f"minimax refined at {args.prec} bits"
+    t_approx = time.perf_counter() - t0
+    cert = certify(tgt, approx, dom, type=(m, n), rtol=args.rtol, prec=args.prec)
+    out = cert.to_dict(coefficients=args.coefficients)
+    out["approximant"] = how
+    out["approximation_seconds"] = t_approx
+    return out
+
+
+def _add_claims_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rational-approx claims``."""
+    from rational_approx.verification.claims import CLAIM_IDS
+
+    parser.add_argument("--only", nargs="+", default=None, choices=CLAIM_IDS, metavar="ID",
+                        help=f"measure only these claims ({', '.join(CLAIM_IDS)})")
+    parser.add_argument("--markdown", action="store_true", help="print the markdown table instead of JSON")
+    parser.add_argument("--figures", default=None, metavar="DIR",
+                        help="also write the three theory figures into DIR (e.g. figures)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _claims(args: argparse.Namespace) -> dict:
+    """``rational-approx claims``: {"claims": [...], "seconds": total, "markdown": table}."""
+    from rational_approx.verification.claims import claims, claims_markdown
+
+    t0 = time.perf_counter()
+    rows = claims(args.only, progress=lambda cid: print(f"measuring {cid} …", file=sys.stderr, flush=True))
+    out = {"claims": rows, "seconds": time.perf_counter() - t0, "markdown": claims_markdown(rows)}
+    if getattr(args, "figures", None):
+        from rational_approx.plotting import make_figures
+
+        out["figures"] = make_figures(args.figures)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rational-approx", description="Rational approximation of sparsity gates.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -159,17 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_study, show=lambda out: print(out["table"] + f"\n\n{out['seconds']:.1f} s"))
 
-    from rational_approx.verification.certify import add_certify_arguments, certify_command
-
     p = sub.add_parser("certify", help="certified two-sided bounds on the best error")
-    add_certify_arguments(p)
-    p.set_defaults(run=certify_command, show=lambda out: print(json.dumps(out, indent=1, default=_json_default)))
-
-    from rational_approx.verification.claims import add_claims_arguments, claims_command
+    _add_certify_arguments(p)
+    p.set_defaults(run=_certify, show=lambda out: print(json.dumps(out, indent=1, default=_json_default)))
 
     p = sub.add_parser("claims", help="measure every quantitative approximation claim (paper and classical)")
-    add_claims_arguments(p)
-    p.set_defaults(run=claims_command, show=lambda out: print(out["markdown"]))
+    _add_claims_arguments(p)
+    p.set_defaults(run=_claims, show=lambda out: print(out["markdown"]))
     return parser
 
 
