@@ -58,7 +58,7 @@ from threadpoolctl import threadpool_limits
 from rational_approx.errors import ConvergenceError, DegreeError, RationalApproxError, TargetError
 from rational_approx.representation.barycentric import BarycentricRational
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.extrema import alternating_subset, local_extrema
+from rational_approx.representation.extrema import alternating_indices, local_extrema
 from rational_approx.representation.targets import Target, get_target, resolve_domain, resolve_target
 
 __all__ = ["minimax", "MinimaxResult"]
@@ -363,11 +363,11 @@ def _remez(g, domain: Domain, m: int, n: int, x0: np.ndarray, *, singular: tuple
         if emax <= _EXACT_ULPS * np.finfo(float).eps * fscale:
             # f is a rational of lower type (defect): the best error is 0 and there is nothing to equioscillate
             return sol, cx, cv, emax, it, True, history + [0.0]
-        sub = alternating_subset(cx, cv, M)
-        if sub is None:
+        idx = alternating_indices(cv, M)
+        if idx.size < M:
             history.append(np.inf)
             break
-        nx, nv = sub
+        nx, nv = cx[idx], cv[idx]
         spread = (emax - float(np.min(np.abs(nv)))) / emax
         history.append(spread)
         if best is None or emax < best[3]:
@@ -445,13 +445,6 @@ def _mp_error(g_mp, r: BarycentricRational, x: np.ndarray, dps: int = _MP_DPS) -
     with mpmath.workdps(dps):
         vals = r.eval_mp([mpmath.mpf(float(v)) for v in x])
         return np.array([float(g_mp(mpmath.mpf(float(v))) - rv) for v, rv in zip(x, vals)])
-
-
-def _count_alternations(v: np.ndarray, level: float) -> int:
-    big = v[np.abs(v) >= level]
-    if big.size == 0:
-        return 0
-    return 1 + int(np.sum(np.sign(big[1:]) != np.sign(big[:-1])))
 
 
 def _defect(r: BarycentricRational, m: int, n: int, hull: tuple[float, float]) -> int:
@@ -734,9 +727,9 @@ def _finish(tgt, dom, type_, r, ref, conv, iters, t0, symmetry, hist, tol, raise
     level = (1.0 - max(10 * tol, 4 * spread)) * emax
     # the alternation set: the extrema near the maximal level, merged by sign
     near = np.abs(cv) >= level
-    alt = _count_alternations(cv, level)
-    sub = alternating_subset(cx[near], cv[near], alt) if near.any() else None
-    ex, ev = sub if sub is not None else (cx[near], cv[near])
+    idx = alternating_indices(cv[near])
+    alt = int(idx.size)
+    ex, ev = cx[near][idx], cv[near][idx]
     defect = _defect(r, m, n, (dom.a, dom.b))
     expected = m + n + 2 - defect
     exact = emax <= _EXACT_ULPS * np.finfo(float).eps * max(float(np.max(np.abs(tgt.f(cx)))), 1e-300)

@@ -22,6 +22,7 @@ from flint import arb, arb_mat
 
 from rational_approx.errors import ConvergenceError, TargetError
 from rational_approx.fitting.mp_remez import HighPrecResult, solve_pencil
+from rational_approx.representation.extrema import alternating_indices
 from rational_approx.representation.multiprecision import (
     arb_from_mpf,
     cheb_to_monomial,
@@ -163,8 +164,9 @@ def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int =
                 if bool(domain.contains(c)):
                     refined.append((arb_from_mpf(c), err(arb_from_mpf(c))))
             refined.sort(key=lambda pe: mpf_from_arb(pe[0]))
-            pts = _alternating_subset(refined, npts)
-            if pts is None:
+            keep = alternating_indices([e for _, e in refined], npts)
+            pts = [refined[i] for i in keep]
+            if len(pts) < npts:
                 raise ConvergenceError(
                     f"lost alternation at iteration {it}: fewer than {npts} alternating extrema", best=result
                 )
@@ -230,25 +232,3 @@ def _golden_max(g: Callable[[arb], arb], lo: arb, hi: arb, iters: int = 80) -> a
             d = lo + invphi * (hi - lo)
             gd = g(exact_mid(d))
     return exact_mid(c if float(gc - gd) > 0 else d)
-
-
-def _alternating_subset(points: list, npts: int) -> list | None:
-    """(x, e) extrema sorted by x: merge same-sign runs (keep the largest |e|), trim to npts alternating."""
-    merged: list = []
-    for x, e in points:
-        if float(e) == 0:
-            continue
-        if merged and (float(merged[-1][1]) > 0) == (float(e) > 0):
-            if float(abs(e) - abs(merged[-1][1])) > 0:  # compare in the working precision, not in float
-                merged[-1] = (x, e)
-        else:
-            merged.append((x, e))
-    if len(merged) < npts:
-        return None
-    while len(merged) > npts:  # drop the smaller end; the sequence still alternates
-        if float(abs(merged[0][1]) - abs(merged[-1][1])) < 0:
-            merged.pop(0)
-        else:
-            merged.pop()
-    return merged
-

@@ -43,8 +43,8 @@ import scipy.optimize
 
 from rational_approx.errors import DegreeError, RationalApproxError
 from rational_approx.representation.domain import Domain
+from rational_approx.representation.extrema import alternating_indices
 from rational_approx.representation.targets import Target, get_target
-from rational_approx.verification.theory import alternating_extrema
 
 __all__ = [
     "SafePade",
@@ -259,7 +259,7 @@ def relaxed_remez(
         return float(np.max(np.abs(_residual_and_jac(th, check, y_check, m, n, form)[0])))
 
     e0 = _residual_and_jac(theta, x, y, m, n, form)[0]
-    idx = alternating_extrema(x, e0, K)
+    idx = alternating_indices(e0, K)
     ref = x[idx] if idx.size == K else np.quantile(x, np.linspace(0, 1, K))
     E = float(np.mean(sigma[: min(K, idx.size)] * e0[idx[:K]])) if idx.size else 0.0
     best_theta, best_err = theta.copy(), sup(theta)
@@ -295,7 +295,7 @@ def relaxed_remez(
         if err < best_err:
             best_theta, best_err = theta.copy(), err
         e = _residual_and_jac(theta, x, y, m, n, form)[0]
-        idx = alternating_extrema(x, e, K)
+        idx = alternating_indices(e, K)
         if idx.size == K:
             ref = x[idx]
         tau_rel *= 0.5

@@ -32,6 +32,7 @@ from flint import arb
 
 from rational_approx.fitting.mp_remez import HighPrecResult
 from rational_approx.representation.domain import Domain
+from rational_approx.representation.extrema import alternating_indices
 from rational_approx.representation.multiprecision import abs_down, arb_from_mpf, working_precision
 from rational_approx.representation.targets import Target
 from rational_approx.verification.exact import ExactRational, domain_pieces, exact_rational, exact_target
@@ -152,13 +153,7 @@ def vallee_poussin_lower_bound(
                 continue
             vals.append((x, e, 1 if e > 0 else -1))
         # merge same-sign runs (keep the largest certified |e|): the result alternates
-        alt: list = []
-        for x, e, s in vals:
-            if alt and alt[-1][2] == s:
-                if abs_down(e) > abs_down(alt[-1][1]):
-                    alt[-1] = (x, e, s)
-            else:
-                alt.append((x, e, s))
+        alt = [vals[i] for i in alternating_indices([e for _, e, _ in vals], magnitude=abs_down)]
 
         def interval_of(x) -> int:
             return next(i for i, (a, b) in enumerate(dom.intervals) if a <= x <= b)
