@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
+from rational_approx.representation.barycentric import parse_type
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.targets import TARGET_NAMES, get_target
 
@@ -33,18 +34,6 @@ __all__ = ["main", "build_parser"]
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own default prints usage too)
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parse_type(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise DegreeError(f"--type must be 'm,n' (or 'n' for (n, n)) with integers, got {text!r}") from exc
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 0:
-        raise DegreeError(f"--type must be 'm,n' with m, n ≥ 0, got {text!r}")
-    return parts[0], parts[1]
 
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,7 +50,7 @@ def _complex_list(z: np.ndarray) -> list:
 
 
 def _fit(args: argparse.Namespace) -> dict:
-    m, n = _parse_type(args.type)
+    m, n = parse_type(args.type)
     tgt = get_target(args.target, theta=args.theta, tau=args.tau)
     dom = Domain.parse(args.domain) if args.domain else tgt.default_domain(args.gap)
     tgt.check_domain(dom)
@@ -163,10 +152,7 @@ def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _certify(args: argparse.Namespace) -> dict:
     """``rational-approx certify``: compute an approximant, certify it, return the certificate as a dict."""
-    try:
-        m, n = (int(v) for v in str(args.type).split(","))
-    except ValueError as exc:
-        raise DegreeError(f"--type must be 'm,n' with integers, got {args.type!r}") from exc
+    m, n = parse_type(args.type)
     tgt = get_target(args.target, theta=args.theta, tau=args.tau)
     dom = Domain.parse(args.domain) if args.domain else tgt.default_domain(args.gap)
     t0 = time.perf_counter()

@@ -55,8 +55,8 @@ import mpmath
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from rational_approx.errors import ConvergenceError, DegreeError, RationalApproxError, TargetError
-from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.errors import ConvergenceError, RationalApproxError, TargetError
+from rational_approx.representation.barycentric import BarycentricRational, parse_type
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.extrema import alternating_indices, local_extrema
 from rational_approx.representation.targets import Target, get_target, resolve_domain, resolve_target
@@ -127,18 +127,6 @@ class MinimaxResult:
             "expected_alternations": self.expected_alternations,
             "symmetry": self.symmetry,
         }
-
-
-def _check_type(type_: tuple[int, int]) -> tuple[int, int]:
-    try:
-        m, n = type_
-    except (TypeError, ValueError) as exc:
-        raise DegreeError(f"type must be a pair (m, n), got {type_!r}") from exc
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (m, n)):
-        raise DegreeError(f"type must hold integers, got {type_!r}")
-    if m < 0 or n < 0:
-        raise DegreeError(f"type (m, n) needs m, n ≥ 0, got ({m}, {n})")
-    return int(m), int(n)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -578,7 +566,7 @@ def minimax(
 def _minimax(target, type, domain, *, symmetry, tol, maxiter, init, gap, raise_on_failure, polish=True,
              **target_kw):
     t0 = time.perf_counter()
-    m, n = _check_type(type)
+    m, n = parse_type(type)
     tgt = resolve_target(target, **target_kw)
     dom = resolve_domain(domain, tgt, gap)
     if symmetry not in ("auto", "even", "relu", "none"):

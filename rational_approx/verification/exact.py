@@ -34,7 +34,7 @@ from flint import arb, arb_poly
 
 from rational_approx.errors import DegreeError, RationalApproxError, TargetError
 from rational_approx.fitting.mp_remez import HighPrecResult
-from rational_approx.representation.barycentric import BarycentricRational, PolyQuotient
+from rational_approx.representation.barycentric import BarycentricRational, PolyQuotient, parse_type
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.multiprecision import (
     abs_down,
@@ -190,9 +190,7 @@ def exact_rational(
             f"cannot certify an object of type {type(r).__name__}; pass a HighPrecResult, "
             f"MinimaxResult, BarycentricRational, PolyQuotient or (p, q) coefficient lists"
         )
-    m, n = tuple(type) if type is not None else tuple(typ)
-    if m < 0 or n < 0:
-        raise DegreeError(f"type must be non-negative, got {(m, n)}")
+    m, n = parse_type(type if type is not None else typ)
     p = p + [arb(0)] * (m + 1 - len(p))
     q = q + [arb(0)] * (n + 1 - len(q))
     extra_p, extra_q = p[m + 1 :], q[n + 1 :]
