@@ -38,15 +38,14 @@ from flint import acb_mat, arb, arb_mat, ctx
 
 from rational_approx.errors import ConvergenceError, DegreeError
 from rational_approx.representation.barycentric import BarycentricRational
-from rational_approx.representation.domain import Domain
+from rational_approx.representation.fit_result import FitResult
 from rational_approx.representation.multiprecision import exact_mid
-from rational_approx.representation.targets import Target
 
 __all__ = ["HighPrecResult", "solve_pencil"]
 
 
 @dataclass
-class HighPrecResult:
+class HighPrecResult(FitResult):
     """A best rational approximation computed in multiprecision.
 
     Attributes
@@ -78,19 +77,12 @@ class HighPrecResult:
     method : str
     """
 
-    target: Target
-    type: tuple[int, int]
-    domain: Domain
-    error: mpmath.mpf
     p: list
     q: list
     extremal_points: list
     extremal_errors: list
     prec: int
     digits: float
-    iterations: int
-    seconds: float
-    converged: bool
     method: str
     notes: list[str] = field(default_factory=list)
 
@@ -142,21 +134,16 @@ class HighPrecResult:
         )
 
     def to_dict(self) -> dict:
-        """JSON-ready summary (coefficients as decimal strings that round-trip at ``prec`` bits)."""
+        """JSON-ready summary (``error`` and coefficients as decimal strings that round-trip at ``prec`` bits)."""
         d = max(20, int(self.prec * 0.302) + 3)
         return {
-            "target": self.target.name,
-            "type": list(self.type),
-            "domain": [list(iv) for iv in self.domain.intervals],
+            **super().to_dict(),
             "error": mpmath.nstr(self.error, 25),
             "digits": self.digits,
             "prec_bits": self.prec,
             "p": [mpmath.nstr(c, d) for c in self.p],
             "q": [mpmath.nstr(c, d) for c in self.q],
             "extremal_points": [mpmath.nstr(x, 25) for x in self.extremal_points],
-            "iterations": self.iterations,
-            "seconds": self.seconds,
-            "converged": self.converged,
             "method": self.method,
         }
 

@@ -213,12 +213,24 @@ class BarycentricRational:
         return np.sort_complex(ev[np.abs(ev) < 1e13 * scale])
 
     def poles(self) -> np.ndarray:
-        """The finite poles of r (complex array, sorted)."""
-        return self._arrowhead_eig(self.w)
+        """The finite poles of r (complex array, sorted): at most n for declared type (m, n).
+
+        The pencil has N = max(m, n) finite eigenvalues; when n < N the denominator ℓ·D has degree ≤ n and the other
+        N − n eigenvalues belong to the infinite ones, perturbed by rounding — they are dropped (the n of smallest
+        modulus are kept). A polynomial type (m, 0) has no poles.
+        """
+        return self._keep_finite(self._arrowhead_eig(self.w), self.type[1])
 
     def zeros(self) -> np.ndarray:
-        """The finite zeros of r (complex array, sorted)."""
-        return self._arrowhead_eig(self.w * self.f)
+        """The finite zeros of r (complex array, sorted): at most m for declared type (m, n), as for :meth:`poles`."""
+        return self._keep_finite(self._arrowhead_eig(self.w * self.f), self.type[0])
+
+    @staticmethod
+    def _keep_finite(ev: np.ndarray, degree: int) -> np.ndarray:
+        if ev.size <= degree:
+            return ev
+        keep = np.sort(np.argsort(np.abs(ev), kind="stable")[:degree])
+        return ev[keep]
 
     def residues(self, poles: np.ndarray | None = None) -> np.ndarray:
         """Residues N(p)/D'(p) at the given (default: all) poles."""

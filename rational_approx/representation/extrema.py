@@ -17,6 +17,7 @@ The result is every local extremum of |e| with its signed value, sorted by absci
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import mpmath
@@ -24,7 +25,6 @@ import numpy as np
 from flint import arb
 
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.multiprecision import mpf_from_arb
 
 __all__ = ["local_extrema", "sup_error", "alternating_indices"]
 
@@ -131,13 +131,21 @@ def sup_error(err: Callable[[np.ndarray], np.ndarray], domain: Domain,
     return float(abs(v[i])), float(x[i])
 
 
-def _exact_scalar(v: Any) -> Any:
-    """v as a number that compares exactly: float → float, mpmath mpf → itself, arb ball → its midpoint (mpf)."""
+def _exact_scalar(v: Any) -> float | Fraction:
+    """v as a number whose sign and absolute value compare exactly: a float stays a float; an mpmath ``mpf`` or an arb
+    ball becomes the exact rational (``Fraction``) of its (mid)point — mpmath rounds even ``abs`` and unary minus to the
+    context precision, and so does arb to ``ctx.prec``."""
     if isinstance(v, arb):
-        return mpf_from_arb(v)
-    if isinstance(v, mpmath.mpf):
-        return v
-    return float(v)
+        man, exp = v.mid().man_exp()
+        man, exp = int(man), int(exp)
+    elif isinstance(v, mpmath.mpf):
+        sign, man, exp, _ = v._mpf_
+        if man == 0 and exp != 0:
+            return float(v)  # ±inf or nan
+        man, exp = (-int(man) if sign else int(man)), int(exp)
+    else:
+        return float(v)
+    return Fraction(man) * 2**exp if exp >= 0 else Fraction(man, 2**-exp)
 
 
 def alternating_indices(values: Sequence[Any] | np.ndarray, count: int | None = None, *,
@@ -145,8 +153,8 @@ def alternating_indices(values: Sequence[Any] | np.ndarray, count: int | None = 
     """Choose alternating-sign extrema: the one exchange rule of every Remez-type solver in the package.
 
     ``values`` are the signed errors e(x_0), …, e(x_{K−1}) at candidate points sorted by abscissa — float64,
-    mpmath ``mpf`` or arb balls (compared exactly: balls by their midpoints, so levels that agree to 1e-30 are not
-    tied as they would be in float). Two steps:
+    mpmath ``mpf`` or arb balls (compared exactly, as rationals — balls by their midpoints — so levels that agree to
+    1e-30 are not tied as they would be in float). Two steps:
 
     1. each run of equal sign is merged to its member of largest |e| (exact zeros are skipped: they carry no sign);
        the merged sequence alternates;

@@ -31,21 +31,36 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rational_approx.errors import RationalApproxError
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.multiprecision import working_precision
-from rational_approx.representation.targets import Target, get_target
+from rational_approx.representation.targets import Target, resolve_target
 from rational_approx.verification.exact import ExactRational, exact_rational, exact_target
 from rational_approx.verification.lower_bound import LowerBound, vallee_poussin_lower_bound
 from rational_approx.verification.pole_free import certify_pole_free
 from rational_approx.verification.upper_bound import SupBound, certified_sup_error
 
-__all__ = ["Certificate", "certify"]
+__all__ = ["Certificate", "certify", "check_certify_options"]
 
 _INF = math.inf
+
+
+def check_certify_options(*, rtol: float, prec: int, max_intervals: int = 1, max_seconds: float | None = None) -> None:
+    """Validate the work options of :func:`certify` (raise :class:`RationalApproxError` with one clear line)."""
+    if isinstance(rtol, bool) or not isinstance(rtol, int | float) or not 0 < rtol < 1:
+        raise RationalApproxError(f"rtol must be a number in (0, 1) (relative tightness of the upper bound), got "
+                                  f"{rtol!r}")
+    if isinstance(prec, bool) or not isinstance(prec, int) or prec < 32:
+        raise RationalApproxError(f"prec must be an integer ≥ 32 (bits of the ball arithmetic), got {prec!r}")
+    if isinstance(max_intervals, bool) or not isinstance(max_intervals, int) or max_intervals < 1:
+        raise RationalApproxError(f"max_intervals must be a positive integer, got {max_intervals!r}")
+    if max_seconds is not None and not (isinstance(max_seconds, int | float) and max_seconds > 0
+                                        and math.isfinite(max_seconds)):
+        raise RationalApproxError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
 
 
 @dataclass
@@ -68,7 +83,9 @@ class Certificate:
         The class of competitors the lower bound covers ("domain" or "hull").
     rational : ExactRational
     relative_width : float
-        (upper − lower)/lower.
+        (upper − lower)/lower; inf when no lower bound was proved (``to_dict`` writes null with a note).
+    partial : bool
+        The time limit (``max_seconds``) ran out: the bracket is still rigorous, only wider than ``rtol`` asks.
     """
 
     target: str
@@ -91,7 +108,12 @@ class Certificate:
     def relative_width(self) -> float:
         return (self.upper - self.lower) / self.lower if self.lower > 0 else _INF
 
+    @property
+    def partial(self) -> bool:
+        return self.sup.timed_out
+
     def to_dict(self, *, coefficients: bool = False) -> dict:
+        """Strict-JSON-ready dict: a non-finite bound is null with ``<key>_note`` saying why."""
         d = {
             "target": self.target,
             "type": list(self.type),
@@ -100,6 +122,7 @@ class Certificate:
             "upper": self.upper,
             "relative_width": self.relative_width,
             "certified": self.certified,
+            "partial": self.partial,
             "method": self.method,
             "seconds": self.seconds,
             "pole_free": self.pole_free,
@@ -114,6 +137,12 @@ class Certificate:
         }
         if coefficients:
             d["rational"] = self.rational.to_dict()
+        reasons = {"upper": "the upper bound could not be proved finite (q not proved non-zero on some piece, or the "
+                            "working precision is too low)",
+                   "relative_width": "no positive lower bound was proved"}
+        for key, why in reasons.items():
+            if not math.isfinite(d[key]):
+                d[key], d[f"{key}_note"] = None, why
         return d
 
 
@@ -127,6 +156,8 @@ def certify(
     rtol: float = 1e-8,
     prec: int = 256,
     max_intervals: int = 200_000,
+    max_seconds: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Certificate:
     """Certified bracket of the best error E_{m,n}(f, D) from an approximant r and its alternation set.
 
@@ -137,15 +168,20 @@ def certify(
     domain : default: r's domain when it has one, else the target's default domain.
     type : (m, n); default r's type.
     reference : alternation points for the lower bound; default r's extremal points or a sampled search.
-    rtol : relative tightness requested of the upper bound with respect to max |f − r̃|.
-    prec : ball precision in bits.
+    rtol : relative tightness requested of the upper bound with respect to max |f − r̃|, in (0, 1).
+    prec : ball precision in bits (≥ 32).
+    max_intervals : work limit of the upper bound (a positive integer).
+    max_seconds : time limit of the upper bound's subdivision; when it runs out the bracket is returned as it stands
+        (rigorous, wider than ``rtol``) and ``partial`` is True.
+    progress : called with one-line status messages (about every 5 s during the upper bound).
 
     Returns
     -------
     Certificate
     """
     t0 = time.perf_counter()
-    tgt = target if isinstance(target, Target) else get_target(target)
+    check_certify_options(rtol=rtol, prec=prec, max_intervals=max_intervals, max_seconds=max_seconds)
+    tgt = resolve_target(target)
     if domain is None:
         domain = getattr(r, "domain", None)
     tgt, dom, _, _ = exact_target(tgt, domain)
@@ -160,7 +196,12 @@ def certify(
             prec=prec,
             max_intervals=max_intervals,
             points=list(pts) if pts is not None else None,
+            max_seconds=max_seconds,
+            progress=progress,
         )
+        if progress is not None:
+            progress(f"upper bound done ({sup.intervals} intervals, {sup.seconds:.1f} s); lower bound (de la Vallée "
+                     f"Poussin) …")
         vp = vallee_poussin_lower_bound(tgt, R, dom, points=pts, prec=prec)
         notes = list(vp.notes) + [n_ for n_ in sup.notes if n_ not in vp.notes]
         pole_free = sup.pole_free

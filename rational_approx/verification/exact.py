@@ -26,6 +26,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +45,9 @@ from rational_approx.representation.multiprecision import (
     exact_number,
     working_precision,
 )
-from rational_approx.representation.targets import Target, get_target, piecewise_linear_form
+from rational_approx.representation.targets import Target, piecewise_linear_form, resolve_domain, resolve_target
 
-__all__ = ["ExactRational", "exact_rational", "exact_target", "domain_pieces"]
+__all__ = ["ExactRational", "exact_rational", "exact_target", "domain_pieces", "coefficient_balls"]
 
 
 @dataclass(frozen=True)
@@ -182,12 +183,12 @@ def exact_rational(
                 q = cheb_to_monomial([arb_from_mpf(float(c)) for c in np.real(r.q)], a, b)
         typ, src = (len(r.p) - 1, len(r.q) - 1), f"PolyQuotient ({r.basis})"
     elif isinstance(r, tuple | list) and len(r) == 2:
-        p = [exact_number(c) for c in r[0]]
-        q = [exact_number(c) for c in r[1]]
+        p = coefficient_balls(r[0], "p")
+        q = coefficient_balls(r[1], "q")
         typ, src = (len(p) - 1, len(q) - 1), "coefficients (p, q)"
     else:
         raise RationalApproxError(
-            f"cannot certify an object of type {type(r).__name__}; pass a HighPrecResult, "
+            f"cannot certify an object of type {r.__class__.__name__}; pass a HighPrecResult, "
             f"MinimaxResult, BarycentricRational, PolyQuotient or (p, q) coefficient lists"
         )
     m, n = parse_type(type if type is not None else typ)
@@ -217,17 +218,32 @@ def exact_rational(
     return ExactRational(tuple(p), tuple(q), (int(m), int(n)), src, tuple(notes))
 
 
+def coefficient_balls(c: Any, what: str) -> list:
+    """Exact balls of a coefficient list (ascending monomials): a non-empty sequence of finite numbers (float, int,
+    mpf, arb or decimal strings), else :class:`RationalApproxError` naming ``what``."""
+    if isinstance(c, str | bytes) or not isinstance(c, Sequence | np.ndarray) or len(c) == 0:
+        raise RationalApproxError(f"{what} must be a non-empty list of coefficients (ascending powers of x), got {c!r}")
+    out = []
+    for v in c:
+        try:
+            out.append(exact_number(v))
+        except (TypeError, ValueError, TargetError) as exc:
+            raise RationalApproxError(f"{what} holds {v!r}: coefficients must be finite numbers") from exc
+        if not out[-1].is_finite():
+            raise RationalApproxError(f"{what} holds {v!r}: coefficients must be finite numbers")
+    return out
+
+
 def exact_target(target: Target | str, domain: Domain | None) -> tuple[Target, Domain, tuple, Any]:
     """(target, domain, breakpoints, piece) for a named piecewise-linear target (:func:`piecewise_linear_form`)."""
-    tgt = target if isinstance(target, Target) else get_target(target)
+    tgt = resolve_target(target)
     form = piecewise_linear_form(tgt)
     if form is None:
         raise TargetError(
             f"target {tgt.name!r} has no exact ball-arithmetic form; certificates cover the named "
-            f"piecewise-linear targets (abs, relu, sign, heaviside, jumprelu, topk_gate)"
+            f"piecewise-linear targets (abs, relu, sign, heaviside, jumprelu, topk_gate), not callables"
         )
-    dom = domain if domain is not None else tgt.default_domain()
-    tgt.check_domain(dom)
+    dom = resolve_domain(domain, tgt)
     breaks, piece = form
     return tgt, dom, breaks, piece
 

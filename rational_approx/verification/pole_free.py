@@ -26,11 +26,10 @@ from rational_approx.representation.multiprecision import (
     abs_down,
     abs_up,
     arb_from_mpf,
-    exact_number,
     round_up,
     working_precision,
 )
-from rational_approx.verification.exact import ExactRational, exact_rational
+from rational_approx.verification.exact import ExactRational, coefficient_balls, exact_rational
 
 __all__ = ["PoleFreeCertificate", "certify_pole_free"]
 
@@ -71,10 +70,14 @@ def _denominator_poly(p_or_r: Any, prec: int) -> arb_poly:
         p_or_r, "r"
     ):
         return exact_rational(p_or_r, prec=prec).polys()[1]
-    if isinstance(p_or_r, Sequence | np.ndarray):
-        return arb_poly([exact_number(c) for c in p_or_r])
+    if isinstance(p_or_r, tuple | list) and len(p_or_r) == 2 and all(
+        isinstance(c, Sequence | np.ndarray) and not isinstance(c, str) for c in p_or_r
+    ):  # a (p, q) pair: its denominator
+        return arb_poly(coefficient_balls(p_or_r[1], "q"))
+    if isinstance(p_or_r, Sequence | np.ndarray) and not isinstance(p_or_r, str):
+        return arb_poly(coefficient_balls(p_or_r, "the denominator"))
     raise RationalApproxError(
-        f"cannot read a denominator from {type(p_or_r).__name__}; pass coefficients "
+        f"cannot read a denominator from {p_or_r.__class__.__name__}; pass coefficients "
         f"(ascending, monomial in x) or a rational"
     )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,8 @@ from rational_approx.verification.exact import ExactRational, domain_pieces, exa
 __all__ = ["SupBound", "certified_sup_error"]
 
 _INF = math.inf
+#: Seconds between two progress messages of :func:`certified_sup_error`.
+PROGRESS_SECONDS = 5.0
 
 
 @dataclass
@@ -57,6 +59,8 @@ class SupBound:
         q has no zero on the domain (a by-product: q(X) ∌ 0 on every leaf).
     seconds : float
     notes : list of str
+    timed_out : bool
+        ``max_seconds`` ran out before the bounds met ``rtol``: ``upper`` is still rigorous, only looser.
     """
 
     upper: float
@@ -67,6 +71,7 @@ class SupBound:
     pole_free: bool
     seconds: float
     notes: list[str] = field(default_factory=list)
+    timed_out: bool = False
 
 
 class _Enclosure:
@@ -151,6 +156,8 @@ def certified_sup_error(
     max_intervals: int = 200_000,
     points: Sequence | None = None,
     min_width: float = 1e-300,
+    max_seconds: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SupBound:
     """Rigorous upper (and lower) bound of sup_{x ∈ D} |f(x) − r(x)| by adaptive Taylor-form subdivision.
 
@@ -162,6 +169,9 @@ def certified_sup_error(
     rtol : stop when upper ≤ (1 + rtol)·lower.
     prec : ball precision in bits (raised automatically when the expansion of barycentric data needs more).
     max_intervals : work limit; the bound stays rigorous (just looser) when it is hit.
+    max_seconds : time limit, the same way: when it runs out the largest bound among the leaves so far is returned
+        (rigorous, looser) and ``timed_out`` is set.
+    progress : called with a one-line status about every 5 s (e.g. ``lambda s: print(s, file=sys.stderr)``).
     points : optional points (e.g. the reference of a Remez run) where |f − r| is evaluated first, so that the
         lower bound, and with it the stopping level, is near the true maximum from the start.
 
@@ -209,11 +219,21 @@ def certified_sup_error(
 
         for i, (a, b) in enumerate(pieces):
             push(arb_from_mpf(a), arb_from_mpf(b), i)
+        timed_out = False
+        next_report = t0 + PROGRESS_SECONDS
         while heap:
             negb, _, lo, hi, i = heap[0]
             bound = -negb
             if bound <= best_lo * (1 + rtol) or count >= max_intervals:
                 break
+            now = time.perf_counter()
+            if max_seconds is not None and now - t0 > max_seconds:
+                timed_out = True
+                break
+            if progress is not None and now >= next_report:
+                next_report = now + PROGRESS_SECONDS
+                progress(f"upper bound: {count} intervals, {best_lo:.10e} ≤ sup|f − r| ≤ {bound:.10e} "
+                         f"({now - t0:.0f} s)")
             heapq.heappop(heap)
             width = float((hi - lo).mid())
             mid = (lo + hi) / 2
@@ -230,6 +250,9 @@ def certified_sup_error(
             notes.append(f"could not bound [{lo_f:.17g}, {hi_f:.17g}] at width limit")
         if failed:
             upper = _INF
+        if timed_out:
+            notes.append(f"time limit of {max_seconds:g} s reached after {count} intervals: partial result, the "
+                         f"upper bound is rigorous but not tightened to rtol = {rtol:g}")
         if count >= max_intervals and upper > best_lo * (1 + rtol):
             notes.append(
                 f"work limit of {max_intervals} intervals reached; the upper bound is rigorous but loose"
@@ -247,5 +270,6 @@ def certified_sup_error(
         pole_free=pole_free,
         seconds=time.perf_counter() - t0,
         notes=notes,
+        timed_out=timed_out,
     )
 
