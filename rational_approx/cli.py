@@ -191,13 +191,13 @@ def _certify(args: argparse.Namespace) -> dict:
     if args.source != "minimax" and standard and tgt.name == "abs" and m == n and n >= 2:
         how = f"highprec.abs_minimax({n})"
         progress(f"computing the approximant {how} …")
-        approx = abs_minimax(n)
+        approx = abs_minimax(n, progress=progress)
     elif (
         args.source != "minimax" and standard and tgt.name == "relu" and m == n + 1 and n % 2 == 0 and n >= 2
     ):
         how = f"highprec.relu_minimax({n // 2})"
         progress(f"computing the approximant {how} …")
-        approx = relu_minimax(n // 2)
+        approx = relu_minimax(n // 2, progress=progress)
     else:
         from rational_approx.fitting.minimax import minimax
 

@@ -294,7 +294,7 @@ def _sqrt_sweep(
         yield state, prec, digits, secs
 
 
-def abs_minimax(n: int, *, check_bits: int = 64) -> HighPrecResult:
+def abs_minimax(n: int, *, check_bits: int = 64, progress: Callable[[str], None] | None = None) -> HighPrecResult:
     """Best type-(n, n) approximation of |x| on [−1, 1] in multiprecision, via (2) and continuation in n.
 
     Parameters
@@ -303,6 +303,7 @@ def abs_minimax(n: int, *, check_bits: int = 64) -> HighPrecResult:
         Odd n gives the even type-(n−1, n−1) approximant (E_{n,n} = E_{n−1,n−1}).
     check_bits : int
         Extra bits for the re-solve that estimates the correct digits of the error (0 to skip).
+    progress : called with a one-line status after each step k = 1 … n/2 of the continuation.
 
     Returns
     -------
@@ -315,7 +316,14 @@ def abs_minimax(n: int, *, check_bits: int = 64) -> HighPrecResult:
             "type (1, 1) for |x| is degenerate (the best approximant is the constant 1/2); use n ≥ 2"
         )
     t0 = time.perf_counter()
-    *_, (state, prec, digits, _) = _sqrt_sweep(int(n) // 2, check_bits=check_bits, callback=None)
+    k_max = int(n) // 2
+
+    def report(k: int, state: _SqrtState, digits: float, secs: float) -> None:
+        if progress is not None:
+            progress(f"abs_minimax: type ({2 * k}, {2 * k}) of ({2 * k_max}, {2 * k_max}), "
+                     f"E = {float(abs(state.h)):.10e} ({secs:.1f} s)")
+
+    *_, (state, prec, digits, _) = _sqrt_sweep(k_max, check_bits=check_bits, callback=report)
     return _abs_result(state, int(n), prec, digits, time.perf_counter() - t0)
 
 
@@ -339,14 +347,14 @@ def abs_minimax_table(
     return out
 
 
-def relu_minimax(k: int, *, check_bits: int = 64) -> HighPrecResult:
+def relu_minimax(k: int, *, check_bits: int = 64, progress: Callable[[str], None] | None = None) -> HighPrecResult:
     """Best type-(2k+1, 2k) approximant of ReLU on [−1, 1]: (x + R(x²))/2, R from :func:`abs_minimax` (2k).
 
     Error E_{2k,2k}(|x|)/2; the 4k + 3 alternation points of |x| are alternation points of ReLU − r too.
     """
     if not isinstance(k, int | np.integer) or k < 1:
         raise DegreeError(f"k must be a positive integer, got {k!r}")
-    a = abs_minimax(2 * int(k), check_bits=check_bits)
+    a = abs_minimax(2 * int(k), check_bits=check_bits, progress=progress)
     with mpmath.workprec(a.prec):
         half = mpmath.mpf(0.5)
         p = [half * c for c in a.p] + [mpmath.mpf(0)]
