@@ -164,8 +164,9 @@ def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtol", type=float, default=1e-8, help="tightness of the upper bound, in (0, 1)")
     parser.add_argument("--prec", type=int, default=256, help="ball precision in bits (≥ 32)")
     parser.add_argument("--max-seconds", type=float, default=None,
-                        help="time limit of the upper bound's subdivision: when it runs out the bracket is printed "
-                             "as it stands (rigorous, wider than --rtol, marked \"partial\": true)")
+                        help="time limit of the whole command: the approximant is computed first (it cannot be cut "
+                             "short), the upper bound's subdivision gets the rest; when that runs out the bracket is "
+                             "printed as it stands (rigorous, wider than --rtol, marked \"partial\": true)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     parser.add_argument("--coefficients", action="store_true", help="include the certified coefficients")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -210,7 +211,8 @@ def _certify(args: argparse.Namespace) -> dict:
             approx = refine_minimax(approx, prec=args.prec)
     t_approx = time.perf_counter() - t0
     progress(f"approximant ready ({t_approx:.1f} s); certifying: upper bound (Taylor-form subdivision) …")
-    cert = certify(tgt, approx, dom, type=(m, n), rtol=args.rtol, prec=args.prec, max_seconds=args.max_seconds,
+    left = None if args.max_seconds is None else max(args.max_seconds - t_approx, 1e-3)
+    cert = certify(tgt, approx, dom, type=(m, n), rtol=args.rtol, prec=args.prec, max_seconds=left,
                    progress=progress)
     out = cert.to_dict(coefficients=args.coefficients)
     out["approximant"] = how
