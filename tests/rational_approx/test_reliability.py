@@ -263,3 +263,18 @@ def test_alternating_indices_is_generic_over_float_mpmath_and_arb():
         vals = [mpmath.mpf(1) + tiny, -mpmath.mpf(1), mpmath.mpf(1), -mpmath.mpf(1)]
     assert alternating_indices(vals, 3).tolist() == [0, 1, 2]  # the end with the smaller level goes
     assert alternating_indices([float(v) for v in vals], 3).tolist() == [1, 2, 3]  # in float the levels tie
+
+
+def test_fit_results_read_alike():
+    from rational_approx import aaa, relaxed_remez
+    from rational_approx.representation.fit_result import FitResult
+
+    results = [aaa("abs", degree=6), lawson("abs", 2), minimax("abs", (4, 4)), abs_minimax(4, check_bits=0),
+               relaxed_remez("relu", (3, 2), grid_points=400, rounds=2)]
+    common = {"target", "params", "type", "domain", "error", "converged", "iterations", "seconds", "method"}
+    for res in results:
+        assert isinstance(res, FitResult)
+        d = _strict(dumps(res.to_dict()))
+        assert common <= d.keys() and d["target"] in ("abs", "relu")
+        assert isinstance(res.iterations, int) and res.seconds >= 0 and isinstance(res.converged, bool)
+    assert results[0].samples.ndim == 1 and results[1].samples.ndim == 1  # `samples` is an array of abscissae
