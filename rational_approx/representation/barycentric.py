@@ -154,7 +154,7 @@ class BarycentricRational:
         scalar = x.ndim == 0
         xv = np.atleast_1d(x).ravel()
         dtype = np.result_type(xv.dtype, self.z.dtype, self.f.dtype, self.w.dtype, np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf at a pole is the value; callers check
             C = 1.0 / (xv[:, None] - self.z[None, :])
             r = (C @ (self.w * self.f)) / (C @ self.w)
         r = r.astype(dtype, copy=False)

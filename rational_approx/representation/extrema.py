@@ -59,8 +59,8 @@ def _polish(err: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndar
     for s in (1e-2, 1e-3):
         step = s * (hi - lo)
         em, e0, ep = sgn * err(x - step), sgn * err(x), sgn * err(x + step)
-        curv = em - 2.0 * e0 + ep
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # non-finite curvature: no parabola step
+            curv = em - 2.0 * e0 + ep
             shift = np.where(curv < 0, 0.5 * step * (em - ep) / curv, 0.0)
         cand = np.clip(x + shift, lo, hi)
         better = sgn * err(cand) >= e0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -127,6 +128,10 @@ def test_fit_with_poles_in_domain_is_not_converged_and_prints_no_warning(capsys)
     code, out, err = run(capsys, "fit", "--type", "4,4", "--domain=-1e300,1e300", "--symmetry", "none", "--json")
     assert code == 2 and out == "" and "converge" in err and err.count("\n") == 1  # ConvergenceError, one line
     assert "RuntimeWarning" not in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning escapes the API either
+        res = minimax("abs", (4, 4), (-1e300, 1e300), symmetry="none", raise_on_failure=False)
+    assert not res.converged and res.r.real_poles_in(res.domain.intervals).size > 0
     res = aaa_module.aaa(lambda x: 1.0 / (x - 0.3) + x)
     assert res.real_poles_in_domain.size == 1 and not res.converged
 
