@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -307,13 +308,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if not issubclass(w.category, DeprecationWarning | PendingDeprecationWarning)})
     if notes and isinstance(out, dict):
         out["warnings"] = notes
-    if getattr(args, "json", False) and not getattr(args, "markdown", False):
-        out = {k: v for k, v in out.items() if k != "table"} if isinstance(out, dict) else out
-        print(dumps(out))
-    else:
-        args.show(out)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
+    try:
+        if getattr(args, "json", False) and not getattr(args, "markdown", False):
+            out = {k: v for k, v in out.items() if k != "table"} if isinstance(out, dict) else out
+            print(dumps(out))
+        else:
+            args.show(out)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

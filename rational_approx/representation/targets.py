@@ -163,8 +163,16 @@ def _mp_heaviside(x):
 def get_target(name: str, *, theta: float | None = None, tau: float | None = None) -> Target:
     """The named target ``name`` (see the module table); ``theta`` for jumprelu/heaviside, ``tau`` for topk_gate.
 
-    ``theta`` defaults to 0.5 for jumprelu and 0.0 for heaviside; ``tau`` defaults to 0.5.
+    ``theta`` defaults to 0.5 for jumprelu and 0.0 for heaviside; ``tau`` defaults to 0.5. A threshold given to a
+    target that has none (or ``theta`` to topk_gate, ``tau`` to jumprelu / heaviside) raises :class:`TargetError`
+    rather than being ignored.
     """
+    takes = {"jumprelu": "theta", "heaviside": "theta", "topk_gate": "tau"}.get(name)
+    for key, value in (("theta", theta), ("tau", tau)):
+        if value is not None and key != takes and name in TARGET_NAMES:
+            where = f"{name!r} takes {takes}" if takes else f"{name!r} has no threshold"
+            raise TargetError(f"{key} does not apply: {where} ({key} is the threshold of "
+                              f"{'topk_gate' if key == 'tau' else 'jumprelu / heaviside'})")
     if name == "abs":
         return Target("abs", np.abs, abs, kinks=(0.0,), parity="even")
     if name == "relu":

@@ -283,3 +283,23 @@ def test_fit_results_read_alike():
         assert common <= d.keys() and d["target"] in ("abs", "relu")
         assert isinstance(res.iterations, int) and res.seconds >= 0 and isinstance(res.converged, bool)
     assert results[0].samples.ndim == 1 and results[1].samples.ndim == 1  # `samples` is an array of abscissae
+
+
+def test_reader_closing_the_pipe_gives_no_traceback():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "rational_approx", "fit", "--type", "4,4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head` that has already exited
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    proc.stderr.close()
+    assert "Traceback" not in err and proc.returncode == 141
+
+
+def test_thresholds_that_do_not_apply_are_refused(capsys):
+    code, out, err = run(capsys, "fit", "--target", "abs", "--theta", "0.3", "--type", "4,4")
+    one_line_error(code, out, err, "theta does not apply")
+    with pytest.raises(TargetError, match="tau does not apply"):
+        minimax("jumprelu", (5, 4), tau=0.3)
