@@ -1,7 +1,9 @@
 """Command line: ``rational-approx fit | study | certify | claims``.
 
-Every subcommand prints a table or, with ``--json``, one JSON object on stdout; progress goes to stderr. Bad arguments
-give a one-line error and exit status 2, never a traceback.
+Every subcommand prints a table or, with ``--json``, one strict JSON object on stdout (no NaN / Infinity: null plus a
+``<key>_note``); progress goes to stderr. Bad input of any kind — arguments, a package error, an unwritable output
+path — gives one line on stderr and exit status 2, an unexpected internal error one line and exit status 1; never a
+traceback. Output paths are checked before the work starts.
 
 Examples
 --------
@@ -9,6 +11,7 @@ Examples
     rational-approx fit --target jumprelu --theta 0.5 --gap 0.05 --type 9,8
     rational-approx study --n-max 80 --json-out figures/error_vs_degree.json --figure figures/error_vs_degree.png
     rational-approx certify --target abs --type 20,20 --json
+    rational-approx certify --target abs --type 80,80 --max-seconds 600 --json
     rational-approx claims --markdown --figures figures
 """
 
@@ -16,34 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
-from rational_approx.representation.domain import Domain
-from rational_approx.representation.targets import TARGET_NAMES, get_target
+from rational_approx.representation.barycentric import parse_type
+from rational_approx.representation.fit_result import json_ready
+from rational_approx.representation.targets import TARGET_NAMES, resolve
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "dumps"]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own default prints usage too)
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parse_type(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise DegreeError(f"--type must be 'm,n' (or 'n' for (n, n)) with integers, got {text!r}") from exc
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 0:
-        raise DegreeError(f"--type must be 'm,n' with m, n ≥ 0, got {text!r}")
-    return parts[0], parts[1]
 
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,47 +56,40 @@ def _complex_list(z: np.ndarray) -> list:
 
 
 def _fit(args: argparse.Namespace) -> dict:
-    m, n = _parse_type(args.type)
-    tgt = get_target(args.target, theta=args.theta, tau=args.tau)
-    dom = Domain.parse(args.domain) if args.domain else tgt.default_domain(args.gap)
-    tgt.check_domain(dom)
+    # The raw target, domain and type go to the fitter, which resolves and checks them once.
+    kw = {"gap": args.gap, "theta": args.theta, "tau": args.tau}
     if args.method == "minimax":
         from rational_approx.fitting.minimax import minimax
 
-        res = minimax(tgt, (m, n), dom, symmetry=args.symmetry, maxiter=args.maxiter)
-        extra = {"alternations": res.alternations, "expected_alternations": res.expected_alternations,
-                 "symmetry": res.symmetry, "iterations": res.iterations,
-                 "extremal_points": res.extremal_points.tolist()}
+        res = minimax(args.target, args.type, args.domain, symmetry=args.symmetry, maxiter=args.maxiter, **kw)
+        extra = {"extremal_points": res.extremal_points.tolist()}
     elif args.method == "lawson":
         from rational_approx.fitting.lawson import lawson
 
-        res = lawson(tgt, (m, n), dom)
-        extra = {"iterations": res.iterations}
+        res = lawson(args.target, args.type, args.domain, **kw)
+        extra = {}
     else:
         from rational_approx.fitting.aaa import aaa
 
+        m, n = parse_type(args.type)
         if m != n:
             raise DegreeError("aaa produces type (n, n) approximants; pass --type n,n")
-        res = aaa(tgt, dom, degree=n)
-        extra = {"cleanup_removed": res.n_cleanup_removed, "samples": res.samples}
-    r = res.r
-    poles = r.poles()
-    with warnings.catch_warnings():
+        res = aaa(args.target, args.domain, degree=n, **kw)
+        extra = {}
+    r, dom = res.r, res.domain
+    with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedWarning)
+        poles = r.poles()
         pq = r.to_monomial((dom.a, dom.b))
-    # Monomial coefficients are meaningful only if they reproduce r more accurately than r approximates the target.
-    usable = pq.conversion_error * max(1.0, float(np.max(np.abs(r(dom.sample(200)))))) < res.error
+        # Monomial coefficients are meaningful only if they reproduce r more accurately than r approximates the
+        # target.
+        usable = bool(pq.conversion_error * max(1.0, float(np.max(np.abs(r(dom.sample(200)))))) < res.error)
+    in_domain = r.real_poles_in(dom.intervals)
     return {
-        "target": tgt.name,
-        "params": tgt.params,
-        "type": [m, n],
-        "domain": [list(iv) for iv in dom.intervals],
-        "method": args.method,
-        "error": float(res.error),
-        "converged": bool(res.converged),
-        "seconds": float(res.seconds),
+        **res.to_dict(),
+        "type": list(parse_type(args.type)),
         "poles": _complex_list(poles),
-        "real_poles_in_domain": r.real_poles_in(dom.intervals).tolist(),
+        "real_poles_in_domain": in_domain.tolist(),
         "real_poles_in_gaps": r.real_poles_in(dom.gaps()).tolist() if dom.gaps() else [],
         **extra,
         "representation": {
@@ -129,12 +118,133 @@ def _print_fit(out: dict) -> None:
         print(f"  denominator {np.array2string(np.array(mono['denominator']), precision=6)}")
 
 
+def check_output_file(path: str | None, what: str) -> None:
+    """Refuse, before any work, an output path that is a folder or whose folder cannot be created or written (a probe
+    file is created and removed there), so that nothing is computed in vain and no temporary file is left behind."""
+    if path is None:
+        return
+    p = Path(path)
+    if not str(path).strip():
+        raise RationalApproxError(f"{what}: empty path")
+    if p.is_dir():
+        raise RationalApproxError(f"{what} {path!r} is a folder; give a file name, e.g. {str(p / 'out')!r}")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p.parent, prefix=".probe-", delete=True):
+            pass
+    except OSError as exc:
+        raise RationalApproxError(f"{what} {path!r} cannot be written: {exc.strerror or exc}") from exc
+
+
 def _study(args: argparse.Namespace) -> dict:
     from rational_approx.verification.study import format_table, run_study
+
+    if isinstance(args.n_max, bool) or args.n_max < 2:
+        raise RationalApproxError(f"--n-max must be at least 2 (the study runs the even degrees 2, 4, …, n-max), got "
+                                  f"{args.n_max}")
+    check_output_file(args.json_out, "--json-out")
+    check_output_file(args.figure, "--figure")
 
     rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.quiet)
     return {"seconds": seconds, "json_out": args.json_out, "figure": args.figure, "rows": rows,
             "table": format_table(rows)}
+
+
+def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rational-approx certify``."""
+    _add_target_arguments(parser)
+    parser.add_argument("--type", required=True, help="m,n (numerator and denominator degrees)")
+    parser.add_argument(
+        "--source",
+        choices=("auto", "highprec", "minimax"),
+        default="auto",
+        help="approximant. auto: multiprecision Remez for abs (n,n) and relu (2k+1,2k) on [-1,1], else "
+        "double-precision minimax; highprec: the same, with the minimax refined at --prec bits; minimax: always "
+        "double-precision minimax",
+    )
+    parser.add_argument("--rtol", type=float, default=1e-8, help="tightness of the upper bound, in (0, 1)")
+    parser.add_argument("--prec", type=int, default=256, help="ball precision in bits (≥ 32)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="time limit of the whole command: the approximant is computed first (it cannot be cut "
+                             "short), the upper bound's subdivision gets the rest; when that runs out the bracket is "
+                             "printed as it stands (rigorous, wider than --rtol, marked \"partial\": true)")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--coefficients", action="store_true", help="include the certified coefficients")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _certify(args: argparse.Namespace) -> dict:
+    """``rational-approx certify``: compute an approximant, certify it, return the certificate as a dict."""
+    from rational_approx.verification.certify import certify, check_certify_options
+
+    m, n = parse_type(args.type)
+    check_certify_options(rtol=args.rtol, prec=args.prec, max_seconds=args.max_seconds)
+    tgt, dom = resolve(args.target, args.domain, args.gap, theta=args.theta, tau=args.tau)
+
+    def progress(text: str) -> None:
+        if not args.quiet:
+            print(f"rational-approx certify: {text}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    standard = dom.intervals == ((-1.0, 1.0),)
+    from rational_approx.fitting.highprec import abs_minimax, relu_minimax
+    from rational_approx.fitting.refine import refine_minimax
+
+    if args.source != "minimax" and standard and tgt.name == "abs" and m == n and n >= 2:
+        how = f"highprec.abs_minimax({n})"
+        progress(f"computing the approximant {how} …")
+        approx = abs_minimax(n, progress=progress)
+    elif (
+        args.source != "minimax" and standard and tgt.name == "relu" and m == n + 1 and n % 2 == 0 and n >= 2
+    ):
+        how = f"highprec.relu_minimax({n // 2})"
+        progress(f"computing the approximant {how} …")
+        approx = relu_minimax(n // 2, progress=progress)
+    else:
+        from rational_approx.fitting.minimax import minimax
+
+        how = "minimax (double precision)"
+        progress(f"computing the approximant: {how} …")
+        approx = minimax(tgt, (m, n), dom)
+        if args.source == "highprec":
+            how = f"minimax refined at {args.prec} bits"
+            progress(f"refining it at {args.prec} bits …")
+            approx = refine_minimax(approx, prec=args.prec)
+    t_approx = time.perf_counter() - t0
+    progress(f"approximant ready ({t_approx:.1f} s); certifying: upper bound (Taylor-form subdivision) …")
+    left = None if args.max_seconds is None else max(args.max_seconds - t_approx, 1e-3)
+    cert = certify(tgt, approx, dom, type=(m, n), rtol=args.rtol, prec=args.prec, max_seconds=left,
+                   progress=progress)
+    out = cert.to_dict(coefficients=args.coefficients)
+    out["approximant"] = how
+    out["approximation_seconds"] = t_approx
+    return out
+
+
+def _add_claims_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rational-approx claims``."""
+    from rational_approx.verification.claims import CLAIM_IDS
+
+    parser.add_argument("--only", nargs="+", default=None, choices=CLAIM_IDS, metavar="ID",
+                        help=f"measure only these claims ({', '.join(CLAIM_IDS)})")
+    parser.add_argument("--markdown", action="store_true", help="print the markdown table instead of JSON")
+    parser.add_argument("--figures", default=None, metavar="DIR",
+                        help="also write the three theory figures into DIR (e.g. figures)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _claims(args: argparse.Namespace) -> dict:
+    """``rational-approx claims``: {"claims": [...], "seconds": total, "markdown": table}."""
+    from rational_approx.verification.claims import claims, claims_markdown
+
+    t0 = time.perf_counter()
+    rows = claims(args.only, progress=lambda cid: print(f"measuring {cid} …", file=sys.stderr, flush=True))
+    out = {"claims": rows, "seconds": time.perf_counter() - t0, "markdown": claims_markdown(rows)}
+    if getattr(args, "figures", None):
+        from rational_approx.plotting import make_figures
+
+        out["figures"] = make_figures(args.figures)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,49 +269,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_study, show=lambda out: print(out["table"] + f"\n\n{out['seconds']:.1f} s"))
 
-    from rational_approx.verification.certify import add_certify_arguments, certify_command
-
     p = sub.add_parser("certify", help="certified two-sided bounds on the best error")
-    add_certify_arguments(p)
-    p.set_defaults(run=certify_command, show=lambda out: print(json.dumps(out, indent=1, default=_json_default)))
-
-    from rational_approx.verification.claims import add_claims_arguments, claims_command
+    _add_certify_arguments(p)
+    p.set_defaults(run=_certify, show=lambda out: print(dumps(out, indent=1)))
 
     p = sub.add_parser("claims", help="measure every quantitative approximation claim (paper and classical)")
-    add_claims_arguments(p)
-    p.set_defaults(run=claims_command, show=lambda out: print(out["markdown"]))
+    _add_claims_arguments(p)
+    p.set_defaults(run=_claims, show=lambda out: print(out["markdown"]))
     return parser
 
 
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if hasattr(o, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(o)
-    if isinstance(o, Domain):
-        return [list(iv) for iv in o.intervals]
-    return str(o)
+def dumps(out: object, indent: int | None = None) -> str:
+    """Strict JSON (no NaN / Infinity: null plus a ``<key>_note``) of a command's output."""
+    return json.dumps(json_ready(out), indent=indent, allow_nan=False, default=str)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. Exit status 0 on success, 2 for bad input (one line on stderr, never a traceback), 1 for an
+    unexpected internal error (also one line), 130 on Ctrl-C."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # argparse errors: one line and exit 2 (see _Parser)
     run: Callable = args.run
     try:
-        out = run(args)
-    except (RationalApproxError, ValueError) as exc:
-        print(f"rational-approx {args.command}: error: {exc}", file=sys.stderr)
+        with np.errstate(all="ignore"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = run(args)
+    except (RationalApproxError, ValueError, OSError) as exc:
+        print(f"rational-approx {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    if getattr(args, "json", False) and not getattr(args, "markdown", False):
-        out = {k: v for k, v in out.items() if k != "table"} if isinstance(out, dict) else out
-        print(json.dumps(out, default=_json_default))
-    else:
-        args.show(out)
+    except KeyboardInterrupt:
+        print(f"rational-approx {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, with what to report
+        print(f"rational-approx {args.command}: internal error ({exc.__class__.__name__}): {_one_line(exc)}; "
+              f"please report it with the command line", file=sys.stderr)
+        return 1
+    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught
+                    if not issubclass(w.category, DeprecationWarning | PendingDeprecationWarning)})
+    if notes and isinstance(out, dict):
+        out["warnings"] = notes
+    try:
+        if getattr(args, "json", False) and not getattr(args, "markdown", False):
+            out = {k: v for k, v in out.items() if k != "table"} if isinstance(out, dict) else out
+            print(dumps(out))
+        else:
+            args.show(out)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or exc.__class__.__name__
 
 
 if __name__ == "__main__":

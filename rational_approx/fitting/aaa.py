@@ -81,7 +81,8 @@ import numpy as np
 from rational_approx.errors import DegreeError, DomainError, RationalApproxError
 from rational_approx.representation.barycentric import BarycentricRational
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.targets import Target, resolve_domain, resolve_target
+from rational_approx.representation.fit_result import FitResult
+from rational_approx.representation.targets import Target, resolve
 
 __all__ = [
     "AAAResult",
@@ -105,14 +106,15 @@ STAGNATION_WINDOW = 20
 REFINE_DECADES = 15
 
 
-@dataclass(frozen=True)
-class AAAResult:
-    """The outcome of :func:`aaa`.
+@dataclass
+class AAAResult(FitResult):
+    """The outcome of :func:`aaa` (the common fields are those of
+    :class:`~rational_approx.representation.fit_result.FitResult`).
 
     Attributes
     ----------
     r : BarycentricRational
-        The approximant, of type (m, m) with m + 1 = number of support points.
+        The approximant, of type (m, m) with m + 1 = number of support points (``type``).
     error : float
         max |f − r| over the final check set (the final samples plus ``k`` points between each consecutive
         pair).
@@ -123,25 +125,26 @@ class AAAResult:
         Real poles of ``r`` lying in the domain (sorted). Non-empty means r is unbounded on the domain.
     n_cleanup_removed : int
         Support points removed by the clean-up of Froissart doublets.
-    samples : int
-        Size of the final sample set.
+    samples : ndarray
+        The final sample set (sorted abscissae).
     converged : bool
-        True when ``error`` ≤ tol · max|f| (the tolerance was met on the check set, not only on the samples).
-    refinements : int
+        True when ``error`` ≤ tol · max|f| (the tolerance was met on the check set, not only on the samples) and r has
+        no pole in the domain.
+    iterations : int
         Adaptive refinement rounds that added points.
     seconds : float
         Wall-clock time.
     """
 
     r: BarycentricRational
-    error: float
     errors: np.ndarray
     real_poles_in_domain: np.ndarray
     n_cleanup_removed: int
-    samples: int
-    converged: bool
-    refinements: int
-    seconds: float
+    samples: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "method": "aaa", "cleanup_removed": int(self.n_cleanup_removed),
+                "samples": int(self.samples.size)}
 
 
 # ------------------------------------------------------------ input handling
@@ -465,6 +468,8 @@ def aaa(
     refine: bool = True,
     max_refinements: int = 10,
     check_k: int = 3,
+    gap: float | None = None,
+    **target_kw,
 ) -> AAAResult:
     """AAA rational approximation of a real target on a real domain, with adaptive sampling (see the module).
 
@@ -508,8 +513,7 @@ def aaa(
         Malformed domain, ``n_samples < 2`` or sample points outside the domain.
     """
     t0 = time.perf_counter()
-    tgt = resolve_target(target)
-    dom = resolve_domain(domain, tgt)
+    tgt, dom = resolve(target, domain, gap, **target_kw)
     tol = _check_tol(tol)
     mmax = _check_count("mmax", mmax, 0, DegreeError)
     if degree is not None:
@@ -546,12 +550,15 @@ def aaa(
     real_poles = poles_on_domain(r, dom)
     return AAAResult(
         r=r,
-        error=error,
         errors=history,
         real_poles_in_domain=real_poles,
         n_cleanup_removed=removed,
-        samples=int(x.size),
-        converged=bool(error <= abstol) and math.isfinite(error),
-        refinements=rounds,
+        samples=x,
+        target=tgt,
+        type=r.type,
+        domain=dom,
+        error=error,
+        converged=bool(error <= abstol) and math.isfinite(error) and real_poles.size == 0,
+        iterations=rounds,
         seconds=time.perf_counter() - t0,
     )

@@ -31,7 +31,6 @@ from rational_approx.fitting.minimax import minimax
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.extrema import sup_error
 from rational_approx.representation.safepade import SafePade, relaxed_remez
-from rational_approx.representation.targets import resolve_target
 
 __all__ = ["ActivationCoefficients", "activation_coefficients", "DEFAULT_TYPES", "GATE_ALIASES"]
 
@@ -128,10 +127,8 @@ def activation_coefficients(
         if gate not in DEFAULT_TYPES:
             raise ValueError(f"no default type for gate {gate!r}; pass type=(m, n)")
         type = DEFAULT_TYPES[gate]
-    tgt = resolve_target(gate, **({"theta": theta} if theta is not None else {}),
-                         **({"tau": tau} if tau is not None else {}))
-    dom = domain if domain is not None else tgt.default_domain(gap)
-    res = minimax(tgt, type, dom)
+    res = minimax(gate, type, domain, gap=gap, theta=theta, tau=tau)  # resolves target and domain once
+    tgt, dom = res.target, res.domain
     m, n = res.type
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedWarning)

@@ -70,11 +70,12 @@ from rational_approx.fitting.aaa import (
     poles_on_domain,
     refinement_points,
 )
-from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.representation.barycentric import BarycentricRational, parse_type
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.targets import Target, resolve_domain, resolve_target
+from rational_approx.representation.fit_result import FitResult
+from rational_approx.representation.targets import Target, resolve
 
-__all__ = ["LawsonResult", "lawson", "parse_type"]
+__all__ = ["LawsonResult", "lawson"]
 
 #: Default size of the Chebyshev-like part of Lawson's samples: every step solves a least-squares problem on
 #: all of them, and the adaptive refinement adds points where they are needed.
@@ -88,9 +89,10 @@ LAWSON_DEPTH = 20
 BLOWUP = 2.0
 
 
-@dataclass(frozen=True)
-class LawsonResult:
-    """The outcome of :func:`lawson`.
+@dataclass
+class LawsonResult(FitResult):
+    """The outcome of :func:`lawson` (the common fields are those of
+    :class:`~rational_approx.representation.fit_result.FitResult`).
 
     Attributes
     ----------
@@ -103,9 +105,7 @@ class LawsonResult:
         Max error over the current samples after each Lawson step.
     converged : bool
         True when the max error stopped improving (relative change < ``tol`` over ``patience`` steps) and
-        the check set agreed with the samples, before ``maxiter`` steps.
-    seconds : float
-        Wall-clock time.
+        the check set agreed with the samples, before ``maxiter`` steps, and r has no pole in the domain.
     samples : ndarray
         The finest point set, sorted: least-squares samples ∪ support points ∪ check points.
     residual : ndarray
@@ -116,44 +116,19 @@ class LawsonResult:
         points). They concentrate at the extremal points of the error.
     iterations : int
         Lawson steps taken.
-    type : (int, int)
-        (m, n).
-    domain : Domain
-    target : Target
     real_poles_in_domain : ndarray
         Real poles of ``r`` on the domain (empty for a usable approximant).
     """
 
     r: BarycentricRational
-    error: float
     history: np.ndarray
-    converged: bool
-    seconds: float
     samples: np.ndarray
     residual: np.ndarray
     weights: np.ndarray
-    iterations: int
-    type: tuple[int, int]
-    domain: Domain
-    target: Target
     real_poles_in_domain: np.ndarray
 
-
-def parse_type(type: int | Sequence[int]) -> tuple[int, int]:
-    """(m, n) from an int n (meaning (n, n)) or a pair; raises :class:`DegreeError` otherwise."""
-    if isinstance(type, int | np.integer) and not isinstance(type, bool):
-        pair: tuple = (type, type)
-    else:
-        try:
-            pair = tuple(type)  # type: ignore[arg-type]
-        except TypeError as exc:
-            raise DegreeError(f"type must be an int n or a pair (m, n), got {type!r}") from exc
-    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in pair):
-        raise DegreeError(f"type must be an int n or a pair (m, n) of integers, got {type!r}")
-    m, n = (int(v) for v in pair)
-    if m < 0 or n < 0 or m + n == 0:
-        raise DegreeError(f"type (m, n) needs m, n ≥ 0 and m + n ≥ 1, got {(m, n)}")
-    return m, n
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "method": "lawson"}
 
 
 def _constraint_basis(s: np.ndarray, free: int) -> np.ndarray:
@@ -208,6 +183,8 @@ def lawson(
     max_refinements: int = 8,
     check_k: int = 3,
     check_rtol: float = 1e-3,
+    gap: float | None = None,
+    **target_kw,
 ) -> LawsonResult:
     """AAA-Lawson near-minimax approximation of type (m, n) (module docstring).
 
@@ -240,8 +217,7 @@ def lawson(
         The least-squares solution has a zero denominator weight (r would have a pole at a support point).
     """
     t0 = time.perf_counter()
-    tgt = resolve_target(target)
-    dom = resolve_domain(domain, tgt)
+    tgt, dom = resolve(target, domain, gap, **target_kw)
     m, n = parse_type(type)
     N = max(m, n)
     failure: ConvergenceError | None = None
@@ -268,20 +244,21 @@ def lawson(
     r, error, history, settled, xs, residual, weights = min(
         runs, key=lambda run: (poles_on_domain(run[0], dom).size > 0, run[1])
     )
+    real_poles = poles_on_domain(r, dom)
     return LawsonResult(
         r=r,
-        error=error,
         history=history,
-        converged=settled,
-        seconds=time.perf_counter() - t0,
         samples=xs,
         residual=residual,
         weights=weights,
-        iterations=int(history.size),
+        real_poles_in_domain=real_poles,
+        target=tgt,
         type=(m, n),
         domain=dom,
-        target=tgt,
-        real_poles_in_domain=poles_on_domain(r, dom),
+        error=error,
+        converged=bool(settled) and real_poles.size == 0,
+        iterations=int(history.size),
+        seconds=time.perf_counter() - t0,
     )
 
 

@@ -55,11 +55,12 @@ import mpmath
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from rational_approx.errors import ConvergenceError, DegreeError, RationalApproxError, TargetError
-from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.errors import ConvergenceError, DomainError, RationalApproxError, TargetError
+from rational_approx.representation.barycentric import BarycentricRational, parse_type
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.extrema import alternating_subset, local_extrema
-from rational_approx.representation.targets import Target, get_target, resolve_domain, resolve_target
+from rational_approx.representation.extrema import alternating_indices, local_extrema
+from rational_approx.representation.fit_result import FitResult
+from rational_approx.representation.targets import TARGET_NAMES, Target, get_target, resolve
 
 __all__ = ["minimax", "MinimaxResult"]
 
@@ -70,8 +71,9 @@ _MP_DPS = 40  # digits of the mpmath polish
 
 
 @dataclass
-class MinimaxResult:
-    """Outcome of :func:`minimax`.
+class MinimaxResult(FitResult):
+    """Outcome of :func:`minimax` (the common fields are those of
+    :class:`~rational_approx.representation.fit_result.FitResult`).
 
     Attributes
     ----------
@@ -87,58 +89,36 @@ class MinimaxResult:
     expected_alternations : int
         m + n + 2 − defect required by the characterisation theorem for the computed r.
     converged : bool
+        Equioscillation reached (or f itself lies in R_{m,n}) and r has no pole in the domain.
     iterations : int
-    seconds : float
-    type : (m, n)
-    domain : Domain
-    target : Target
+        Remez exchanges.
     symmetry : str
         ``"none"``, ``"even"`` or ``"relu"``: which reduction was used.
     history : list of float
         Relative spread (max|e| − min|e_ref|)/max|e| per iteration.
+    degenerate : bool
+        The target itself lies in R_{m,n} (to rounding): ``r`` reproduces it, ``error`` is at rounding level and
+        there is no equioscillation to find (``symmetry`` is then "exact").
     """
 
     r: BarycentricRational
-    error: float
     extremal_points: np.ndarray
     extremal_errors: np.ndarray
     alternations: int
     expected_alternations: int
-    converged: bool
-    iterations: int
-    seconds: float
-    type: tuple[int, int]
-    domain: Domain
-    target: Target
     symmetry: str
     history: list[float] = field(default_factory=list)
+    degenerate: bool = False
 
-    def summary(self) -> dict:
+    def to_dict(self) -> dict:
         """JSON-ready summary (without the representation)."""
-        return {
-            "target": self.target.name,
-            "type": list(self.type),
-            "domain": [list(iv) for iv in self.domain.intervals],
-            "error": self.error,
-            "converged": self.converged,
-            "iterations": self.iterations,
-            "seconds": self.seconds,
-            "alternations": self.alternations,
-            "expected_alternations": self.expected_alternations,
-            "symmetry": self.symmetry,
-        }
-
-
-def _check_type(type_: tuple[int, int]) -> tuple[int, int]:
-    try:
-        m, n = type_
-    except (TypeError, ValueError) as exc:
-        raise DegreeError(f"type must be a pair (m, n), got {type_!r}") from exc
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (m, n)):
-        raise DegreeError(f"type must hold integers, got {type_!r}")
-    if m < 0 or n < 0:
-        raise DegreeError(f"type (m, n) needs m, n ≥ 0, got ({m}, {n})")
-    return int(m), int(n)
+        out = {**super().to_dict(), "method": "minimax", "alternations": int(self.alternations),
+               "expected_alternations": int(self.expected_alternations), "symmetry": self.symmetry,
+               "degenerate": bool(self.degenerate)}
+        if self.degenerate:
+            out["note"] = (f"the target lies in R_{self.type}: the best approximant is the target itself (error at "
+                           f"rounding level, no equioscillation); the type is degenerate")
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -363,11 +343,11 @@ def _remez(g, domain: Domain, m: int, n: int, x0: np.ndarray, *, singular: tuple
         if emax <= _EXACT_ULPS * np.finfo(float).eps * fscale:
             # f is a rational of lower type (defect): the best error is 0 and there is nothing to equioscillate
             return sol, cx, cv, emax, it, True, history + [0.0]
-        sub = alternating_subset(cx, cv, M)
-        if sub is None:
+        idx = alternating_indices(cv, M)
+        if idx.size < M:
             history.append(np.inf)
             break
-        nx, nv = sub
+        nx, nv = cx[idx], cv[idx]
         spread = (emax - float(np.min(np.abs(nv)))) / emax
         history.append(spread)
         if best is None or emax < best[3]:
@@ -445,13 +425,6 @@ def _mp_error(g_mp, r: BarycentricRational, x: np.ndarray, dps: int = _MP_DPS) -
     with mpmath.workdps(dps):
         vals = r.eval_mp([mpmath.mpf(float(v)) for v in x])
         return np.array([float(g_mp(mpmath.mpf(float(v))) - rv) for v, rv in zip(x, vals)])
-
-
-def _count_alternations(v: np.ndarray, level: float) -> int:
-    big = v[np.abs(v) >= level]
-    if big.size == 0:
-        return 0
-    return 1 + int(np.sum(np.sign(big[1:]) != np.sign(big[:-1])))
 
 
 def _defect(r: BarycentricRational, m: int, n: int, hull: tuple[float, float]) -> int:
@@ -585,9 +558,19 @@ def minimax(
 def _minimax(target, type, domain, *, symmetry, tol, maxiter, init, gap, raise_on_failure, polish=True,
              **target_kw):
     t0 = time.perf_counter()
-    m, n = _check_type(type)
-    tgt = resolve_target(target, **target_kw)
-    dom = resolve_domain(domain, tgt, gap)
+    m, n = parse_type(type)
+    tgt, dom = resolve(target, domain, gap, **target_kw)
+    if isinstance(maxiter, bool) or not isinstance(maxiter, int | np.integer) or maxiter < 1:
+        raise RationalApproxError(f"maxiter must be a positive integer (Remez iterations per degree step), got "
+                                  f"{maxiter!r}")
+    if not (isinstance(tol, int | float | np.floating) and 0 < tol < 1):
+        raise RationalApproxError(f"tol must be a number in (0, 1) (relative spread of the levels), got {tol!r}")
+    if init is not None:
+        init = _check_init(init, dom)
+    if tgt.name not in TARGET_NAMES:  # the named gates are not rational; a user function may be
+        exact = _rational_in_type(tgt, dom, m, n)
+        if exact is not None:
+            return _exact_result(tgt, dom, (m, n), exact, t0)
     if symmetry not in ("auto", "even", "relu", "none"):
         raise RationalApproxError(f"symmetry must be 'auto', 'even', 'relu' or 'none', got {symmetry!r}")
     sym_domain = dom.is_symmetric(tol=1e-15 * (dom.b - dom.a))
@@ -618,6 +601,9 @@ def _minimax(target, type, domain, *, symmetry, tol, maxiter, init, gap, raise_o
 
     if symmetry == "even":
         mt, nt = m // 2, n // 2
+        if not np.isfinite(max(dom.a * dom.a, dom.b * dom.b)):
+            raise DomainError(f"domain {dom} is too wide for the even reduction t = x² (x² overflows float64); rescale "
+                              f"x to a moderate interval such as [-1, 1], or pass symmetry='none'")
         tdom = Domain(tuple(sorted({(min(a * a, b * b) if a * b > 0 else 0.0, max(a * a, b * b))
                                     for a, b in dom.intervals if b > 0})))
         f, f_mp = tgt.f, tgt.f_mp
@@ -654,6 +640,75 @@ def _minimax(target, type, domain, *, symmetry, tol, maxiter, init, gap, raise_o
     mp = None if t_mp is None else (t_mp, v_mp, w_mp)
     r = BarycentricRational(sol.t, sol.fv, sol.w, type=(m, n), mp=mp)
     return _finish(tgt, dom, (m, n), r, nx, conv, iters, t0, "none", hist, tol, raise_on_failure)
+
+
+def _rational_in_type(tgt: Target, dom: Domain, m: int, n: int) -> BarycentricRational | None:
+    """r = p/q ∈ R_{m,n} equal to f to rounding level on the domain, or None.
+
+    For j = min(m, n), …, 0 (smallest type first, so that p and q share no factor and the null space below is one
+    dimensional): linearised least squares min ‖p − f·q‖ over Chebyshev coefficients of type (m − j, n − j), ‖(p, q)‖ =
+    1 (the right singular vector of the smallest singular value) on 4(m + n + 2) + 40 points; accepted when q has no
+    sign change on a dense check set and max |f − p/q| there is ≤ _EXACT_ULPS ulps of max |f|. r is returned in
+    barycentric form on max(m, n) + 1 Chebyshev points (w_k = q(z_k)/ℓ'(z_k), f_k = p(z_k)/q(z_k), exact for
+    deg p, deg q ≤ N), declared type (m, n).
+    """
+    a, b = dom.a, dom.b
+    cheb = np.polynomial.chebyshev
+    x = dom.sample(4 * (m + n + 2) + 40)
+    s = (2.0 * x - a - b) / (b - a)
+    fx = tgt.evaluate(x)
+    xc = dom.sample(4000, cluster=tgt.singular_points, depth=12)
+    sc = (2.0 * xc - a - b) / (b - a)
+    fc = tgt.evaluate(xc)
+    level = _EXACT_ULPS * np.finfo(float).eps * max(float(np.max(np.abs(fc))), 1e-300)
+    for j in range(min(m, n), -1, -1):
+        mj, nj = m - j, n - j
+        A = np.hstack([cheb.chebvander(s, mj), -fx[:, None] * cheb.chebvander(s, nj)])
+        norms = np.maximum(np.linalg.norm(A, axis=0), 1e-300)  # column scaling: the SVD sees an O(1) matrix
+        v = np.linalg.svd(A / norms, full_matrices=False)[2][-1] / norms
+        cp, cq = v[: mj + 1], v[mj + 1:]
+        with np.errstate(all="ignore"):
+            qc = cheb.chebval(sc, cq)
+            if not (np.all(qc > 0) or np.all(qc < 0)):
+                continue
+            if np.max(np.abs(fc - cheb.chebval(sc, cp) / qc)) > level:
+                continue
+        N = max(m, n)
+        zs = np.cos(np.pi * (np.arange(N + 1) + 0.5) / (N + 1))[::-1]  # Chebyshev points of [−1, 1], in s
+        lp = np.array([np.prod([zs[k] - zs[i] for i in range(N + 1) if i != k]) for k in range(N + 1)])
+        qz, pz = cheb.chebval(zs, cq), cheb.chebval(zs, cp)
+        w = qz / lp
+        return BarycentricRational(0.5 * (a + b) + 0.5 * (b - a) * zs, pz / qz, w / np.max(np.abs(w)), type=(m, n))
+    return None
+
+
+def _exact_result(tgt: Target, dom: Domain, type_: tuple[int, int], r: BarycentricRational, t0: float) -> MinimaxResult:
+    def err(x):
+        return tgt.f(x) - r(x)
+
+    cx, cv = local_extrema(err, dom, np.asarray(tgt.singular_points, dtype=float))
+    i = int(np.argmax(np.abs(cv)))
+    return MinimaxResult(r=r, extremal_points=cx[i:i + 1], extremal_errors=cv[i:i + 1], alternations=0,
+                         expected_alternations=0, symmetry="exact", history=[], degenerate=True, target=tgt,
+                         type=type_, domain=dom, error=float(abs(cv[i])), converged=True, iterations=0,
+                         seconds=time.perf_counter() - t0)
+
+
+def _check_init(init, dom: Domain) -> np.ndarray:
+    """An initial reference: ≥ 2 distinct finite points of the domain (any number: it is resampled to m + n + 2)."""
+    try:
+        x = np.asarray(init, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise RationalApproxError(f"init must be a 1-D array of reference points, got {init!r}") from exc
+    if x.ndim != 1 or np.unique(x).size < 2:
+        raise RationalApproxError(f"init must be a 1-D array of at least 2 distinct reference points, got shape "
+                                  f"{x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise RationalApproxError("init holds NaN or infinite points")
+    outside = x[~dom.contains(x)]
+    if outside.size:
+        raise DomainError(f"init point {float(outside[0])!r} lies outside the domain {dom}")
+    return np.sort(x)
 
 
 def _extrema_mp(g_mp, t_mp, v_mp, w_mp, x: np.ndarray, domain: Domain, dps: int = _MP_DPS) -> np.ndarray:
@@ -734,13 +789,15 @@ def _finish(tgt, dom, type_, r, ref, conv, iters, t0, symmetry, hist, tol, raise
     level = (1.0 - max(10 * tol, 4 * spread)) * emax
     # the alternation set: the extrema near the maximal level, merged by sign
     near = np.abs(cv) >= level
-    alt = _count_alternations(cv, level)
-    sub = alternating_subset(cx[near], cv[near], alt) if near.any() else None
-    ex, ev = sub if sub is not None else (cx[near], cv[near])
+    idx = alternating_indices(cv[near])
+    alt = int(idx.size)
+    ex, ev = cx[near][idx], cv[near][idx]
     defect = _defect(r, m, n, (dom.a, dom.b))
     expected = m + n + 2 - defect
     exact = emax <= _EXACT_ULPS * np.finfo(float).eps * max(float(np.max(np.abs(tgt.f(cx)))), 1e-300)
-    converged = bool(conv and (alt >= expected or exact))
+    with np.errstate(all="ignore"):
+        poles_inside = r.real_poles_in(dom.intervals)
+    converged = bool(conv and (alt >= expected or exact) and np.isfinite(emax) and poles_inside.size == 0)
     res = MinimaxResult(r=r, error=emax, extremal_points=ex, extremal_errors=ev, alternations=alt,
                         expected_alternations=expected, converged=converged, iterations=iters,
                         seconds=time.perf_counter() - t0, type=(m, n), domain=dom, target=tgt, symmetry=symmetry,
@@ -748,7 +805,8 @@ def _finish(tgt, dom, type_, r, ref, conv, iters, t0, symmetry, hist, tol, raise
     if not converged and raise_on_failure:
         raise ConvergenceError(
             f"minimax did not converge for {tgt.name} type {type_} on {dom}: {alt} alternations of {expected} "
-            f"needed, last relative spread {hist[-1] if hist else float('nan'):.2e}; best error {emax:.3e}. "
+            f"needed, last relative spread {hist[-1] if hist else float('nan'):.2e}; best error {emax:.3e}"
+            + (f"; {poles_inside.size} real pole(s) inside the domain" if poles_inside.size else "") + ". "
             "Try more iterations (maxiter), a looser tol, or an initial reference (init=) from lawson().",
             best=res,
         )

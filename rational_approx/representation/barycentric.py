@@ -36,7 +36,47 @@ import scipy.linalg
 
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
 
-__all__ = ["BarycentricRational", "PolyQuotient"]
+__all__ = ["BarycentricRational", "PolyQuotient", "parse_type"]
+
+
+def parse_type(type: int | str | Sequence[int]) -> tuple[int, int]:
+    """The type (m, n) of a rational p/q, deg p ≤ m, deg q ≤ n: the one parser and validator of the package.
+
+    Accepts an integer n (meaning (n, n)), a pair (m, n) of integers, or the command-line text ``"m,n"`` / ``"n"``.
+    Both degrees must be integers ≥ 0 (bool and float are refused, also 2.0: a degree is a count); (0, 0), the best
+    constant, is a valid type.
+
+    Raises
+    ------
+    DegreeError
+        with one line saying what was given and what is expected.
+
+    Example
+    -------
+    >>> parse_type(4), parse_type((3, 2)), parse_type("9,8")
+    ((4, 4), (3, 2), (9, 8))
+    """
+    expected = "type must be (m, n) or n (for (n, n)) with integers m, n ≥ 0 (command line: --type m,n)"
+    if isinstance(type, str):
+        try:
+            pair: tuple = tuple(int(v) for v in type.split(","))
+        except ValueError as exc:
+            raise DegreeError(f"{expected}, got {type!r}") from exc
+    elif isinstance(type, int | np.integer) and not isinstance(type, bool):
+        pair = (type, type)
+    else:
+        try:
+            pair = tuple(type)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise DegreeError(f"{expected}, got {type!r}") from exc
+    if len(pair) == 1:
+        pair = pair * 2
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in pair):
+        raise DegreeError(f"{expected}, got {type!r}")
+    m, n = (int(v) for v in pair)
+    if m < 0 or n < 0:
+        raise DegreeError(f"{expected}, got ({m}, {n})")
+    return m, n
 
 
 class PolyQuotient(NamedTuple):
@@ -104,12 +144,7 @@ class BarycentricRational:
             raise RationalApproxError("support points z must be distinct")
         self.z, self.f, self.w = z, f, w
         N = z.size - 1
-        if type is None:
-            type = (N, N)
-        m, n = type
-        if not (isinstance(m, int | np.integer) and isinstance(n, int | np.integer) and m >= 0 and n >= 0):
-            raise DegreeError(f"type must be a pair of non-negative integers, got {type!r}")
-        self.type = (int(m), int(n))
+        self.type = parse_type((N, N) if type is None else type)
         self.mp = mp
 
     # ------------------------------------------------------------------ evaluation
@@ -119,7 +154,7 @@ class BarycentricRational:
         scalar = x.ndim == 0
         xv = np.atleast_1d(x).ravel()
         dtype = np.result_type(xv.dtype, self.z.dtype, self.f.dtype, self.w.dtype, np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf at a pole is the value; callers check
             C = 1.0 / (xv[:, None] - self.z[None, :])
             r = (C @ (self.w * self.f)) / (C @ self.w)
         r = r.astype(dtype, copy=False)
@@ -178,12 +213,24 @@ class BarycentricRational:
         return np.sort_complex(ev[np.abs(ev) < 1e13 * scale])
 
     def poles(self) -> np.ndarray:
-        """The finite poles of r (complex array, sorted)."""
-        return self._arrowhead_eig(self.w)
+        """The finite poles of r (complex array, sorted): at most n for declared type (m, n).
+
+        The pencil has N = max(m, n) finite eigenvalues; when n < N the denominator ℓ·D has degree ≤ n and the other
+        N − n eigenvalues belong to the infinite ones, perturbed by rounding — they are dropped (the n of smallest
+        modulus are kept). A polynomial type (m, 0) has no poles.
+        """
+        return self._keep_finite(self._arrowhead_eig(self.w), self.type[1])
 
     def zeros(self) -> np.ndarray:
-        """The finite zeros of r (complex array, sorted)."""
-        return self._arrowhead_eig(self.w * self.f)
+        """The finite zeros of r (complex array, sorted): at most m for declared type (m, n), as for :meth:`poles`."""
+        return self._keep_finite(self._arrowhead_eig(self.w * self.f), self.type[0])
+
+    @staticmethod
+    def _keep_finite(ev: np.ndarray, degree: int) -> np.ndarray:
+        if ev.size <= degree:
+            return ev
+        keep = np.sort(np.argsort(np.abs(ev), kind="stable")[:degree])
+        return ev[keep]
 
     def residues(self, poles: np.ndarray | None = None) -> np.ndarray:
         """Residues N(p)/D'(p) at the given (default: all) poles."""

@@ -42,9 +42,11 @@ import numpy as np
 import scipy.optimize
 
 from rational_approx.errors import DegreeError, RationalApproxError
+from rational_approx.representation.barycentric import parse_type
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.targets import Target, get_target
-from rational_approx.verification.theory import alternating_extrema
+from rational_approx.representation.extrema import alternating_indices
+from rational_approx.representation.fit_result import FitResult
+from rational_approx.representation.targets import Target, resolve
 
 __all__ = [
     "SafePade",
@@ -53,7 +55,6 @@ __all__ = [
     "relaxed_remez",
     "least_squares_fit",
     "linearized_init",
-    "resolve",
 ]
 
 
@@ -124,36 +125,6 @@ class SafePade:
 
 
 # ------------------------------------------------------------------------------ helpers
-def resolve(target: Target | str | Callable, domain: Domain | tuple[float, float] | None,
-            gap: float | None = None, **target_kw) -> tuple[Target, Domain]:
-    """The target and its domain (default: the target's default domain, gapped around a jump)."""
-    if isinstance(target, Target):
-        tgt = target
-    elif isinstance(target, str):
-        tgt = get_target(target, **target_kw)
-    elif callable(target):
-        tgt = Target.from_callable(target)
-    else:
-        raise RationalApproxError(f"target must be a Target, a name or a callable, got {type(target).__name__}")
-    if domain is None:
-        dom = tgt.default_domain(gap)
-    elif isinstance(domain, Domain):
-        dom = domain
-    else:
-        dom = Domain.interval(*domain)
-    return tgt, dom
-
-
-def _check_type(type_: Sequence[int]) -> tuple[int, int]:
-    try:
-        m, n = (int(v) for v in type_)
-    except (TypeError, ValueError) as exc:
-        raise DegreeError(f"type must be a pair (m, n) of integers, got {type_!r}") from exc
-    if m < 0 or n < 0:
-        raise DegreeError(f"type must be non-negative, got ({m}, {n})")
-    return m, n
-
-
 def _residual_and_jac(theta: np.ndarray, t: np.ndarray, y: np.ndarray, m: int, n: int, form: str):
     """e = y − r(t) and ∂e/∂(a, b) for r = P/(1 + |B|) or P/(1 + B)."""
     a, b = theta[: m + 1], theta[m + 1: m + 1 + n]
@@ -171,7 +142,7 @@ def _residual_and_jac(theta: np.ndarray, t: np.ndarray, y: np.ndarray, m: int, n
 
 def linearized_init(t: np.ndarray, y: np.ndarray, type_: tuple[int, int]) -> SafePade:
     """Linearised least squares P(t) − y·B(t) ≈ y (the classical Levy/Padé start), as a plain form."""
-    m, n = _check_type(type_)
+    m, n = parse_type(type_)
     V = np.vander(t, max(m + 1, n + 1), increasing=True)
     A = np.hstack([V[:, : m + 1], -y[:, None] * V[:, 1: n + 1]])
     sol = np.linalg.lstsq(A, y, rcond=None)[0]
@@ -180,8 +151,9 @@ def linearized_init(t: np.ndarray, y: np.ndarray, type_: tuple[int, int]) -> Saf
 
 # ------------------------------------------------------------------------------ relaxed Remez
 @dataclass
-class SafePadeFit:
-    """Outcome of :func:`relaxed_remez`.
+class SafePadeFit(FitResult):
+    """Outcome of :func:`relaxed_remez` (the common fields are those of
+    :class:`~rational_approx.representation.fit_result.FitResult`).
 
     Attributes
     ----------
@@ -194,19 +166,23 @@ class SafePadeFit:
         The final K = m + n + 2 reference points.
     rational : bool
         True when B keeps one sign on the domain (then ``error`` ≥ the best type-(m, n) rational error).
-    rounds, seconds : int, float
+    converged : bool
+        ``rational`` and the measured error within 1 % of the learnt level (near-equioscillation).
+    iterations : int
+        (minimise, exchange) rounds.
     history : list of float
         The measured sup error after each round.
     """
 
     r: SafePade
-    error: float
     level: float
     reference: np.ndarray
     rational: bool
-    rounds: int
-    seconds: float
     history: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "method": f"relaxed_remez ({self.r.form})", "level": float(self.level),
+                "rational": bool(self.rational)}
 
 
 def _fit_grid(dom: Domain, tgt: Target, points: int) -> np.ndarray:
@@ -241,9 +217,8 @@ def relaxed_remez(
     w_eq, w_alt : weights of the equioscillation and sign-alternation terms
     """
     t0 = time.perf_counter()
-    m, n = _check_type(type)
+    m, n = parse_type(type)
     tgt, dom = resolve(target, domain, gap, **target_kw)
-    tgt.check_domain(dom)
     x = _fit_grid(dom, tgt, grid_points)
     y = tgt(x)
     check = _fit_grid(dom, tgt, 8 * grid_points)
@@ -259,7 +234,7 @@ def relaxed_remez(
         return float(np.max(np.abs(_residual_and_jac(th, check, y_check, m, n, form)[0])))
 
     e0 = _residual_and_jac(theta, x, y, m, n, form)[0]
-    idx = alternating_extrema(x, e0, K)
+    idx = alternating_indices(e0, K)
     ref = x[idx] if idx.size == K else np.quantile(x, np.linspace(0, 1, K))
     E = float(np.mean(sigma[: min(K, idx.size)] * e0[idx[:K]])) if idx.size else 0.0
     best_theta, best_err = theta.copy(), sup(theta)
@@ -295,13 +270,16 @@ def relaxed_remez(
         if err < best_err:
             best_theta, best_err = theta.copy(), err
         e = _residual_and_jac(theta, x, y, m, n, form)[0]
-        idx = alternating_extrema(x, e, K)
+        idx = alternating_indices(e, K)
         if idx.size == K:
             ref = x[idx]
         tau_rel *= 0.5
     r = SafePade(best_theta[: m + 1], best_theta[m + 1:], form)
-    return SafePadeFit(r, best_err, abs(E), np.sort(ref), r.is_rational_on(dom), rounds,
-                       time.perf_counter() - t0, history)
+    rational = r.is_rational_on(dom)
+    return SafePadeFit(r=r, level=abs(E), reference=np.sort(ref), rational=rational, history=history, target=tgt,
+                       type=(m, n), domain=dom, error=best_err,
+                       converged=bool(rational and abs(best_err - abs(E)) <= 0.01 * best_err), iterations=rounds,
+                       seconds=time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------------------ least squares (grid MSE)
@@ -345,7 +323,7 @@ def least_squares_fit(
     by 1/j, numerator then fitted linearly). A local method: the best of the starts is reported, not certified.
     For the plain form a start whose denominator vanishes on the grid is discarded.
     """
-    m, n = _check_type(type)
+    m, n = parse_type(type)
     t = np.asarray(t, dtype=float)
     y = np.asarray(y, dtype=float)
     rng = np.random.default_rng(seed)

@@ -31,7 +31,9 @@ import numpy as np
 from rational_approx.errors import DomainError, TargetError
 from rational_approx.representation.domain import Domain
 
-__all__ = ["Target", "get_target", "resolve_target", "resolve_domain", "TARGET_NAMES"]
+__all__ = [
+    "Target", "get_target", "resolve", "resolve_target", "resolve_domain", "piecewise_linear_form", "TARGET_NAMES",
+]
 
 TARGET_NAMES = ("abs", "relu", "jumprelu", "heaviside", "sign", "topk_gate")
 
@@ -127,10 +129,27 @@ class Target:
         if parity not in (None, "even", "odd"):
             raise TargetError(f"parity must be 'even', 'odd' or None, got {parity!r}")
 
-        def f(x: np.ndarray) -> np.ndarray:
-            return np.asarray(fn(x), dtype=float) * np.ones_like(x)
+        label = name or getattr(fn, "__name__", "user")
+        if label in TARGET_NAMES:  # a user function is never mistaken for the named target (exact forms, symmetry)
+            label = f"callable {label}"
 
-        return cls(name or getattr(fn, "__name__", "user"), f, f_mp, tuple(kinks), tuple(jumps), parity)
+        def f(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, dtype=float)
+            y = np.asarray(fn(x))
+            if np.iscomplexobj(y):
+                raise TargetError(f"target {label!r} returned complex values; rational_approx approximates real "
+                                  f"functions (pass the real part, e.g. lambda x: f(x).real)")
+            if y.shape == ():  # a constant
+                return np.full(x.shape, float(y))
+            if y.shape != x.shape:
+                raise TargetError(f"target {label!r} returned shape {y.shape} for input of shape {x.shape}; a "
+                                  f"target maps an array of points to one value per point")
+            try:
+                return y.astype(float)
+            except (TypeError, ValueError) as exc:
+                raise TargetError(f"target {label!r} returned non-numeric values ({y.dtype})") from exc
+
+        return cls(label, f, f_mp, tuple(kinks), tuple(jumps), parity)
 
 
 def _heaviside(x: np.ndarray) -> np.ndarray:
@@ -144,8 +163,16 @@ def _mp_heaviside(x):
 def get_target(name: str, *, theta: float | None = None, tau: float | None = None) -> Target:
     """The named target ``name`` (see the module table); ``theta`` for jumprelu/heaviside, ``tau`` for topk_gate.
 
-    ``theta`` defaults to 0.5 for jumprelu and 0.0 for heaviside; ``tau`` defaults to 0.5.
+    ``theta`` defaults to 0.5 for jumprelu and 0.0 for heaviside; ``tau`` defaults to 0.5. A threshold given to a
+    target that has none (or ``theta`` to topk_gate, ``tau`` to jumprelu / heaviside) raises :class:`TargetError`
+    rather than being ignored.
     """
+    takes = {"jumprelu": "theta", "heaviside": "theta", "topk_gate": "tau"}.get(name)
+    for key, value in (("theta", theta), ("tau", tau)):
+        if value is not None and key != takes and name in TARGET_NAMES:
+            where = f"{name!r} takes {takes}" if takes else f"{name!r} has no threshold"
+            raise TargetError(f"{key} does not apply: {where} ({key} is the threshold of "
+                              f"{'topk_gate' if key == 'tau' else 'jumprelu / heaviside'})")
     if name == "abs":
         return Target("abs", np.abs, abs, kinks=(0.0,), parity="even")
     if name == "relu":
@@ -173,14 +200,37 @@ def get_target(name: str, *, theta: float | None = None, tau: float | None = Non
 
 
 def resolve_target(target: Target | str | Callable[[np.ndarray], np.ndarray], **kw) -> Target:
-    """A :class:`Target` from a Target, a name known to :func:`get_target` (``kw``: theta, tau), or a callable."""
-    if isinstance(target, Target):
-        return target
+    """A :class:`Target` from a Target, a name known to :func:`get_target` (``kw``: theta, tau), or a callable.
+
+    ``theta`` / ``tau`` are parameters of named targets only: given with a Target or a callable they raise
+    :class:`TargetError` rather than being ignored.
+    """
+    unknown = sorted(set(kw) - {"theta", "tau"})
+    if unknown:
+        raise TargetError(f"unknown target parameter(s) {', '.join(unknown)}; named targets take theta or tau")
     if isinstance(target, str):
         return get_target(target, **kw)
+    if any(v is not None for v in kw.values()):
+        raise TargetError("theta / tau set the threshold of a named target (jumprelu, heaviside, topk_gate); they do "
+                          "not apply to a Target object or a callable")
+    if isinstance(target, Target):
+        return target
     if callable(target):
         return Target.from_callable(target)
     raise TargetError(f"target must be a Target, a target name or a callable, got {type(target).__name__}")
+
+
+def resolve(target: Target | str | Callable[[np.ndarray], np.ndarray],
+            domain: Domain | str | Sequence[float] | None = None, gap: float | None = None,
+            **target_kw) -> tuple[Target, Domain]:
+    """The one resolver of a fit's input: (target, domain), the target checked on the domain.
+
+    ``target`` as for :func:`resolve_target` (``target_kw``: theta, tau), ``domain`` and ``gap`` as for
+    :func:`resolve_domain`. Every fitter (aaa, lawson, minimax, relaxed_remez) and every certificate calls this once;
+    callers pass their raw input through rather than resolving it themselves.
+    """
+    tgt = resolve_target(target, **target_kw)
+    return tgt, resolve_domain(domain, tgt, gap)
 
 
 def resolve_domain(domain: Domain | str | Sequence[float] | None, target: Target, gap: float | None = None) -> Domain:
@@ -189,6 +239,9 @@ def resolve_domain(domain: Domain | str | Sequence[float] | None, target: Target
     The target is checked on it (:meth:`Target.check_domain`): a jump inside the domain or a non-finite value raises
     :class:`TargetError`.
     """
+    if domain is not None and gap is not None:
+        raise DomainError(f"gap={gap!r} shapes the default domain only; with an explicit domain ({domain!r}) leave the "
+                          f"gap out and write it into the domain (e.g. '-1,-0.05;0.05,1')")
     if domain is None:
         dom = target.default_domain(gap)
     elif isinstance(domain, Domain):
@@ -203,3 +256,31 @@ def resolve_domain(domain: Domain | str | Sequence[float] | None, target: Target
         dom = Domain.interval(a, b)
     target.check_domain(dom)
     return dom
+
+
+def piecewise_linear_form(
+    target: Target,
+) -> tuple[tuple[float, ...], Callable[[float], tuple[float, float]]] | None:
+    """Exact piecewise-linear form of a named target: ``(breakpoints, piece)`` or None.
+
+    Every named target (|x|, ReLU, sign, Heaviside, JumpReLU, TopK gate) is affine between its singular
+    points: ``piece(x0)`` returns (α, β) with f(x) = αx + β on the piece containing x0 (x0 not a breakpoint).
+    The numbers are binary floats, so f is evaluated *exactly* in ball arithmetic — the basis of the
+    certificates. None for targets not known to be piecewise linear (user callables).
+    """
+    name, params = target.name, target.params
+    theta = params.get("theta", params.get("tau"))
+    if name == "abs":
+        return (0.0,), lambda x0: (1.0, 0.0) if x0 > 0 else (-1.0, 0.0)
+    if name == "relu" or (name in ("jumprelu", "topk_gate") and theta == 0.0):
+        return (0.0,), lambda x0: (1.0, 0.0) if x0 > 0 else (0.0, 0.0)
+    if name == "sign":
+        return (0.0,), lambda x0: (0.0, 1.0) if x0 > 0 else (0.0, -1.0)
+    if name == "heaviside":
+        th = float(theta)
+        return (th,), lambda x0: (0.0, 1.0) if x0 > th else (0.0, 0.0)
+    if name in ("jumprelu", "topk_gate"):
+        th = float(theta)
+        return (th,), lambda x0: (1.0, 0.0) if x0 > th else (0.0, 0.0)
+    return None
+

@@ -1,19 +1,12 @@
 """Tests of rational_approx.verification.claims: structure, verdicts, certificates and the CLI hooks."""
 
-import argparse
 import json
 
 import pytest
 
+from rational_approx.cli import build_parser
 from rational_approx.errors import RationalApproxError
-from rational_approx.verification.claims import (
-    CLAIM_IDS,
-    _newman_pq,
-    add_claims_arguments,
-    claims,
-    claims_command,
-    claims_markdown,
-)
+from rational_approx.verification.claims import CLAIM_IDS, _newman_pq, claims, claims_markdown
 from rational_approx.verification.theory import newman_rational
 
 KEYS = {"id", "claim", "source", "claimed", "measured", "command", "verdict", "condition", "certified", "details",
@@ -66,13 +59,12 @@ def test_markdown_and_unknown_ids():
 
 
 def test_cli_hooks():
-    parser = argparse.ArgumentParser()
-    add_claims_arguments(parser)
-    args = parser.parse_args(["--json", "--only", "bernstein"])
-    out = claims_command(args)
+    parser = build_parser()
+    args = parser.parse_args(["claims", "--json", "--only", "bernstein"])
+    out = args.run(args)
     assert [r["id"] for r in out["claims"]] == ["bernstein"]
     assert out["claims"][0]["verdict"] == "holds"
     assert "| claim |" in out["markdown"]
     assert len(CLAIM_IDS) == len(set(CLAIM_IDS)) >= 14
     with pytest.raises(SystemExit):
-        parser.parse_args(["--only", "nope"])
+        parser.parse_args(["claims", "--only", "nope"])
