@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["METRICS", "GROUPS", "SIGMAS", "compare", "combine", "score_row", "totals", "totals_sentences",
-           "scoreboard_markdown", "plot_tradeoff"]
+           "scoreboard_markdown", "comparison_markdown", "timing_markdown", "plot_tradeoff"]
 
 METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("mse", "MSE", "lower", "reconstruction"),
@@ -237,6 +237,7 @@ def plot_tradeoff(results: dict[str, Any], path: str | Path) -> None:
                             mfc="white" if hollow else colour)
             ax.annotate(f"{row['sparsity_label']} {row['teacher_kind']} {row['variant']}",
                         (l0["teacher"], mse["teacher"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.margins(x=0.25, y=0.12)
         ax.set_title(family, fontsize=10)
         ax.set_xlabel("held-out L0 (non-zero codes per token)", fontsize=9)
         ax.set_ylabel("held-out MSE (‖x/s − x̂/s‖² per token)", fontsize=9)
@@ -249,3 +250,39 @@ def plot_tradeoff(results: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _rel(s: dict[str, Any] | None, reference: float | None) -> str:
+    return "—" if s is None or not reference else f"{100 * (s['mean'] / reference - 1):+.2f} %"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
+def comparison_markdown(results: dict[str, Any]) -> str:
+    """Per row: MSE teacher → RSAE-init → RSAE and the control, loss recovered — the paper's columns."""
+    lines = ["| row | MSE teacher → init → RSAE (change) | control MSE (change) | L0 teacher → RSAE / control "
+             "| loss recovered teacher → RSAE / control |", "|---|---|---|---|---|"]
+    for row in results["scoreboard"]["rows"]:
+        c, lo, lr = row["cells"]["mse"], row["cells"]["l0"], row["cells"]["loss_recovered"]
+        t = c["teacher"]
+        lines.append(
+            f"| {row['key']} | {_fmt(t)} → {_fmt(c['init'])} → {_fmt_stats(c['rsae'])} ({_rel(c['rsae'], t)}) "
+            f"| {_fmt_stats(c['control'])} ({_rel(c['control'], t)}) "
+            f"| {_fmt(lo['teacher'], 2)} → {_fmt(lo['rsae']['mean'] if lo['rsae'] else None, 2)} / "
+            f"{_fmt(lo['control']['mean'] if lo['control'] else None, 2)} "
+            f"| {_pct(lr['teacher'])} → {_pct(lr['rsae']['mean'] if lr['rsae'] else None)} / "
+            f"{_pct(lr['control']['mean'] if lr['control'] else None)} |")
+    return "\n".join(lines) + "\n"
+
+
+def timing_markdown(results: dict[str, Any]) -> str:
+    """Wall time of every stage of the run (from the stage markers; ``skipped`` stages were found complete)."""
+    lines = ["| stage | seconds | note |", "|---|---|---|"]
+    total = 0.0
+    for name, s in results["stages"].items():
+        total += s["seconds"]
+        lines.append(f"| {name} | {s['seconds']:.1f} | {'found complete (earlier run)' if s['skipped'] else ''} |")
+    lines.append(f"| **all stages** | **{total:.1f}** | |")
+    return "\n".join(lines) + "\n"
