@@ -18,7 +18,15 @@ from rsae.core.data import ActivationStore
 from rsae.core.io import save_sae
 from rsae.core.sae import SAE
 from rsae.experiments.reproduce import PRESETS, TeacherSetting, reproduce, results_markdown
-from rsae.experiments.scoreboard import METRICS, combine, compare, score_row, scoreboard_markdown, totals
+from rsae.experiments.scoreboard import (
+    METRICS,
+    combine,
+    compare,
+    comparison_markdown,
+    score_row,
+    timing_markdown,
+    totals,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 D_IN = 8
@@ -128,13 +136,15 @@ def test_over_budget_rows_have_their_wins_excluded_and_totals_count_them():
     assert not within["l0_budget"]["over_budget"] and within["cells"]["mse"]["verdict"] == "win"
 
 
-def test_docs_scoreboard_is_the_regeneration_of_the_committed_results_json():
-    """docs/results.md carries the scoreboard generated from figures/results.json, unedited."""
+def test_docs_tables_are_the_regeneration_of_the_committed_results_json():
+    """docs/results.md carries the tables generated from figures/results.json, unedited."""
     results = json.loads((ROOT / "figures" / "results.json").read_text(), parse_constant=pytest.fail)
     doc = (ROOT / "docs" / "results.md").read_text()
-    block = re.search(r"<!-- scoreboard:begin -->\n(.*?)<!-- scoreboard:end -->", doc, re.S)
-    assert block is not None, "docs/results.md lacks the generated scoreboard block"
-    assert block.group(1) == scoreboard_markdown(results)
+    for name, writer in (("scoreboard", results_markdown), ("comparison", comparison_markdown),
+                         ("timing", timing_markdown)):
+        block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", doc, re.S)
+        assert block is not None, f"docs/results.md lacks the generated {name} block"
+        assert block.group(1) == writer(results), name
 
 
 def test_markdown_option_prints_the_tables_of_a_results_file(tmp_path, capsys):
