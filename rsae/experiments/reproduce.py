@@ -892,7 +892,7 @@ def reproduce(
 
     r_key = {"downstream": stages.log.get("downstream", {}).get("config_hash"),
              "upgrades": sorted(v["config_hash"] for k, v in stages.log.items() if k.startswith("upgrade-")),
-             "figures": str(figures), "format": 2}
+             "figures": str(figures), "format": 3}
     results["stages"] = stages.log
     _write_json(report_files[0], results)
     stages.run("report", r_key, report)

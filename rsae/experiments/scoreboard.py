@@ -14,7 +14,8 @@ larger is better (d = m(r) − ref for "higher is better", ref − m(r) for "low
     \text{vs teacher: } d_T = \pm(m(r) - t), \quad s_T = \mathrm{sd}(r); \qquad
     \text{vs control: } d_C = \pm(m(r) - m(c)), \quad s_C = \max(\mathrm{sd}(r), \mathrm{sd}(c)),
 
-and a comparison is a **win** when d > 2 s (and d > 0), a **loss** when d < −2 s (and d < 0), else a **tie**.
+and a comparison is a **win** when d > 2 s, a **loss** when d < −2 s, else a **tie** (with s = 0, differences
+below 10⁻⁹ of the values — float rounding — are ties).
 The cell's verdict is a win when RSAE wins against both the teacher and the control, a loss when it loses
 against either, else a tie. A row whose RSAE breaks the L0 budget (L0 > budget × the teacher's L0 for any
 seed) is *over budget*: its wins are reported as ``excluded`` and never counted as wins. A cell with a missing
@@ -53,6 +54,8 @@ GROUPS = ("reconstruction", "sparsity", "downstream")
 SIGMAS = 2.0
 """A difference counts when it exceeds this many standard deviations of the seed spread."""
 _VERDICTS = ("win", "loss", "tie", "excluded", "n/a")
+_RELATIVE_TIE = 1e-9
+"""Differences below this fraction of the values are ties whatever the spread (float rounding)."""
 
 
 def _stats(values: Sequence[float | None]) -> dict[str, Any] | None:
@@ -80,9 +83,10 @@ def compare(rsae: Sequence[float | None], reference: float | Sequence[float | No
     diff = r["mean"] - ref["mean"]
     if better == "lower":
         diff = -diff
+    # at zero spread, a difference at the level of float rounding is not a difference
+    margin = max(sigmas * max(r["sd"], ref["sd"]), _RELATIVE_TIE * max(abs(r["mean"]), abs(ref["mean"])))
     spread = max(r["sd"], ref["sd"])
-    verdict = "win" if diff > sigmas * spread and diff > 0 else "loss" if diff < -sigmas * spread and diff < 0 \
-        else "tie"
+    verdict = "win" if diff > margin else "loss" if diff < -margin else "tie"
     return {"verdict": verdict, "difference": diff, "spread": spread}
 
 

@@ -111,6 +111,8 @@ def test_compare_and_combine_follow_the_two_sd_rule():
     assert compare([1.0, 1.0, 1.0], [1.1, 1.3, 1.5], "lower")["spread"] == pytest.approx(0.2)
     assert compare([1.0, 1.0, 1.0], [1.3, 1.5, 1.7], "lower")["verdict"] == "win"
     assert compare([2.0, 2.0, 2.0], 2.0, "lower")["verdict"] == "tie"  # identical: no win at zero spread
+    assert compare([0.1 + 0.2] * 3, 0.3, "higher")["verdict"] == "tie"  # float rounding is no difference
+    assert compare([2.0, 2.0, 2.0], 2.001, "lower")["verdict"] == "win"  # zero spread: any real difference
     assert compare([None, 1.0, 1.0], 2.0, "lower")["verdict"] == "n/a"
     assert combine("win", "win") == "win" and combine("win", "tie") == "tie" and combine("win", "loss") == "loss"
     assert combine("n/a", "win") == "n/a"
