@@ -154,3 +154,20 @@ def test_markdown_option_prints_the_tables_of_a_results_file(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == results_markdown(
         json.loads((ROOT / "figures" / "results.json").read_text())).strip()
     assert main(["study", "--markdown", str(tmp_path / "missing.json")]) != 0
+
+
+def test_stdlib_corpus_is_one_document_per_source_file_without_tests():
+    from rsae.errors import ConfigError
+    from rsae.lm.model import corpus_description, load_documents, split_of
+
+    docs = load_documents(corpus="stdlib")
+    ids = [d.doc_id for d in docs]
+    assert len(docs) > 300 and ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i.startswith("stdlib/") and i.endswith(".py") for i in ids)
+    assert not any("/test/" in i or "/tests/" in i or "site-packages" in i for i in ids)
+    assert "stdlib/json/decoder.py" in ids and sum(len(d.text) for d in docs) > 5_000_000  # a few million tokens
+    assert 0 < sum(split_of(i) == "heldout" for i in ids) < len(ids) / 4
+    assert corpus_description(None, "stdlib").startswith("stdlib:")
+    assert load_documents(corpus="pydoc")[0].doc_id != ids[0]
+    with pytest.raises(ConfigError, match="corpus must be one of"):
+        load_documents(corpus="wikipedia")
