@@ -55,6 +55,7 @@ REGISTRARS: list[str] = [
     "rsae.lm.harvest:register_harvest",
     "rsae.lm.downstream:register_downstream",
     "rsae.experiments.reproduce:register_reproduce",
+    "rsae.experiments.reproduce:register_study",
 ]
 """``module:function`` entries; each function takes the sub-parsers object and registers one command."""
 

@@ -1,26 +1,36 @@
-"""``rsae reproduce``: the whole chain of the paper on the embedded defaults, resumable stage by stage.
+"""``rsae reproduce`` / ``rsae study``: teachers, upgrades, controls, seeds and the scoreboard, resumable by stage.
 
 Stages (each writes ``<out>/<stage>/stage.json`` with a hash of its configuration and of the stages it reads;
 a rerun skips every stage whose marker matches and whose files still exist, so an interrupted run resumes):
 
-1. ``approx``: the error-vs-degree study of :mod:`rational_approx.verification.study` (reduced ``n_max``) and the
-safe-Padé
-   initial coefficients of the ReLU, JumpReLU and TopK gates (:func:`rational_approx.activation_coefficients`),
-   with a figure of each gate against its rational on [−1, 1].
-2. ``harvest``: residual-stream activations after block L of the default LM on the default text
+1. ``approx``: the error-vs-degree study of :mod:`rational_approx.verification.study` (reduced ``n_max``) and
+   the safe-Padé initial coefficients of the ReLU, JumpReLU and TopK gates
+   (:func:`rational_approx.activation_coefficients`), with a figure of each gate against its rational on
+   [−1, 1]. Skipped when ``study_n_max`` is 0.
+2. ``harvest``: residual-stream activations after block L of the default LM on the embedded text ``corpus``
    (:func:`rsae.lm.harvest.harvest_splits`; train and held-out documents), and the scale s with
    E‖x/s‖² = d_in on the train split (SAELens' "expected average norm" normalisation; every SAE sees x/s).
-3. ``teacher-<name>``: ReLU, JumpReLU and TopK teachers, two sparsity levels each.
-4. ``upgrade-<name>``: the two-stage upgrade (:func:`rsae.experiments.upgrade.upgrade`) of each teacher: RSAE-init
-   (calibrated on the teacher's support) and the fine-tuned RSAE. ReLU teachers are upgraded with the encoder
-   frozen, which keeps the teacher's support and L0 (docs/rsae.md §7: with a ReLU gate the L1 penalty on
-   φ(h) does not control L0); JumpReLU and TopK teachers fine-tune everything, JumpReLU under the L0 budget
-   1.05 × the teacher's.
+   With ``data=`` (``--data``) an existing folder with ``train/`` and ``heldout/`` stores is used instead, in its
+   own units (s = 1), and there is no language model (the downstream cells are ``n/a``).
+3. ``teacher-<name>``: ReLU, JumpReLU and TopK teachers, trained until *converged*: with held-out MSE m(T)
+   measured every ``teacher_eval_every`` steps at a constant learning rate (after warm-up), training stops at
+   the first T = 4j·``teacher_eval_every`` with (m(3T/4) − m(T)) / m(3T/4) < ``convergence_tol`` (1 %: less
+   than 1 % improvement over the last quarter of training), or at ``teacher_max_steps`` with the flag false; the
+   check and its numbers are printed and stored. ``teacher-<name>-dead``: the same setting with a fraction
+   ``dead_fraction`` of latents (a seeded random choice) started with b_enc = −``dead_shift`` — far below every
+   pre-activation, so they never fire and get no gradient (ReLU, JumpReLU) or too little to recover (TopK's
+   AuxK, Adam steps ≈ lr) — then trained to convergence the same way: a converged teacher with ≥ 20 % dead
+   latents, the situation the paper credits for its largest gains. Teachers in SAELens format from disk
+   (``teachers=``, ``--teacher DIR``) are used as they are (kind ``saelens``, convergence unknown).
+4. ``upgrade-<teacher>-<variant>-s<seed>``: the two-stage upgrade (:func:`rsae.experiments.upgrade.upgrade`)
+   of each teacher, per variant and seed (the seed sets the calibration sample and the fine-tune's data order),
+   and the *control*: the teacher fine-tuned with the same steps, optimiser, schedule, L0 target and data.
 5. ``downstream``: on held-out contexts, CE clean / spliced / zero-ablated (ΔCE, loss recovered) and a
-   k-sparse probe for every teacher, RSAE-init and RSAE.
-6. ``report``: ``<figures>/results.json``, ``<out>/results.md`` (the tables) and the figures
-   ``reproduce_tradeoff.png`` (L0–MSE, teacher vs RSAE) and ``reproduce_shapes.png`` (learned φ vs the
-   teacher's gate), next to ``reproduce_gate_fits.png`` and ``reproduce_error_vs_degree.png`` of stage 1.
+   k-sparse probe for every teacher, RSAE-init, RSAE and control (each model's numbers are cached in the stage
+   folder, so a changed row does not recompute the others).
+6. ``report``: ``<figures>/results.json`` (with the scoreboard of :mod:`rsae.experiments.scoreboard`),
+   ``<out>/results.md`` (its tables) and the figures ``reproduce_tradeoff.png`` (L0–MSE with error bars, one
+   panel per family) and ``reproduce_shapes.png`` (learned φ vs the teacher's gate).
 
 Metrics are those of :func:`rsae.core.metrics.evaluate_sae` on the held-out store, in the normalised units x/s
 (MSE = mean over tokens of ‖x/s − x̂/s‖²; L0 = exact non-zeros per token) and :mod:`rsae.lm.downstream`.
@@ -36,7 +46,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,15 +59,20 @@ from tqdm import tqdm
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import ActivationStore
 from rsae.core.io import load_sae, save_sae
+from rsae.core.metrics import evaluate_sae
 from rsae.core.sae import SAE
 from rsae.core.strict_json import finite, write_json
-from rsae.errors import ConfigError
-from rsae.lm.model import DEFAULT_DROP_FIRST, DEFAULT_LAYER
+from rsae.errors import ConfigError, DataError
+from rsae.experiments.scoreboard import SIGMAS, plot_tradeoff, score_row, scoreboard_markdown, totals
+from rsae.lm.model import DEFAULT_DROP_FIRST, DEFAULT_LAYER, corpus_description
 
-__all__ = ["PRESETS", "ReproduceConfig", "TeacherSetting", "reproduce", "results_markdown", "register_reproduce"]
+__all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduce", "results_markdown",
+           "register_reproduce", "register_study"]
 
 MARKER = "stage.json"
 """Name of the per-stage marker file."""
+VARIANTS = ("magnitude",)
+"""Upgrade variants :func:`reproduce` can run (see :func:`_upgrade_options`)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,9 @@ class TeacherSetting:
     sparsity: float
     """λ₁ (relu), λ₀ (jumprelu) or k (topk)."""
     threshold_init: float = 1.0
-    """Initial JumpReLU threshold θ₀ (x/s units; with few steps it sets much of the final L0)."""
+    """Initial JumpReLU threshold θ₀ (x/s units)."""
+    dead: bool = False
+    """Also train a copy with ``ReproduceConfig.dead_fraction`` of its latents dead (kind ``dead``)."""
 
     def sae_config(self, d_in: int, d_sae: int) -> SAEConfig:
         """The teacher's :class:`SAEConfig`."""
@@ -87,24 +104,26 @@ class TeacherSetting:
 
 @dataclass(frozen=True)
 class ReproduceConfig:
-    """Sizes of one reproduction run (see :data:`PRESETS`)."""
+    """Sizes of one run (see :data:`PRESETS`)."""
 
     study_n_max: int
-    """Largest degree of the approximation study."""
+    """Largest degree of the approximation study (0: no ``approx`` stage; the upgrade's default coefficients)."""
     gate_types: tuple[tuple[str, tuple[int, int]], ...]
     """(gate, rational type) of the initial-coefficient fits."""
     train_tokens: int
     """Harvested training tokens."""
     heldout_tokens: int
-    """Harvested held-out tokens (SAE metrics)."""
+    """Harvested held-out tokens (SAE metrics and the convergence check)."""
     context_length: int
     """Tokens per context."""
     d_sae: int
     """Latents of every SAE."""
-    teacher_steps: int
-    """Training steps of each teacher."""
+    teacher_max_steps: int
+    """Most training steps of a teacher (the convergence check stops it earlier)."""
+    teacher_eval_every: int
+    """Held-out MSE is measured every this many teacher steps; the check runs at multiples of 4 × this."""
     finetune_steps: int
-    """Fine-tuning steps of each upgrade."""
+    """Fine-tuning steps of each upgrade and each control."""
     ce_contexts: int
     """Held-out contexts of the CE splicing."""
     probe_train_contexts: int
@@ -113,19 +132,29 @@ class ReproduceConfig:
     """Held-out contexts of the sparse probe."""
     teachers: tuple[TeacherSetting, ...]
     """The teachers."""
+    corpus: str = "pydoc"
+    """Embedded text of the harvest (:data:`rsae.lm.model.CORPORA`)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of every upgrade and control (≥ 3 for a verdict with a spread)."""
+    variants: tuple[str, ...] = ("magnitude",)
+    """Upgrade variants (:data:`VARIANTS`)."""
     batch_size: int = 1024
     """Tokens per step."""
     lr: float = 3e-3
-    """Peak learning rate of the teachers."""
+    """Learning rate of the teachers (constant after warm-up)."""
     finetune_lr: float = 1e-3
-    """Peak learning rate of the fine-tuning."""
+    """Peak learning rate of the fine-tuning (warm-up 10 %, linear decay over the last 20 %)."""
+    convergence_tol: float = 0.01
+    """A teacher is converged when held-out MSE improved by less than this fraction over the last quarter."""
+    dead_fraction: float = 0.25
+    """Fraction of latents killed at initialisation in the ``dead`` teachers."""
+    dead_shift: float = 100.0
+    """b_enc of the killed latents (x/s units, negated)."""
     calibration_tokens: int = 8192
     """Tokens of the calibration fit."""
-    jumprelu_l0_budget: float = 1.05
-    """Fine-tune JumpReLU students under L0 ≤ budget × the teacher's L0."""
-    control: bool = True
-    """Also fine-tune each teacher with the upgrade's settings: the control that tells whether a gain comes
-    from the rational or merely from the extra steps (the default teachers are short runs)."""
+    l0_budget: float = 1.05
+    """A row is over budget when an RSAE's L0 exceeds this × the teacher's; JumpReLU students fine-tune under
+    it (the trainer's dual-ascent multiplier)."""
     layer: int = DEFAULT_LAYER
     """Block whose output is harvested."""
     drop_first: int = DEFAULT_DROP_FIRST
@@ -135,23 +164,32 @@ class ReproduceConfig:
     probe_k: int = 5
     """Latents of the sparse probe."""
     seed: int = 0
-    """Seed of the context order, initialisations and data order."""
+    """Seed of the context order and of the teachers' initialisation and data order."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes recorded in the results."""
+
+    def __post_init__(self) -> None:
+        if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct and at least one, got {self.seeds}")
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown or not self.variants:
+            raise ConfigError(f"variants must be among {', '.join(VARIANTS)}, got {self.variants}")
+        if self.teacher_max_steps < 4 * self.teacher_eval_every:
+            raise ConfigError("teacher_max_steps must allow one convergence check (≥ 4 × teacher_eval_every)")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dictionary."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-# Sparsity settings (x/s units) chosen by 100-step pilots on the default harvest: λ₁ = 5 left 78 % of the
-# ReLU latents dead, and JumpReLU with θ₀ = 0.1 stayed at L0 ≈ 480 whatever λ₀.
-_TEACHERS = (
-    TeacherSetting("relu-l1=1", "relu", 1.0),
+# Sparsity settings (x/s units). λ₁ = 5 left 78 % of the ReLU latents dead in 100-step pilots (d_sae 1152), and
+# JumpReLU's θ₀ sets much of the final L0 when the threshold moves slowly.
+_STUDY_TEACHERS = (
+    TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
     TeacherSetting("relu-l1=2", "relu", 2.0),
-    TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0),
+    TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0, dead=True),
     TeacherSetting("jumprelu-l0=1", "jumprelu", 1.0, threshold_init=1.5),
-    TeacherSetting("topk-k=16", "topk", 16),
+    TeacherSetting("topk-k=16", "topk", 16, dead=True),
     TeacherSetting("topk-k=32", "topk", 32),
 )
 
@@ -163,13 +201,14 @@ PRESETS: dict[str, ReproduceConfig] = {
         heldout_tokens=200,
         context_length=32,
         d_sae=64,
-        teacher_steps=6,
+        teacher_max_steps=8,
+        teacher_eval_every=2,
         finetune_steps=4,
         ce_contexts=2,
         probe_train_contexts=8,
         probe_heldout_contexts=4,
         teachers=(
-            TeacherSetting("relu-l1=2", "relu", 2.0),
+            TeacherSetting("relu-l1=2", "relu", 2.0, dead=True),
             TeacherSetting("jumprelu-l0=0.5", "jumprelu", 0.5),
             TeacherSetting("topk-k=4", "topk", 4),
         ),
@@ -179,34 +218,61 @@ PRESETS: dict[str, ReproduceConfig] = {
     "default": ReproduceConfig(
         study_n_max=40,
         gate_types=(("relu", (3, 2)), ("jumprelu", (9, 8)), ("topk", (9, 8))),
-        train_tokens=60_000,
+        train_tokens=40_000,
         heldout_tokens=4_000,
         context_length=128,
-        d_sae=1152,
-        teacher_steps=300,
-        finetune_steps=150,
-        ce_contexts=16,
-        probe_train_contexts=64,
-        probe_heldout_contexts=32,
-        teachers=_TEACHERS,
+        d_sae=2304,
+        teacher_max_steps=240,
+        teacher_eval_every=15,
+        finetune_steps=40,
+        ce_contexts=8,
+        probe_train_contexts=48,
+        probe_heldout_contexts=24,
+        teachers=(
+            TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
+            TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0, dead=True),
+            TeacherSetting("topk-k=16", "topk", 16, dead=True),
+        ),
+        batch_size=512,
+    ),
+    "study": ReproduceConfig(
+        study_n_max=40,
+        gate_types=(("relu", (3, 2)), ("jumprelu", (9, 8)), ("topk", (9, 8))),
+        train_tokens=500_000,
+        heldout_tokens=20_000,
+        context_length=128,
+        d_sae=2304,
+        teacher_max_steps=1600,
+        teacher_eval_every=100,
+        finetune_steps=200,
+        ce_contexts=32,
+        probe_train_contexts=128,
+        probe_heldout_contexts=64,
+        teachers=_STUDY_TEACHERS,
+        corpus="stdlib",
     ),
     "full": ReproduceConfig(
         study_n_max=80,
         gate_types=(("relu", (3, 2)), ("jumprelu", (9, 8)), ("topk", (9, 8))),
-        train_tokens=100_000,
-        heldout_tokens=5_875,
+        train_tokens=2_000_000,
+        heldout_tokens=50_000,
         context_length=128,
         d_sae=4608,
-        teacher_steps=2000,
-        finetune_steps=1000,
-        ce_contexts=47,
-        probe_train_contexts=256,
-        probe_heldout_contexts=47,
-        teachers=_TEACHERS,
+        teacher_max_steps=20_000,
+        teacher_eval_every=500,
+        finetune_steps=2000,
+        ce_contexts=128,
+        probe_train_contexts=512,
+        probe_heldout_contexts=128,
+        teachers=_STUDY_TEACHERS,
+        corpus="stdlib",
+        seeds=(0, 1, 2, 3, 4),
+        batch_size=4096,
     ),
 }
-"""``tiny`` (the test: a few hundred tokens, tiny SAEs, a handful of steps), ``default`` (≈ 15 min on a
-quiet 2-core CPU) and ``full``."""
+"""``tiny`` (the slow test: a few hundred tokens, tiny SAEs), ``default`` (the main job, ``make reproduce``:
+≈ 15 min on a quiet 2-core CPU), ``study`` (``rsae study``: 500k stdlib-source tokens, d_sae = 4 × d_in, nine
+rows) and ``full`` (``rsae study --device cuda``: 2M tokens, d_sae = 8 × d_in, five seeds)."""
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -321,8 +387,8 @@ class _LM:
 def _contexts(lm: Any, cfg: ReproduceConfig, split: str) -> Any:
     from rsae.lm.model import build_contexts, load_documents
 
-    return build_contexts(lm.tokenizer, load_documents(), context_length=cfg.context_length, split=split,
-                          seed=cfg.seed)
+    return build_contexts(lm.tokenizer, load_documents(corpus=cfg.corpus), context_length=cfg.context_length,
+                          split=split, seed=cfg.seed)
 
 
 def _stage_harvest(cfg: ReproduceConfig, lm: _LM, progress: bool) -> Callable[[Path], dict[str, Any]]:
@@ -331,11 +397,12 @@ def _stage_harvest(cfg: ReproduceConfig, lm: _LM, progress: bool) -> Callable[[P
 
         results = harvest_splits(lm.get(), folder, layer=cfg.layer, n_tokens=cfg.train_tokens,
                                  heldout_tokens=cfg.heldout_tokens, context_length=cfg.context_length,
-                                 drop_first=cfg.drop_first, seed=cfg.seed, progress=progress)
+                                 drop_first=cfg.drop_first, corpus=cfg.corpus, seed=cfg.seed, progress=progress)
         x = _read_store(folder / "train")
         scale = math.sqrt(float(x.double().pow(2).sum(-1).mean()) / x.shape[1])
         return {
             "scale": scale,
+            "text": corpus_description(None, cfg.corpus),
             "d_in": int(x.shape[1]),
             "splits": {s: {"n_tokens": r.n_tokens, "seconds": r.seconds, "tokens_per_second": r.tokens_per_second,
                            "n_outliers": r.n_outliers} for s, r in results.items()},
@@ -350,55 +417,128 @@ def _read_store(path: Path) -> Tensor:
     return torch.cat(list(store.iter_batches(65536, shuffle=False)))
 
 
-def _train_config(cfg: ReproduceConfig, steps: int, lr: float) -> TrainConfig:
+def _train_config(cfg: ReproduceConfig, steps: int, lr: float, seed: int, decay_fraction: float = 0.2) -> TrainConfig:
     return TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=lr, warmup_steps=max(1, steps // 10),
-                       seed=cfg.seed, init_sample_tokens=min(4096, cfg.train_tokens))
+                       decay_fraction=decay_fraction, seed=seed, init_sample_tokens=min(4096, cfg.train_tokens))
 
 
-def _stage_teacher(cfg: ReproduceConfig, setting: TeacherSetting, data: Callable[[], dict[str, Tensor]],
+def train_until_converged(sae: SAE, cfg: TrainConfig, train: Any, heldout: Any, *, eval_every: int,
+                          tol: float = 0.01, progress: bool = False, label: str = "teacher") -> dict[str, Any]:
+    r"""Train ``sae`` until held-out MSE improves by less than ``tol`` over the last quarter of training.
+
+    Held-out MSE m(T) is measured every ``eval_every`` steps; at every T = 4j·``eval_every`` the relative
+    improvement over the last quarter, (m(3T/4) − m(T)) / m(3T/4), is checked, and training stops at the first
+    T where it is below ``tol`` (or at ``cfg.steps``, unconverged). Use a schedule without decay
+    (``decay_fraction = 0``) so that stopping early is not stopping mid-decay. The check and its numbers are
+    printed on stderr and returned: ``converged``, ``steps``, ``step_three_quarters``, ``mse_three_quarters``,
+    ``mse_end``, ``improvement``, ``tol`` and the whole ``curve`` [[step, mse], ...].
+    """
+    from rsae.core.trainer import Trainer
+
+    trainer = Trainer(sae, cfg, train, progress=progress)
+    curve: list[list[float]] = []
+    check: dict[str, Any] = {}
+    while trainer.step < cfg.steps:
+        trainer.train(until=trainer.step + eval_every)
+        sae.eval()
+        curve.append([trainer.step, float(evaluate_sae(sae, heldout)["mse"])])
+        sae.train()
+        n = len(curve)
+        if n % 4 == 0:
+            (t3, m3), (t, m) = curve[3 * n // 4 - 1], curve[-1]
+            improvement = (m3 - m) / m3 if m3 > 0 else 0.0
+            check = {"converged": improvement < tol, "steps": int(t), "step_three_quarters": int(t3),
+                     "mse_three_quarters": m3, "mse_end": m, "improvement": improvement, "tol": tol}
+            if check["converged"]:
+                break
+    sae.eval()
+    if not check:
+        raise ConfigError("no convergence check ran: steps must be at least 4 × eval_every")
+    sys.stderr.write(f"{label}: held-out MSE {check['mse_three_quarters']:.4g} at step {check['step_three_quarters']}"
+                     f" -> {check['mse_end']:.4g} at step {check['steps']}: {100 * check['improvement']:+.2f} % over "
+                     f"the last quarter; converged (< {100 * tol:g} %): {check['converged']}\n")
+    return {**check, "curve": curve}
+
+
+def _stage_teacher(cfg: ReproduceConfig, setting: TeacherSetting, dead: bool, data: Callable[[], dict[str, Tensor]],
                    device: str, progress: bool) -> Callable[[Path], dict[str, Any]]:
     def run(folder: Path) -> dict[str, Any]:
-        from rsae.core.trainer import Trainer
-
-        x = data()["train"].to(device)
+        tensors = data()
+        x, held = tensors["train"].to(device), tensors["heldout"].to(device)
         sae_cfg = dataclasses.replace(setting.sae_config(x.shape[1], cfg.d_sae), device=device)
         sae = SAE.from_config(sae_cfg, seed=cfg.seed).to(device)
+        killed: list[int] = []
+        if dead:
+            rng = np.random.default_rng(cfg.seed)
+            killed = sorted(rng.choice(cfg.d_sae, round(cfg.dead_fraction * cfg.d_sae), replace=False).tolist())
+            with torch.no_grad():
+                sae.b_enc[killed] = -cfg.dead_shift
         t0 = time.perf_counter()
-        result = Trainer(sae, _train_config(cfg, cfg.teacher_steps, cfg.lr), x, progress=progress).train()
+        tcfg = _train_config(cfg, cfg.teacher_max_steps, cfg.lr, cfg.seed, decay_fraction=0.0)
+        label = f"teacher {setting.name}{'-dead' if dead else ''}"
+        convergence = train_until_converged(sae, tcfg, x, held, eval_every=cfg.teacher_eval_every,
+                                            tol=cfg.convergence_tol, progress=progress, label=label)
         seconds = time.perf_counter() - t0
-        save_sae(result.sae.eval(), folder / "sae")
-        return {"train_seconds": seconds, "final": result.final, "files": [str(folder / "sae" / "cfg.json")]}
+        metrics = evaluate_sae(sae, held)
+        save_sae(sae, folder / "sae")
+        return {"train_seconds": seconds, "convergence": convergence, "killed_latents": len(killed),
+                "dead_fraction": 1.0 - metrics["alive_fraction"], "files": [str(folder / "sae" / "cfg.json")]}
 
     return run
 
 
-def _stage_upgrade(cfg: ReproduceConfig, setting: TeacherSetting, teacher_dir: Path, coefficients: Any,
-                   data: Callable[[], dict[str, Tensor]], device: str,
+def _upgrade_options(variant: str, seed: int) -> dict[str, Any]:
+    """Keyword arguments of :func:`rsae.experiments.upgrade.upgrade` for ``variant`` and ``seed``.
+
+    Today's ``upgrade`` has the ``magnitude`` variant only and takes the seed from the fine-tune's
+    :class:`TrainConfig` (set by the caller). Once it takes ``variant=`` and ``seed=``, this returns
+    ``{"variant": variant, "seed": seed}`` and :data:`VARIANTS` gains ``"paper"``.
+    """
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    return {}
+
+
+def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, teacher_dir: Path,
+                   coefficients: Any, data: Callable[[], dict[str, Tensor]], device: str,
                    progress: bool) -> Callable[[Path], dict[str, Any]]:
     def run(folder: Path) -> dict[str, Any]:
-        from rsae.experiments.upgrade import upgrade
+        from rsae.experiments.upgrade import _fine_tune, upgrade
 
         tensors = data()
+        train, held = tensors["train"].to(device), tensors["heldout"].to(device)
         teacher = load_sae(teacher_dir, device=device)
-        frozen = setting.family == "relu"
+        frozen = family == "relu" and variant == "magnitude"
+        budget = cfg.l0_budget if family == "jumprelu" else None
+        finetune = _train_config(cfg, cfg.finetune_steps, cfg.finetune_lr, seed)
         t0 = time.perf_counter()
-        result = upgrade(
-            teacher, tensors["train"].to(device), tensors["heldout"].to(device),
-            _train_config(cfg, cfg.finetune_steps, cfg.finetune_lr),
-            coefficients=coefficients, train_encoder=not frozen, calibration_tokens=cfg.calibration_tokens,
-            l0_budget=cfg.jumprelu_l0_budget if setting.family == "jumprelu" else None,
-            control=cfg.control, progress=progress,
-        )
-        seconds = time.perf_counter() - t0
+        result = upgrade(teacher, train, held, finetune, coefficients=coefficients, train_encoder=not frozen,
+                         calibration_tokens=cfg.calibration_tokens, l0_budget=budget, control=False,
+                         progress=progress, **_upgrade_options(variant, seed))
+        upgrade_seconds = time.perf_counter() - t0
+        # The control: the teacher fine-tuned with the very settings of the student's fine-tune (same steps,
+        # optimiser, schedule, seed, data order, L0 target and frozen parameters).
+        tune = finetune.replace(init_b_dec_geometric_median=False, init_rational_scale_from_data=False)
+        if budget is not None:
+            tune = tune.replace(l0_target=budget * result.calibration.teacher_l0)
+        control = SAE(teacher.cfg).to(device)
+        control.load_state_dict(teacher.state_dict())
+        t0 = time.perf_counter()
+        _fine_tune(control, tune, train, not frozen, progress)
+        control_seconds = time.perf_counter() - t0
+        control.eval()
         save_sae(result.student_init, folder / "init")
         save_sae(result.student, folder / "rsae")
+        save_sae(control, folder / "control")
         return {
-            "seconds": seconds,
+            "seconds": upgrade_seconds,
+            "control_seconds": control_seconds,
             "encoder_frozen": frozen,
+            "over_budget_reported": bool(getattr(result, "over_budget", False)),
             "calibration": result.calibration._asdict(),
             "metrics": {"teacher": result.teacher_metrics, "init": result.init_metrics,
-                        "rsae": result.student_metrics, "control": result.control_metrics},
-            "files": [str(folder / "init" / "cfg.json"), str(folder / "rsae" / "cfg.json")],
+                        "rsae": result.student_metrics, "control": evaluate_sae(control, held)},
+            "files": [str(folder / m / "cfg.json") for m in ("init", "rsae", "control")],
         }
 
     return run
@@ -417,7 +557,10 @@ class _Scaled:
         return self.sae.decode(z) * self.scale
 
 
-def _stage_downstream(cfg: ReproduceConfig, models: dict[str, Path], scale: float, lm: _LM, device: str,
+_DOWNSTREAM_KEYS = ("delta_ce", "loss_recovered", "probe_accuracy")
+
+
+def _stage_downstream(cfg: ReproduceConfig, models: dict[str, tuple[Path, str]], scale: float, lm: _LM, device: str,
                       progress: bool) -> Callable[[Path], dict[str, Any]]:
     def run(folder: Path) -> dict[str, Any]:
         from rsae.lm.downstream import next_token_losses, probe_dataset, reconstruct, sparse_probe
@@ -438,9 +581,17 @@ def _stage_downstream(cfg: ReproduceConfig, models: dict[str, Path], scale: floa
                                     drop_first=cfg.drop_first, max_contexts=cfg.probe_train_contexts)
         probe_test = probe_dataset(model, heldout, cfg.layer, cfg.probe_task, drop_first=cfg.drop_first,
                                    max_contexts=cfg.probe_heldout_contexts)
+        cache = folder / "models"
+        cache.mkdir(exist_ok=True)
         rows: dict[str, Any] = {}
         raw = None
-        for name, path in tqdm(models.items(), desc="downstream", disable=not progress, file=sys.stderr):
+        for name, (path, digest) in tqdm(models.items(), desc="downstream", disable=not progress, file=sys.stderr):
+            cached = cache / f"{_hash(name)}.json"
+            if cached.is_file():
+                saved = json.loads(cached.read_text())
+                if saved.get("digest") == digest and saved.get("ce_clean") == ce_clean:
+                    rows[name] = saved["row"]
+                    continue
             sae = _Scaled(load_sae(path, device=device), scale)
             with torch.no_grad():
                 ce = mean_ce(lambda h, sae=sae: reconstruct(sae, h))
@@ -450,17 +601,24 @@ def _stage_downstream(cfg: ReproduceConfig, models: dict[str, Path], scale: floa
             rows[name] = {
                 "ce_spliced": ce,
                 "delta_ce": ce - ce_clean,
-                "loss_recovered": (ce_zero - ce) / denominator if denominator else float("nan"),
+                "loss_recovered": (ce_zero - ce) / denominator if denominator else None,
                 "probe_accuracy": probe.sae_accuracy[cfg.probe_k],
+                "probe_raw_accuracy": probe.raw_accuracy[cfg.probe_k],
+                "probe_raw_all_accuracy": probe.raw_all_accuracy,
+                "probe_n": [probe.n_train, probe.n_test],
             }
+            _write_json(cached, {"name": name, "digest": digest, "ce_clean": ce_clean, "row": rows[name]})
+        first = next(iter(rows.values()))
         return {
             "ce_clean": ce_clean,
             "ce_zero": ce_zero,
             "n_predictions": int(len(ids) * (cfg.context_length - cfg.drop_first - 1)),
-            "probe": {"task": cfg.probe_task, "k": cfg.probe_k, "n_train": raw.n_train, "n_test": raw.n_test,
-                      "raw_accuracy": raw.raw_accuracy[cfg.probe_k], "raw_all_accuracy": raw.raw_all_accuracy},
+            "probe": {"task": cfg.probe_task, "k": cfg.probe_k, "n_train": first["probe_n"][0],
+                      "n_test": first["probe_n"][1], "raw_accuracy": first["probe_raw_accuracy"],
+                      "raw_all_accuracy": first["probe_raw_all_accuracy"]},
             "models": rows,
             "files": [],
+            "recomputed": raw is not None,
         }
 
     return run
@@ -468,104 +626,61 @@ def _stage_downstream(cfg: ReproduceConfig, models: dict[str, Path], scale: floa
 
 # ---------------------------------------------------------------------------------------------- report
 
-_METRIC_KEYS = ("mse", "l0", "alive_fraction", "fvu")
-_STAGES = ("teacher", "init", "rsae")
-
 
 def results_markdown(results: dict[str, Any]) -> str:
-    """The markdown tables of a results dict (as written to ``results.json``)."""
-    lines = [
-        "| teacher | model | MSE | L0 | alive | FVU | ΔCE | loss rec. | probe acc (k={k}) |".format(
-            k=results["downstream"]["probe"]["k"]),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, row in results["models"].items():
-        for stage in _STAGES:
-            m = row[stage]
-            lines.append(
-                f"| {name} | {stage} | {m['mse']:.4f} | {m['l0']:.2f} | {m['alive_fraction']:.3f} | {m['fvu']:.4f} "
-                f"| {m['delta_ce']:.4f} | {m['loss_recovered']:.4f} | {m['probe_accuracy']:.3f} |"
-            )
+    """The markdown of a results dict (as written to ``results.json``): the scoreboard and the CE / probe facts."""
+    lines = [scoreboard_markdown(results)]
     d = results["downstream"]
-    lines += [
-        "",
-        f"CE clean {d['ce_clean']:.4f}, zero-ablated {d['ce_zero']:.4f} nats ({d['n_predictions']} predictions); "
-        f"probe task `{d['probe']['task']}`: raw top-{d['probe']['k']} dims {d['probe']['raw_accuracy']:.3f}, "
-        f"all raw dims {d['probe']['raw_all_accuracy']:.3f} ({d['probe']['n_train']} / {d['probe']['n_test']} "
-        "balanced train / test tokens).",
-        "",
-        "| teacher | RSAE vs teacher MSE | L0 teacher → RSAE | control MSE / L0 (RSAE vs control MSE) "
-        "| calibration loss before → after |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in results["models"].items():
-        t, r, c, k = row["teacher"], row["rsae"], row["calibration"], row["control"]
-        control = "not run" if k is None else (
-            f"{k['mse']:.4f} / {k['l0']:.2f} ({100 * (r['mse'] / k['mse'] - 1):+.2f} %)")
-        lines.append(f"| {name} | {100 * (r['mse'] / t['mse'] - 1):+.2f} % | {t['l0']:.2f} → {r['l0']:.2f} "
-                     f"| {control} | {c['loss_before']:.3g} → {c['loss_after']:.3g} |")
-    return "\n".join(lines) + "\n"
+    if d.get("skipped"):
+        lines.append(f"Downstream metrics not measured: {d['skipped']}.\n")
+    else:
+        p = d["probe"]
+        lines.append(f"CE clean {d['ce_clean']:.4f}, zero-ablated {d['ce_zero']:.4f} nats ({d['n_predictions']} "
+                     f"predictions); probe task `{p['task']}`: raw top-{p['k']} dims {p['raw_accuracy']:.3f}, all raw "
+                     f"dims {p['raw_all_accuracy']:.3f} ({p['n_train']} / {p['n_test']} balanced train / test "
+                     "tokens).\n")
+    return "\n".join(lines)
 
 
-def _plot_tradeoff(results: dict[str, Any], path: Path) -> None:
+def _plot_shapes(shapes: list[tuple[str, str, Path]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.5, 3.3))
-    for i, family in enumerate(("relu", "jumprelu", "topk")):
-        rows = [r for r in results["models"].values() if r["family"] == family]
-        if not rows:
+    fig, axes = plt.subplots(1, max(len(shapes), 1), figsize=(3.0 * max(len(shapes), 1), 3.0), squeeze=False)
+    for ax, (name, family, sae_path) in zip(axes[0], shapes):
+        student = load_sae(sae_path)
+        act = student.activation
+        if not hasattr(act, "magnitude"):
             continue
-        for stage, marker in (("teacher", "o"), ("rsae", "^")):
-            ax.plot([r[stage]["l0"] for r in rows], [r[stage]["mse"] for r in rows], marker=marker, ls="-",
-                    color=f"C{i}", mfc="none" if stage == "teacher" else f"C{i}", label=f"{family} {stage}")
-        controls = [r["control"] for r in rows if r["control"] is not None]
-        if controls:
-            ax.plot([c["l0"] for c in controls], [c["mse"] for c in controls], marker="x", ls=":", color=f"C{i}",
-                    label=f"{family} control")
-    ax.set_xlabel("L0 (held-out)")
-    ax.set_ylabel("MSE (held-out, x/s units)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def _plot_shapes(results: dict[str, Any], rsae_paths: dict[str, Path], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(rsae_paths)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        student = load_sae(rsae_paths[name])
-        phi = student.activation.phi
         with torch.no_grad():
-            c_in = float(phi.log_c_in.detach().exp().max())
+            c_in = float(act.phi.log_c_in.detach().exp().max())
             h = torch.linspace(-c_in, c_in, 401, dtype=torch.float32)
-            y = student.activation.magnitude(h, torch.zeros(h.shape, dtype=torch.long)).numpy()
+            y = act.magnitude(h, torch.zeros(h.shape, dtype=torch.long)).numpy()
         hn = h.numpy()
-        family = results["models"][name]["family"]
-        if family == "jumprelu":
-            cut = float(student.activation.log_threshold.detach().exp().median())
-            ax.plot(hn, np.where(hn > cut, hn, 0), "k-", lw=1, label=f"teacher (median θ {cut:.2f})")
-        else:
-            cut = 0.0
-            ax.plot(hn, np.maximum(hn, 0), "k-", lw=1, label="teacher (h on its support)")
+        cut = float(act.log_threshold.detach().exp().median()) if family == "jumprelu" else 0.0
+        ax.plot(hn, np.where(hn > cut, hn, 0), "k-", lw=1, label="teacher's map")
         open_ = hn > cut
         ax.plot(hn[open_], y[open_], "C3-", lw=1.2, label="RSAE φ(h), gate open")
         ax.plot(hn[~open_], y[~open_], "C3:", lw=1, label="φ(h), gated to 0")
-        deviation = float(np.max(np.abs(y[open_] - hn[open_])))
-        ax.set_title(f"{name}: max|φ(h) − h| {deviation:.2f}", fontsize=8)
-        ax.set_xlabel("h")
-        ax.legend(fontsize=6)
+        deviation = float(np.max(np.abs(y[open_] - hn[open_]))) if open_.any() else 0.0
+        ax.set_title(f"{name}\nmax|φ(h) − h| on the gate {deviation:.2f}", fontsize=8)
+        ax.set_xlabel("pre-activation h (x/s units)", fontsize=8)
+        ax.set_ylabel("code z", fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _sparsity_label(family: str, sparsity: float) -> str:
+    symbol = {"relu": "λ₁", "jumprelu": "λ₀", "topk": "k", "batchtopk": "k"}.get(family, "s")
+    return f"{symbol}={sparsity:g}"
+
+
+def _teacher_sparsity(cfg: SAEConfig) -> float:
+    return {"relu": cfg.l1_coefficient, "jumprelu": cfg.l0_coefficient}.get(cfg.family, cfg.k or 0)
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -578,6 +693,8 @@ def reproduce(
     *,
     device: str = "cpu",
     progress: bool = True,
+    data: str | os.PathLike[str] | None = None,
+    teachers: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
     """Run (or resume) every stage; returns the results dict also written to ``<figures>/results.json``.
 
@@ -593,82 +710,178 @@ def reproduce(
         torch device of the LM and the SAEs.
     progress : bool
         tqdm progress bars on stderr.
+    data : path, optional
+        A folder with ``train/`` and ``heldout/`` activation stores used instead of the harvest (their own
+        units, s = 1; no language model, so no downstream metrics).
+    teachers : paths
+        SAELens-format SAE folders to upgrade instead of training the preset's teachers (needs ``data``).
     """
     out, figures = Path(out), Path(figures)
+    if teachers and data is None:
+        raise ConfigError("teachers from disk need --data: the activation store they read (train/ and heldout/)")
     figures.mkdir(parents=True, exist_ok=True)
     stages = _Stages(out)
     lm = _LM(device, progress)
     t_start = time.perf_counter()
 
-    approx = stages.run("approx", {"n_max": cfg.study_n_max, "gates": cfg.gate_types, "figures": str(figures)},
-                        _stage_approx(cfg, figures, progress))
-    harvest_key = {k: getattr(cfg, k) for k in ("train_tokens", "heldout_tokens", "context_length", "layer",
-                                                "drop_first", "seed")}
-    harvested = stages.run("harvest", harvest_key, _stage_harvest(cfg, lm, progress))
+    approx: dict[str, Any] = {}
+    if cfg.study_n_max:
+        approx = stages.run("approx", {"n_max": cfg.study_n_max, "gates": cfg.gate_types, "figures": str(figures)},
+                            _stage_approx(cfg, figures, progress))
+    if data is None:
+        harvest_key = {k: getattr(cfg, k) for k in ("train_tokens", "heldout_tokens", "context_length", "layer",
+                                                    "drop_first", "seed", "corpus")}
+        if cfg.corpus == "pydoc":  # markers written before the corpus option keep matching
+            harvest_key.pop("corpus")
+        harvested = stages.run("harvest", harvest_key, _stage_harvest(cfg, lm, progress))
+        data_root, data_hash = out / "harvest", stages.log["harvest"]["config_hash"]
+    else:
+        data_root = Path(data)
+        for split in ("train", "heldout"):
+            if not (data_root / split / "meta.json").is_file():
+                raise DataError(f"--data {data_root} must hold train/ and heldout/ activation stores")
+        meta = json.loads((data_root / "train" / "meta.json").read_text())
+        harvested = {"scale": 1.0, "text": f"activation store {data_root} ({meta.get('text', 'text unknown')})",
+                     "d_in": int(meta["d_in"]), "splits": {}}
+        data_hash = _hash([str(data_root.resolve()), meta])
     cache: dict[str, Tensor] = {}
 
-    def data() -> dict[str, Tensor]:
+    def tensors() -> dict[str, Tensor]:
         if not cache:
             for split in ("train", "heldout"):
-                cache[split] = _read_store(out / "harvest" / split) / harvested["scale"]
+                cache[split] = _read_store(data_root / split) / harvested["scale"]
         return cache
 
-    relu_fit = approx["fits"]["relu"]
-    coefficients = (relu_fit["a"], relu_fit["b"])
-    train_key = {k: getattr(cfg, k) for k in ("d_sae", "teacher_steps", "batch_size", "lr", "seed")}
-    upgrade_key = {k: getattr(cfg, k) for k in ("finetune_steps", "finetune_lr", "calibration_tokens",
-                                                "jumprelu_l0_budget", "control", "batch_size", "seed")}
-    models: dict[str, Any] = {}
-    sae_paths: dict[str, Path] = {}
-    rsae_paths: dict[str, Path] = {}
-    for setting in cfg.teachers:
-        t_key = {"harvest": stages.log["harvest"]["config_hash"], "setting": dataclasses.asdict(setting), **train_key}
-        teacher = stages.run(f"teacher-{setting.name}", t_key, _stage_teacher(cfg, setting, data, device, progress))
-        teacher_dir = out / f"teacher-{setting.name}" / "sae"
-        u_key = {"teacher": stages.log[f"teacher-{setting.name}"]["config_hash"], "coefficients": coefficients,
-                 **upgrade_key}
-        up = stages.run(f"upgrade-{setting.name}", u_key,
-                        _stage_upgrade(cfg, setting, teacher_dir, coefficients, data, device, progress))
-        models[setting.name] = {"family": setting.family, "sparsity": setting.sparsity,
-                                "teacher_train_seconds": teacher["train_seconds"], "upgrade_seconds": up["seconds"],
-                                "encoder_frozen": up["encoder_frozen"], "calibration": up["calibration"],
-                                "control": up["metrics"]["control"],
-                                **{s: dict(up["metrics"][s]) for s in _STAGES}}
-        sae_paths[f"{setting.name}/teacher"] = teacher_dir
-        sae_paths[f"{setting.name}/init"] = out / f"upgrade-{setting.name}" / "init"
-        sae_paths[f"{setting.name}/rsae"] = out / f"upgrade-{setting.name}" / "rsae"
-        rsae_paths[setting.name] = out / f"upgrade-{setting.name}" / "rsae"
+    coefficients = None
+    if approx:
+        relu_fit = approx["fits"]["relu"]
+        coefficients = (relu_fit["a"], relu_fit["b"])
+    train_key = {k: getattr(cfg, k) for k in ("d_sae", "teacher_max_steps", "teacher_eval_every", "batch_size", "lr",
+                                              "convergence_tol", "seed")}
+    upgrade_key = {k: getattr(cfg, k) for k in ("finetune_steps", "finetune_lr", "calibration_tokens", "l0_budget",
+                                                "batch_size")}
 
-    d_key = {"models": {n: stages.log[f"upgrade-{n.split('/')[0]}"]["config_hash"] for n in sae_paths},
-             "ce_contexts": cfg.ce_contexts, "probe": [cfg.probe_task, cfg.probe_k, cfg.probe_train_contexts,
-                                                        cfg.probe_heldout_contexts]}
-    downstream = stages.run("downstream", d_key,
-                            _stage_downstream(cfg, sae_paths, harvested["scale"], lm, device, progress))
-    for name, row in models.items():
-        for stage in _STAGES:
-            row[stage].update(downstream["models"][f"{name}/{stage}"])
+    # teachers: (label, family, sparsity, kind, folder, stage result, stage hash)
+    teacher_list: list[dict[str, Any]] = []
+    for path in teachers:
+        path = Path(path)
+        tcfg = load_sae(path).cfg
+        label = f"saelens-{path.name}"
 
+        def from_disk(folder: Path, path: Path = path) -> dict[str, Any]:
+            metrics = evaluate_sae(load_sae(path, device=device), tensors()["heldout"].to(device))
+            return {"convergence": {"converged": None, "reason": "supplied teacher: its training is unknown"},
+                    "dead_fraction": 1.0 - metrics["alive_fraction"], "killed_latents": 0, "train_seconds": 0.0,
+                    "files": [str(path / "cfg.json")]}
+
+        t_key = {"data": data_hash, "path": str(path.resolve()), "cfg": tcfg.to_dict() if hasattr(tcfg, "to_dict")
+                 else str(tcfg)}
+        result = stages.run(f"teacher-{label}", t_key, from_disk)
+        teacher_list.append({"label": label, "family": tcfg.family, "sparsity": float(_teacher_sparsity(tcfg)),
+                             "kind": "saelens", "folder": path, "result": result,
+                             "hash": stages.log[f"teacher-{label}"]["config_hash"]})
+    if not teachers:
+        for setting in cfg.teachers:
+            for dead in (False, True) if setting.dead else (False,):
+                label = setting.name + ("-dead" if dead else "")
+                t_key = {"harvest": data_hash, "setting": dataclasses.asdict(setting), "dead": dead, **train_key}
+                if dead:
+                    t_key.update(dead_fraction=cfg.dead_fraction, dead_shift=cfg.dead_shift)
+                result = stages.run(f"teacher-{label}", t_key,
+                                    _stage_teacher(cfg, setting, dead, tensors, device, progress))
+                teacher_list.append({"label": label, "family": setting.family, "sparsity": float(setting.sparsity),
+                                     "kind": "dead" if dead else "trained", "folder": out / f"teacher-{label}" / "sae",
+                                     "result": result, "hash": stages.log[f"teacher-{label}"]["config_hash"]})
+
+    rows: list[dict[str, Any]] = []
+    sae_paths: dict[str, tuple[Path, str]] = {}
+    shapes: list[tuple[str, str, Path]] = []
+    for t in teacher_list:
+        sae_paths[f"{t['label']}/teacher"] = (t["folder"], t["hash"])
+        for variant in cfg.variants:
+            key = f"{t['family']}/{_sparsity_label(t['family'], t['sparsity'])}/{t['kind']}/{variant}"
+            row: dict[str, Any] = {
+                "key": key, "family": t["family"], "sparsity": t["sparsity"],
+                "sparsity_label": _sparsity_label(t["family"], t["sparsity"]), "teacher_kind": t["kind"],
+                "teacher_name": t["label"], "variant": variant, "text": harvested["text"].split(":")[0],
+                "convergence": {k: v for k, v in t["result"]["convergence"].items() if k != "curve"},
+                "teacher_dead_fraction": t["result"]["dead_fraction"],
+                "teacher_killed_latents": t["result"]["killed_latents"],
+                "teacher_train_seconds": t["result"]["train_seconds"], "seeds": list(cfg.seeds),
+                "rsae": [], "control": [], "calibration": [], "upgrade_seconds": [], "control_seconds": [],
+            }
+            for seed in cfg.seeds:
+                name = f"upgrade-{t['label']}-{variant}-s{seed}"
+                u_key = {"teacher": t["hash"], "coefficients": coefficients, "variant": variant, "seed": seed,
+                         **upgrade_key}
+                up = stages.run(name, u_key, _stage_upgrade(cfg, t["family"], variant, seed, t["folder"],
+                                                            coefficients, tensors, device, progress))
+                digest = stages.log[name]["config_hash"]
+                if seed == cfg.seeds[0]:
+                    row["teacher"] = dict(up["metrics"]["teacher"])
+                    row["init"] = dict(up["metrics"]["init"])
+                    row["encoder_frozen"] = up["encoder_frozen"]
+                    sae_paths[f"{key}/init"] = (out / name / "init", digest)
+                    if t["kind"] == "trained":
+                        shapes.append((f"{t['label']} ({variant})", t["family"], out / name / "rsae"))
+                row["rsae"].append(dict(up["metrics"]["rsae"]))
+                row["control"].append(dict(up["metrics"]["control"]))
+                row["calibration"].append(up["calibration"])
+                row["upgrade_seconds"].append(up["seconds"])
+                row["control_seconds"].append(up["control_seconds"])
+                row["over_budget_reported"] = row.get("over_budget_reported", False) or up["over_budget_reported"]
+                sae_paths[f"{key}/rsae-s{seed}"] = (out / name / "rsae", digest)
+                sae_paths[f"{key}/control-s{seed}"] = (out / name / "control", digest)
+            row["control_present"] = len(row["control"]) == len(cfg.seeds)
+            rows.append(row)
+
+    if data is None:
+        d_key = {"models": {n: h for n, (_p, h) in sae_paths.items()}, "ce_contexts": cfg.ce_contexts,
+                 "probe": [cfg.probe_task, cfg.probe_k, cfg.probe_train_contexts, cfg.probe_heldout_contexts]}
+        downstream = stages.run("downstream", d_key,
+                                _stage_downstream(cfg, sae_paths, harvested["scale"], lm, device, progress))
+        measured = downstream["models"]
+    else:
+        downstream = {"skipped": "no language model: the activations come from --data", "models": {}}
+        measured = {}
+    blank = dict.fromkeys(_DOWNSTREAM_KEYS)
+    for row in rows:
+        teacher_label, key = row["teacher_name"], row["key"]
+        row["teacher"].update({k: measured.get(f"{teacher_label}/teacher", blank)[k] for k in _DOWNSTREAM_KEYS})
+        row["init"].update({k: measured.get(f"{key}/init", blank)[k] for k in _DOWNSTREAM_KEYS})
+        for seed, m in zip(cfg.seeds, row["rsae"]):
+            m.update({k: measured.get(f"{key}/rsae-s{seed}", blank)[k] for k in _DOWNSTREAM_KEYS})
+        for seed, m in zip(cfg.seeds, row["control"]):
+            m.update({k: measured.get(f"{key}/control-s{seed}", blank)[k] for k in _DOWNSTREAM_KEYS})
+        score_row(row, cfg.l0_budget)
+
+    board = {"seeds": list(cfg.seeds), "sigmas": SIGMAS, "l0_budget": cfg.l0_budget, "rows": rows,
+             "totals": totals(rows),
+             "totals_by_variant": {v: totals([r for r in rows if r["variant"] == v]) for v in cfg.variants}}
     results = {
         "config": cfg.to_dict(),
         "device": device,
+        "text": harvested["text"],
         "approx": {k: v for k, v in approx.items() if k != "files"},
         "harvest": {k: v for k, v in harvested.items() if k != "files"},
         "downstream": {k: v for k, v in downstream.items() if k not in ("models", "files")},
-        "models": models,
+        "teachers": {t["label"]: {"family": t["family"], "kind": t["kind"],
+                                  **{k: v for k, v in t["result"].items() if k != "files"}} for t in teacher_list},
+        "scoreboard": board,
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
     }
     report_files = [figures / "results.json", out / "results.md", figures / "reproduce_tradeoff.png",
                     figures / "reproduce_shapes.png"]
 
     def report(folder: Path) -> dict[str, Any]:
-        _plot_tradeoff(results, report_files[2])
-        _plot_shapes(results, rsae_paths, report_files[3])
+        plot_tradeoff(finite(results), report_files[2])
+        _plot_shapes(shapes, report_files[3])
         (out / "results.md").write_text(results_markdown(finite(results)))
         return {"files": [str(f) for f in report_files]}
 
-    r_key = {"downstream": stages.log["downstream"]["config_hash"],
-             "upgrades": [stages.log[f"upgrade-{s.name}"]["config_hash"] for s in cfg.teachers],
-             "figures": str(figures)}
+    r_key = {"downstream": stages.log.get("downstream", {}).get("config_hash"),
+             "upgrades": sorted(v["config_hash"] for k, v in stages.log.items() if k.startswith("upgrade-")),
+             "figures": str(figures), "format": 3}
     results["stages"] = stages.log
     _write_json(report_files[0], results)
     stages.run("report", r_key, report)
@@ -683,10 +896,15 @@ def reproduce(
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any] | str:
-    if args.tiny and args.full:
-        raise ConfigError("choose at most one of --tiny and --full")
-    preset = "tiny" if args.tiny else "full" if args.full else "default"
-    results = reproduce(PRESETS[preset], args.out, args.figures, device=args.device, progress=not args.no_progress)
+    if args.markdown:
+        try:
+            results = json.loads(Path(args.markdown).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read results JSON {args.markdown}: {exc}") from exc
+        return results_markdown(results)
+    preset = args.preset_for(args)
+    results = reproduce(PRESETS[preset], args.out, args.figures, device=args.device, progress=not args.no_progress,
+                        data=args.data, teachers=args.teacher or ())
     if args.json:
         return {"preset": preset, **results}
     summary = {name: {"seconds": round(s["seconds"], 1), "skipped": s["skipped"]} for name, s in
@@ -694,18 +912,53 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | str:
     return f"preset {preset}; stages: {json.dumps(summary)}\n" + results_markdown(results)
 
 
-def register_reproduce(subparsers: Any) -> argparse.ArgumentParser:
-    """``rsae reproduce``: the whole chain (study, harvest, teachers, upgrades, downstream, tables, figures)."""
-    parser = subparsers.add_parser(
-        "reproduce", help="run the whole RSAE chain on the embedded defaults (resumable)",
-        description="Approximation study, harvest, teachers, two-stage upgrades, held-out and downstream "
-        "metrics, tables and figures. Stages whose outputs exist are skipped.")
-    parser.add_argument("--out", default="runs/reproduce", help="stage outputs (default runs/reproduce)")
+def _reproduce_preset(args: argparse.Namespace) -> str:
+    if args.tiny and args.full:
+        raise ConfigError("choose at most one of --tiny and --full")
+    return "tiny" if args.tiny else "full" if args.full else "default"
+
+
+def _study_preset(args: argparse.Namespace) -> str:
+    if args.tiny:
+        return "tiny"
+    return "full" if str(args.device).startswith("cuda") else "study"
+
+
+def _common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    parser.add_argument("--out", default=out, help=f"stage outputs (default {out})")
     parser.add_argument("--figures", default="figures", help="figures and results.json (default figures)")
-    parser.add_argument("--full", action="store_true", help="the larger preset")
     parser.add_argument("--tiny", action="store_true", help="a few hundred tokens, tiny SAEs (tests)")
     parser.add_argument("--device", default="cpu", help="torch device, cpu or cuda (default cpu)")
+    parser.add_argument("--data", default=None,
+                        help="folder with train/ and heldout/ activation stores instead of the harvest (no LM)")
+    parser.add_argument("--teacher", action="append", default=None, metavar="DIR",
+                        help="an SAELens-format SAE folder to upgrade (repeatable; needs --data)")
+    parser.add_argument("--markdown", default=None, metavar="RESULTS_JSON",
+                        help="only print the tables generated from an existing results.json")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
-    parser.set_defaults(handler=_run)
+
+
+def register_reproduce(subparsers: Any) -> argparse.ArgumentParser:
+    """``rsae reproduce``: the main job (study, harvest, teachers, upgrades, controls, seeds, scoreboard)."""
+    parser = subparsers.add_parser(
+        "reproduce", help="run the whole RSAE chain on the embedded defaults (resumable)",
+        description="Approximation study, harvest, converged teachers (and teachers with dead latents), "
+        "two-stage upgrades and controls over seeds, held-out and downstream metrics, the scoreboard, tables "
+        "and figures. Stages whose outputs exist are skipped.")
+    _common_arguments(parser, "runs/reproduce")
+    parser.add_argument("--full", action="store_true", help="the larger preset (GPU-sized)")
+    parser.set_defaults(handler=_run, preset_for=_reproduce_preset)
+    return parser
+
+
+def register_study(subparsers: Any) -> argparse.ArgumentParser:
+    """``rsae study``: the decisive preset — 500k stdlib-source tokens, converged teachers, controls, seeds."""
+    parser = subparsers.add_parser(
+        "study", help="the upgrade study: converged teachers, controls, seeds, scoreboard (resumable)",
+        description="The `study` preset of `rsae reproduce` (500k training tokens of the interpreter's "
+        "standard-library source, d_sae = 4 x d_in, two sparsity levels and a dead-latent teacher per family, "
+        "3 seeds); with --device cuda the larger `full` preset.")
+    _common_arguments(parser, "runs/study")
+    parser.set_defaults(handler=_run, preset_for=_study_preset)
     return parser

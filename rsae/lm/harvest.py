@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from rsae.core.data import ActivationStore, StoreWriter
 from rsae.errors import ConfigError, DataError
 from rsae.lm.model import (
+    CORPORA,
     DEFAULT_CONTEXT_LENGTH,
     DEFAULT_DROP_FIRST,
     DEFAULT_HELDOUT_FRACTION,
@@ -49,6 +50,7 @@ from rsae.lm.model import (
     LanguageModel,
     build_contexts,
     check_layer,
+    corpus_description,
     load_documents,
     load_language_model,
     residual_stream,
@@ -282,6 +284,7 @@ def harvest_splits(
     context_length: int = DEFAULT_CONTEXT_LENGTH,
     drop_first: int = DEFAULT_DROP_FIRST,
     text: list[str] | None = None,
+    corpus: str = "pydoc",
     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
     seed: int = 0,
     batch_size: int = 8,
@@ -293,10 +296,11 @@ def harvest_splits(
 
     ``n_tokens`` defaults to the whole train split; ``heldout_tokens`` to a tenth of the train tokens, capped
     at what the held-out split offers. Other parameters as in :func:`harvest` and
-    :func:`rsae.lm.model.build_contexts`; ``text`` as in :func:`rsae.lm.model.load_documents`.
+    :func:`rsae.lm.model.build_contexts`; ``text`` and ``corpus`` (the embedded corpus used when ``text`` is
+    empty) as in :func:`rsae.lm.model.load_documents`.
     """
-    documents = load_documents(text)
-    source = {"text": [str(p) for p in text] if text else f"pydoc_data.topics (CPython {platform.python_version()})"}
+    documents = load_documents(text, corpus=corpus)
+    source = {"text": [str(p) for p in text] if text else corpus_description(None, corpus)}
     results = {}
     budget = {"train": n_tokens, "heldout": heldout_tokens}
     for split in ("train", "heldout"):
@@ -340,6 +344,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         context_length=args.context_length,
         drop_first=args.drop_first,
         text=args.text,
+        corpus=args.corpus,
         heldout_fraction=args.heldout_fraction,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -386,6 +391,8 @@ def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (gets train/ and heldout/ stores)")
     p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
     p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
+    p.add_argument("--corpus", choices=CORPORA, default="pydoc",
+                   help="embedded text when --text is not given: pydoc (CPython docs) or stdlib (its .py source)")
     p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)
     p.add_argument("--seed", type=int, default=0, help="seed of the context order")
     p.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass")

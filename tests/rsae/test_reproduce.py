@@ -41,14 +41,18 @@ def test_tiny_reproduce_writes_valid_outputs_and_rerun_skips_every_stage(tmp_pat
 
     x = _read_store(out / "harvest" / "heldout") / results["harvest"]["scale"]
     assert len(x) == cfg.heldout_tokens
-    assert {row["family"] for row in results["models"].values()} == {"relu", "jumprelu", "topk"}
-    for name, row in results["models"].items():
-        for stage in ("teacher", "init", "rsae"):
-            metrics = row[stage]
+    rows = results["scoreboard"]["rows"]
+    assert {row["family"] for row in rows} == {"relu", "jumprelu", "topk"}
+    assert [row["teacher_kind"] for row in rows].count("dead") == 1
+    for row in rows:
+        folder = out / f"upgrade-{row['teacher_name']}-{row['variant']}-s{cfg.seeds[0]}"
+        models = {"teacher": (row["teacher"], out / f"teacher-{row['teacher_name']}" / "sae"),
+                  "init": (row["init"], folder / "init"), "rsae": (row["rsae"][0], folder / "rsae"),
+                  "control": (row["control"][0], folder / "control")}
+        for stage, (metrics, path) in models.items():
             for key in ("mse", "l0", "alive_fraction", "fvu", "delta_ce", "loss_recovered", "probe_accuracy"):
-                assert math.isfinite(metrics[key]), (name, stage, key)
-            folder = (out / f"teacher-{name}" / "sae") if stage == "teacher" else (out / f"upgrade-{name}" / stage)
-            sae = load_sae(folder)
+                assert math.isfinite(metrics[key]), (row["key"], stage, key)
+            sae = load_sae(path)
             with torch.no_grad():
                 codes = sae.encode(x)
             # L0 is the mean count of exact non-zeros, recomputed here from the saved model
@@ -57,14 +61,13 @@ def test_tiny_reproduce_writes_valid_outputs_and_rerun_skips_every_stage(tmp_pat
         assert row["init"]["mse"] == pytest.approx(row["teacher"]["mse"], rel=0.02)
         assert row["init"]["l0"] == pytest.approx(row["teacher"]["l0"])
         if row["family"] == "relu":
-            assert row["encoder_frozen"] and row["rsae"]["l0"] == pytest.approx(row["teacher"]["l0"])
-        assert math.isfinite(row["control"]["mse"]) and math.isfinite(row["control"]["l0"])
-        if row["family"] == "topk":
-            assert row["rsae"]["l0"] == pytest.approx(row["sparsity"])
+            assert row["encoder_frozen"] and all(m["l0"] == pytest.approx(row["teacher"]["l0"]) for m in row["rsae"])
+        assert len(row["control"]) == len(row["rsae"]) == len(cfg.seeds)
+        assert all(cell["verdict"] != "n/a" for cell in row["cells"].values())
     table = (out / "results.md").read_text()
     assert table == results_markdown(results)
-    for name in results["models"]:
-        assert sum(line.startswith(f"| {name} |") for line in table.splitlines()) == 4  # 3 models + summary
+    for row in rows:
+        assert sum(line.startswith(f"| {row['key']} |") for line in table.splitlines()) == 8  # facts + 7 cells
     assert all(math.isfinite(v) for v in _finite_numbers(results["downstream"]))
 
     t0 = time.perf_counter()
@@ -72,7 +75,7 @@ def test_tiny_reproduce_writes_valid_outputs_and_rerun_skips_every_stage(tmp_pat
     second = json.loads(capsys.readouterr().out)
     assert all(s["skipped"] for s in second["stages"].values()), second["stages"]
     assert time.perf_counter() - t0 < 20
-    assert second["models"] == first["models"]
+    assert second["scoreboard"] == first["scoreboard"]
 
 
 def test_changed_config_invalidates_only_dependent_stages(tmp_path):

@@ -1,0 +1,173 @@
+"""The upgrade study without a language model: converged/dead teachers, a teacher from disk, seeds, controls,
+verdicts and totals, on synthetic activation stores (fast); and the scoreboard's verdict rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from rsae.cli import main
+from rsae.core.config import SAEConfig
+from rsae.core.data import ActivationStore
+from rsae.core.io import save_sae
+from rsae.core.sae import SAE
+from rsae.experiments.reproduce import PRESETS, TeacherSetting, reproduce, results_markdown
+from rsae.experiments.scoreboard import (
+    METRICS,
+    combine,
+    compare,
+    comparison_markdown,
+    score_row,
+    timing_markdown,
+    totals,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+D_IN = 8
+
+
+def _stores(folder: Path) -> Path:
+    """train/ and heldout/ stores of sparse synthetic activations (a few latent directions plus noise)."""
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.randn(24, D_IN, generator=g)
+    for split, n in (("train", 1024), ("heldout", 256)):
+        codes = torch.rand(n, 24, generator=g) * (torch.rand(n, 24, generator=g) < 0.15)
+        x = codes @ dirs + 0.05 * torch.randn(n, D_IN, generator=g)
+        with ActivationStore.create(folder / split, D_IN, meta={"text": "synthetic"}) as writer:
+            writer.append(x)
+    return folder
+
+
+_CFG = dataclasses.replace(
+    PRESETS["tiny"], study_n_max=0, gate_types=(), d_sae=16, teacher_max_steps=8, teacher_eval_every=2,
+    finetune_steps=3, batch_size=128, calibration_tokens=256, dead_fraction=0.25,
+    teachers=(TeacherSetting("relu-l1=0.1", "relu", 0.1, dead=True),
+              TeacherSetting("topk-k=4", "topk", 4)), seeds=(0, 1, 2))
+
+
+def test_tiny_study_rows_have_seeds_controls_verdicts_and_converged_flags(tmp_path, capsys):
+    data = _stores(tmp_path / "data")
+    results = reproduce(_CFG, tmp_path / "run", tmp_path / "fig", data=data, progress=False)
+    board = results["scoreboard"]
+    assert [r["teacher_kind"] for r in board["rows"]] == ["trained", "dead", "trained"]
+    assert {r["family"] for r in board["rows"]} == {"relu", "topk"}
+    err = capsys.readouterr().err
+    assert len(re.findall(r"over the last quarter; converged \(< 1 %\): (True|False)", err)) == 3
+    for row in board["rows"]:
+        conv = row["convergence"]
+        assert isinstance(conv["converged"], bool) and conv["steps"] % (4 * _CFG.teacher_eval_every) == 0
+        assert conv["converged"] == (conv["improvement"] < 0.01)
+        assert conv["improvement"] == pytest.approx(1 - conv["mse_end"] / conv["mse_three_quarters"])
+        assert conv["step_three_quarters"] * 4 == conv["steps"] * 3
+        assert row["seeds"] == [0, 1, 2] and len(row["rsae"]) == len(row["control"]) == 3
+        assert row["control_present"] and row["variant"] == "magnitude"
+        assert isinstance(row["l0_budget"]["over_budget"], bool)
+        assert set(row["cells"]) == {m[0] for m in METRICS}
+        for key, cell in row["cells"].items():
+            assert cell["verdict"] in ("win", "loss", "tie", "excluded", "n/a")
+            if cell["group"] == "downstream":  # no language model with --data
+                assert cell["verdict"] == "n/a" and cell["rsae"] is None
+            else:
+                assert len(cell["rsae"]["values"]) == 3 and math.isfinite(cell["rsae"]["sd"]), key
+                assert cell["verdict"] == combine(cell["vs_teacher"], cell["vs_control"]) or (
+                    row["l0_budget"]["over_budget"] and cell["verdict"] == "excluded")
+        if row["family"] == "relu":  # frozen encoder: RSAE and control keep the teacher's support
+            assert row["cells"]["l0"]["verdict"] == "tie"
+        if row["family"] == "topk":
+            assert max(row["cells"]["l0"]["rsae"]["values"]) <= 4.0  # at most k non-zeros
+    dead = next(r for r in board["rows"] if r["teacher_kind"] == "dead")
+    assert dead["teacher_dead_fraction"] >= 0.25 and dead["teacher_killed_latents"] == 4
+    recon = board["totals"]["verdict"]["reconstruction"]
+    assert recon["cells"] == 2 * len(board["rows"]) and board["totals"]["verdict"]["downstream"]["cells"] == 0
+    # the results JSON is strict JSON and its markdown regenerates from it alone
+    saved = json.loads((tmp_path / "fig" / "results.json").read_text(), parse_constant=pytest.fail)
+    assert (tmp_path / "run" / "results.md").read_text() == results_markdown(saved)
+    assert (tmp_path / "fig" / "reproduce_tradeoff.png").stat().st_size > 0
+
+    # an SAELens-format teacher from disk goes through the same path
+    teacher = SAE.from_config(SAEConfig(d_in=D_IN, d_sae=16, family="topk", k=3), seed=1)
+    save_sae(teacher, tmp_path / "mine")
+    disk = reproduce(_CFG, tmp_path / "run2", tmp_path / "fig2", data=data, teachers=[tmp_path / "mine"],
+                     progress=False)
+    (row,) = disk["scoreboard"]["rows"]
+    assert row["teacher_kind"] == "saelens" and row["family"] == "topk" and row["sparsity"] == 3
+    assert row["convergence"]["converged"] is None and len(row["control"]) == 3
+
+
+def test_compare_and_combine_follow_the_two_sd_rule():
+    # lower is better: mean 1.0, sd 0.1 → win only below 1.0 − 0.2
+    assert compare([0.9, 1.0, 1.1], 1.25, "lower")["verdict"] == "win"
+    assert compare([0.9, 1.0, 1.1], 1.15, "lower")["verdict"] == "tie"
+    assert compare([0.9, 1.0, 1.1], 0.7, "lower")["verdict"] == "loss"
+    assert compare([0.9, 1.0, 1.1], 0.7, "higher")["verdict"] == "win"
+    # against the control the larger of the two spreads counts
+    assert compare([1.0, 1.0, 1.0], [1.1, 1.3, 1.5], "lower")["verdict"] == "tie"
+    assert compare([1.0, 1.0, 1.0], [1.1, 1.3, 1.5], "lower")["spread"] == pytest.approx(0.2)
+    assert compare([1.0, 1.0, 1.0], [1.3, 1.5, 1.7], "lower")["verdict"] == "win"
+    assert compare([2.0, 2.0, 2.0], 2.0, "lower")["verdict"] == "tie"  # identical: no win at zero spread
+    assert compare([0.1 + 0.2] * 3, 0.3, "higher")["verdict"] == "tie"  # float rounding is no difference
+    assert compare([2.0, 2.0, 2.0], 2.001, "lower")["verdict"] == "win"  # zero spread: any real difference
+    assert compare([None, 1.0, 1.0], 2.0, "lower")["verdict"] == "n/a"
+    assert combine("win", "win") == "win" and combine("win", "tie") == "tie" and combine("win", "loss") == "loss"
+    assert combine("n/a", "win") == "n/a"
+    with pytest.raises(ValueError):
+        compare([1.0], 1.0, "sideways")
+
+
+def _metrics(**kw):
+    base = {"mse": 1.0, "fvu": 0.1, "l0": 10.0, "alive_fraction": 0.9, "delta_ce": 0.1, "loss_recovered": 0.9,
+            "probe_accuracy": 0.8}
+    return {**base, **kw}
+
+
+def test_over_budget_rows_have_their_wins_excluded_and_totals_count_them():
+    rsae = [_metrics(mse=0.5 + 0.01 * i, l0=12.0) for i in range(3)]  # 20 % more L0 than the teacher
+    row = {"teacher": _metrics(), "init": _metrics(), "rsae": rsae, "control": [_metrics(mse=0.9)] * 3}
+    scored = score_row(row, l0_budget=1.05)
+    assert scored["l0_budget"]["over_budget"] and scored["cells"]["mse"]["verdict"] == "excluded"
+    assert scored["cells"]["l0"]["verdict"] == "loss"
+    t = totals([scored])
+    assert t["verdict"]["reconstruction"]["win"] == 0 and t["verdict"]["reconstruction"]["excluded"] == 1
+    within = score_row({**row, "rsae": [_metrics(mse=0.5 + 0.01 * i) for i in range(3)]}, l0_budget=1.05)
+    assert not within["l0_budget"]["over_budget"] and within["cells"]["mse"]["verdict"] == "win"
+
+
+def test_docs_tables_are_the_regeneration_of_the_committed_results_json():
+    """docs/results.md carries the tables generated from figures/results.json, unedited."""
+    results = json.loads((ROOT / "figures" / "results.json").read_text(), parse_constant=pytest.fail)
+    doc = (ROOT / "docs" / "results.md").read_text()
+    for name, writer in (("scoreboard", results_markdown), ("comparison", comparison_markdown),
+                         ("timing", timing_markdown)):
+        block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", doc, re.S)
+        assert block is not None, f"docs/results.md lacks the generated {name} block"
+        assert block.group(1) == writer(results), name
+
+
+def test_markdown_option_prints_the_tables_of_a_results_file(tmp_path, capsys):
+    assert main(["study", "--markdown", str(ROOT / "figures" / "results.json")]) == 0
+    assert capsys.readouterr().out.strip() == results_markdown(
+        json.loads((ROOT / "figures" / "results.json").read_text())).strip()
+    assert main(["study", "--markdown", str(tmp_path / "missing.json")]) != 0
+
+
+def test_stdlib_corpus_is_one_document_per_source_file_without_tests():
+    from rsae.errors import ConfigError
+    from rsae.lm.model import corpus_description, load_documents, split_of
+
+    docs = load_documents(corpus="stdlib")
+    ids = [d.doc_id for d in docs]
+    assert len(docs) > 300 and ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i.startswith("stdlib/") and i.endswith(".py") for i in ids)
+    assert not any("/test/" in i or "/tests/" in i or "site-packages" in i for i in ids)
+    assert "stdlib/json/decoder.py" in ids and sum(len(d.text) for d in docs) > 5_000_000  # a few million tokens
+    assert 0 < sum(split_of(i) == "heldout" for i in ids) < len(ids) / 4
+    assert corpus_description(None, "stdlib").startswith("stdlib:")
+    assert load_documents(corpus="pydoc")[0].doc_id != ids[0]
+    with pytest.raises(ConfigError, match="corpus must be one of"):
+        load_documents(corpus="wikipedia")
