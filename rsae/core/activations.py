@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from rsae.core.config import SAEConfig
 from rsae.core.rational import RationalActivation, rational_activation, safe_pade
+from rsae.core.sparse import Support
 from rsae.errors import ConfigError
 
 __all__ = [
@@ -151,6 +152,20 @@ class Activation(nn.Module):
         relu by default. Used for the top-k supports and the AuxK loss."""
         return torch.relu(values)
 
+    def select(self, h: Tensor) -> Support | None:
+        """The support of the codes of pre-activations ``h`` [B, d_sae] (no graph), or None for the dense path.
+
+        A family that returns a support gets its codes from :meth:`sparse_values` on the gathered entries and
+        is decoded by :func:`rsae.core.sparse.sparse_decode`; its penalty then receives ``h`` without a graph
+        (it must not need ∂/∂h). Called once per forward pass in :meth:`rsae.core.sae.SAE.forward` (BatchTopK
+        updates its threshold here). Default: None."""
+        return None
+
+    def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
+        """Code values at the support from the gathered pre-activations ``kept`` [N]: g(h) where h > 0, else 0
+        (the top-k families)."""
+        return torch.where(kept > 0, self.magnitude(kept, support.latents), 0)
+
     def initialise_from_data(self, h: Tensor) -> None:
         """Data-dependent initialisation from a sample of pre-activations ``h`` (default: nothing to do)."""
 
@@ -229,6 +244,10 @@ class TopK(Activation):
         idx = _topk_indices(h, self.k)
         return torch.zeros_like(h).scatter(-1, idx, self.magnitude(h.gather(-1, idx), idx))
 
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support:
+        return Support.from_row_indices(_topk_indices(h, self.k), h.shape[-1])
+
 
 class BatchTopK(Activation):
     """Training: keep the k·B largest positive pre-activations of the whole batch (B tokens); inference
@@ -276,6 +295,15 @@ class BatchTopK(Activation):
 
     def forward(self, h: Tensor) -> Tensor:
         return self._gated(h, self.magnitude)
+
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        """Training: the batch top-k (threshold updated as in :meth:`forward`); inference: dense path."""
+        if not self.training:
+            return None
+        flat = torch.sort(self.batch_mask_indices(h)).values
+        self._update_threshold(h.reshape(-1)[flat])
+        return Support.from_flat(flat, h.shape[0], h.shape[-1])
 
     def file_tensors(self) -> dict[str, Tensor]:
         return {"threshold": self.threshold.detach().clone()}
@@ -382,6 +410,15 @@ class Rational(Activation):
             kept = h.gather(-1, idx)
             return torch.zeros_like(h).scatter(-1, idx, torch.where(kept > 0, self.magnitude(kept, idx), 0))
         return self.batch._gated(h, self.magnitude)
+
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        """The top-k gates' supports (φ is then evaluated on the kept entries only); None for the others."""
+        if self.gate == "topk":
+            return Support.from_row_indices(_topk_indices(h, self.k), h.shape[-1])
+        if self.gate == "batchtopk":
+            return self.batch.select(h)
+        return None
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         if self.gate == "relu":

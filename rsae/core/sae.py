@@ -21,6 +21,7 @@ Example
 -------
 >>> import torch
 >>> from rsae.core.config import SAEConfig
+from rsae.core.sparse import Support, gather_pre_acts, sparse_decode
 >>> from rsae.core.sae import SAE
 >>> sae = SAE.from_config(SAEConfig(d_in=8, d_sae=32, family="topk", k=4), seed=0)
 >>> out = sae(torch.randn(5, 8))
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 
 from rsae.core.activations import Activation, make_activation
 from rsae.core.config import SAEConfig
+from rsae.core.sparse import Support, gather_pre_acts, sparse_decode
 
 __all__ = ["Losses", "SAEOutput", "SAE"]
 
@@ -166,25 +168,39 @@ class SAE(nn.Module):
         auxk_k : int, optional
             k_aux, the number of dead latents used per token (default d_in // 2).
         """
-        h = self.pre_acts(x)
-        z = self.activation(h)
-        x_hat = self.decode(z)
+        x_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+        h = x_in @ self.W_enc + self.b_enc
+        support = self.activation.select(h.detach()) if h.dim() == 2 else None
+        if support is None:
+            z = self.activation(h)
+            x_hat = self.decode(z)
+            h_penalty = h
+        else:
+            # Sparse path: the codes' entries are gathered from h without its graph, so neither the encoder's
+            # nor the decoder's backward forms a dense [B, d_sae] product (rsae.core.sparse).
+            values = self.activation.sparse_values(gather_pre_acts(x_in, self.W_enc, self.b_enc, h.detach(), support),
+                                                   support)
+            x_hat = sparse_decode(values, support, self.W_dec) + self.b_dec
+            z = support.to_dense(values)
+            h_penalty = h.detach()
         acc = _accumulation_dtype(x_hat.dtype)
         mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
-        sparsity = self.activation.penalty(h, z, self.W_dec).to(acc)
-        auxk = self._auxk(x, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
+        sparsity = self.activation.penalty(h_penalty, z, self.W_dec).to(acc)
+        auxk = self._auxk(x, x_in, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
         total = mse + sparsity_scale * sparsity + auxk
         return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))
 
     def _auxk(
         self,
         x: Tensor,
+        x_in: Tensor,
         x_hat: Tensor,
         h: Tensor,
         dead_mask: Tensor | None,
         coefficient: float,
         k_aux: int | None,
     ) -> Tensor:
+        """α · mean ‖e − ê‖², ê decoded sparsely from the top-k_aux dead latents' pre-activations."""
         zero = x.new_zeros((), dtype=_accumulation_dtype(x_hat.dtype))
         if dead_mask is None or coefficient == 0 or not self.activation.uses_auxk:
             return zero
@@ -192,14 +208,16 @@ class SAE(nn.Module):
         if n_dead == 0:
             return zero
         k = min(k_aux if k_aux is not None else max(self.cfg.d_in // 2, 1), n_dead)
-        masked = torch.where(dead_mask, h, torch.finfo(h.dtype).min)
-        idx = torch.topk(masked, k, dim=-1, sorted=False).indices
-        kept = h.gather(-1, idx)
-        values = torch.where(kept > 0, self.activation.magnitude(kept, idx), 0)
-        z_aux = torch.zeros_like(h).scatter(-1, idx, values)
+        h_flat = h.detach().reshape(-1, h.shape[-1])
+        masked = torch.where(dead_mask, h_flat, torch.finfo(h.dtype).min)
+        support = Support.from_row_indices(torch.topk(masked, k, dim=-1, sorted=False).indices, h.shape[-1])
+        x_flat = x_in.reshape(-1, x_in.shape[-1])
+        kept = gather_pre_acts(x_flat, self.W_enc, self.b_enc, h_flat, support)
+        e_hat = sparse_decode(torch.where(kept > 0, self.activation.magnitude(kept, support.latents), 0), support,
+                              self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)
-        residual = (x - x_hat).detach().to(acc)
-        return coefficient * (z_aux @ self.W_dec).to(acc).sub(residual).pow(2).sum(-1).mean()
+        residual = (x - x_hat).detach().to(acc).reshape(e_hat.shape)
+        return coefficient * e_hat.to(acc).sub(residual).pow(2).sum(-1).mean()
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
