@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RSAEError as exc:
         sys.stderr.write(f"rsae {args.command}: error: {exc}\n")
         return 2
+    if _rank() != 0:  # under torchrun only rank 0 reports
+        return 0
     if isinstance(result, str):
         sys.stdout.write(result + "\n")
     elif getattr(args, "json", False):
@@ -77,6 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sys.stdout.write(_summary(result) + "\n")
     return 0
+
+
+def _rank() -> int:
+    """This process's rank under torch.distributed (0 outside torchrun)."""
+    if "torch" not in sys.modules:
+        return 0
+    from rsae.core.distributed import world
+
+    return world()[0]
 
 
 def _jsonable(value: Any) -> Any:
@@ -269,12 +280,14 @@ SYNTHETIC_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae train``."""
+    from rsae.core.distributed import init_from_env
     from rsae.core.io import save_sae
     from rsae.core.metrics import evaluate_sae
     from rsae.core.sae import SAE
     from rsae.core.trainer import Trainer
     from rsae.experiments.synthetic import feature_recovery
 
+    args.device = init_from_env(args.device)  # joins torchrun's process group when WORLD_SIZE > 1
     train, evaluation, provenance, syn = _load_data(args)
     started = time.perf_counter()
     if args.resume:
@@ -293,6 +306,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         )
     result = trainer.train()
     seconds = time.perf_counter() - started
+    if trainer.rank != 0:
+        return {"command": "train", "rank": trainer.rank}
     sae = result.sae.eval()
     save_sae(sae, args.out, extra_cfg={"rsae_provenance": provenance})
     metrics = evaluate_sae(sae, evaluation, max_tokens=args.eval_tokens)
@@ -339,9 +354,11 @@ def register_upgrade(subparsers: Any) -> None:
 
 def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae upgrade``."""
+    from rsae.core.distributed import init_from_env, world
     from rsae.core.io import CFG_FILE, load_sae, save_sae
     from rsae.experiments.upgrade import upgrade
 
+    args.device = init_from_env(args.device)  # the fine-tune runs data-parallel under torchrun
     teacher = load_sae(args.teacher, device=args.device)
     if args.data is None:
         provenance = json.loads((Path(args.teacher) / CFG_FILE).read_text(encoding="utf-8")).get("rsae_provenance", {})
@@ -369,6 +386,8 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
         progress=not args.no_progress,
     )
     out_dir = Path(args.out)
+    if world()[0] != 0:
+        return {"command": "upgrade", "rank": world()[0]}
     save_sae(result.student, out_dir, extra_cfg={"rsae_provenance": provenance, "teacher": str(args.teacher)})
     save_sae(result.student_init, out_dir / "init", extra_cfg={"rsae_provenance": provenance})
     report = upgrade_report(result)

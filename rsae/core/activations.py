@@ -42,6 +42,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from rsae.core import distributed
 from rsae.core.config import SAEConfig
 from rsae.core.rational import RationalActivation, rational_activation, safe_pade
 from rsae.core.sparse import Support
@@ -267,21 +268,36 @@ class BatchTopK(Activation):
         self.momentum = momentum
         self.register_buffer("threshold", torch.zeros(d_sae))
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
+        self.sync_ranks = False
+        """Select over the global batch of all ranks (set by the trainer under torch.distributed)."""
 
     def batch_mask_indices(self, h: Tensor) -> Tensor:
-        """Flat indices of the k·B largest positive entries of ``h`` viewed as [B, d_sae]."""
+        """Flat indices of the k·B largest positive entries of ``h`` viewed as [B, d_sae].
+
+        With ``sync_ranks`` (set by the trainer under torch.distributed) B is the global batch of all ranks:
+        each rank's k·B largest entries are all-gathered, the (k·B)-th largest of them is the global cut, and
+        this rank keeps its entries at or above it."""
         flat = h.reshape(-1)
-        n_keep = min(self.k * (flat.numel() // h.shape[-1]), flat.numel())
-        return torch.topk(flat, n_keep, sorted=False).indices
+        _, world = distributed.world() if self.sync_ranks else (0, 1)
+        n_keep = self.k * (flat.numel() // h.shape[-1]) * world
+        local = torch.topk(flat, min(n_keep, flat.numel()), sorted=False)
+        if world == 1:
+            return local.indices
+        candidates = distributed.all_gather_cat(local.values.detach())
+        cut = torch.topk(candidates, min(n_keep, candidates.numel()), sorted=False).values.min()
+        return local.indices[local.values >= cut]
 
     @torch.no_grad()
     def _update_threshold(self, kept: Tensor) -> None:
         positive = kept[kept > 0]
-        if positive.numel() == 0:
+        smallest = positive.min() if positive.numel() else kept.new_tensor(float("inf"))
+        if self.sync_ranks:
+            smallest = distributed.all_reduce_(smallest.reshape(1).clone(), "min")[0]
+        if not torch.isfinite(smallest):
             return
         self.threshold_updates += 1
         weight = max(self.momentum, 1.0 / float(self.threshold_updates))
-        self.threshold += weight * (positive.min().to(self.threshold.dtype) - self.threshold)
+        self.threshold += weight * (smallest.to(self.threshold.dtype) - self.threshold)
 
     def _gated(self, h: Tensor, magnitude) -> Tensor:
         if self.training:
