@@ -99,6 +99,9 @@ class SAE(nn.Module):
         self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
         self.activation = activation if activation is not None else make_activation(cfg)
+        self.sparse = True
+        """Take the sparse path (rsae.core.sparse) in :meth:`forward` when the family selects a support;
+        False forces the dense products (same results to rounding; for benchmarks and checks)."""
         self.activation.to(dtype=dtype)
         if cfg.family == "rational" and cfg.rational_a is None:
             # Record the coefficients the gate's fit produced, so the config alone rebuilds this model.
@@ -170,7 +173,7 @@ class SAE(nn.Module):
         """
         x_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
         h = x_in @ self.W_enc + self.b_enc
-        support = self.activation.select(h.detach()) if h.dim() == 2 else None
+        support = self.activation.select(h.detach()) if self.sparse and h.dim() == 2 else None
         if support is None:
             z = self.activation(h)
             x_hat = self.decode(z)
