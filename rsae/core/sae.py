@@ -21,7 +21,7 @@ Example
 -------
 >>> import torch
 >>> from rsae.core.config import SAEConfig
-from rsae.core.sparse import Support, gather_pre_acts, sparse_decode
+from rsae.core.sparse import Support, encoder_pre_acts, gather_pre_acts, sparse_decode
 >>> from rsae.core.sae import SAE
 >>> sae = SAE.from_config(SAEConfig(d_in=8, d_sae=32, family="topk", k=4), seed=0)
 >>> out = sae(torch.randn(5, 8))
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from rsae.core.activations import Activation, make_activation
 from rsae.core.config import SAEConfig
-from rsae.core.sparse import Support, gather_pre_acts, sparse_decode
+from rsae.core.sparse import Support, encoder_pre_acts, gather_pre_acts, sparse_decode
 
 __all__ = ["Losses", "SAEOutput", "SAE"]
 
@@ -137,9 +137,11 @@ class SAE(nn.Module):
 
     def pre_acts(self, x: Tensor) -> Tensor:
         """h = (x − b_dec) W_enc + b_enc (b_dec subtracted only when ``cfg.apply_b_dec_to_input``)."""
-        if self.cfg.apply_b_dec_to_input:
-            x = x - self.b_dec
-        return x @ self.W_enc + self.b_enc
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        if torch.is_autocast_enabled(x.device.type):
+            return (x if b_dec is None else x - b_dec) @ self.W_enc + self.b_enc
+        return encoder_pre_acts(x.reshape(-1, x.shape[-1]), b_dec, self.W_enc, self.b_enc).reshape(
+            *x.shape[:-1], self.cfg.d_sae)
 
     def encode(self, x: Tensor) -> Tensor:
         """Sparse codes z = φ(h(x)) [..., d_sae] with exact zeros."""
@@ -171,8 +173,8 @@ class SAE(nn.Module):
         auxk_k : int, optional
             k_aux, the number of dead latents used per token (default d_in // 2).
         """
-        x_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
-        h = x_in @ self.W_enc + self.b_enc
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        h = self.pre_acts(x)
         support = self.activation.select(h.detach()) if self.sparse and h.dim() == 2 else None
         if support is None:
             z = self.activation(h)
@@ -181,22 +183,22 @@ class SAE(nn.Module):
         else:
             # Sparse path: the codes' entries are gathered from h without its graph, so neither the encoder's
             # nor the decoder's backward forms a dense [B, d_sae] product (rsae.core.sparse).
-            values = self.activation.sparse_values(gather_pre_acts(x_in, self.W_enc, self.b_enc, h.detach(), support),
-                                                   support)
+            kept = gather_pre_acts(x, b_dec, self.W_enc, self.b_enc, h.detach(), support)
+            values = self.activation.sparse_values(kept, support)
             x_hat = sparse_decode(values, support, self.W_dec) + self.b_dec
             z = support.to_dense(values)
             h_penalty = h.detach()
         acc = _accumulation_dtype(x_hat.dtype)
         mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
         sparsity = self.activation.penalty(h_penalty, z, self.W_dec).to(acc)
-        auxk = self._auxk(x, x_in, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
+        auxk = self._auxk(x, b_dec, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
         total = mse + sparsity_scale * sparsity + auxk
         return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))
 
     def _auxk(
         self,
         x: Tensor,
-        x_in: Tensor,
+        b_dec: Tensor | None,
         x_hat: Tensor,
         h: Tensor,
         dead_mask: Tensor | None,
@@ -214,8 +216,7 @@ class SAE(nn.Module):
         h_flat = h.detach().reshape(-1, h.shape[-1])
         masked = torch.where(dead_mask, h_flat, torch.finfo(h.dtype).min)
         support = Support.from_row_indices(torch.topk(masked, k, dim=-1, sorted=False).indices, h.shape[-1])
-        x_flat = x_in.reshape(-1, x_in.shape[-1])
-        kept = gather_pre_acts(x_flat, self.W_enc, self.b_enc, h_flat, support)
+        kept = gather_pre_acts(x.reshape(-1, x.shape[-1]), b_dec, self.W_enc, self.b_enc, h_flat, support)
         e_hat = sparse_decode(torch.where(kept > 0, self.activation.magnitude(kept, support.latents), 0), support,
                               self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)

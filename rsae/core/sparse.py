@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Support", "gather_pre_acts", "sparse_decode"]
+__all__ = ["Support", "encoder_pre_acts", "gather_pre_acts", "sparse_decode"]
 
 
 class Support:
@@ -147,8 +147,9 @@ class _SparseDecode(torch.autograd.Function):
 
 class _GatherPreActs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x_in: Tensor, W_enc: Tensor, b_enc: Tensor, h: Tensor, support: Support) -> Tensor:
-        ctx.save_for_backward(x_in, W_enc)
+    def forward(ctx: Any, x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, h: Tensor,
+                support: Support) -> Tensor:
+        ctx.save_for_backward(x if b_dec is None else x - b_dec, W_enc)
         ctx.support = support
         return h.reshape(-1).index_select(0, support.flat)
 
@@ -156,15 +157,49 @@ class _GatherPreActs(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x_in, W_enc = ctx.saved_tensors
         support: Support = ctx.support
-        grad_x = grad_W = grad_b = None
-        if ctx.needs_input_grad[0]:
+        needs_x, needs_b_dec, needs_W, needs_b = ctx.needs_input_grad[:4]
+        grad_x = grad_b_dec = grad_W = grad_b = None
+        if needs_x:
             grad_x = _bag_sum(W_enc.T.contiguous(), support.latents, support.row_offsets(), grad).to(x_in.dtype)
-        if ctx.needs_input_grad[1]:
+        if needs_W:
             order, rows, offsets = support.by_latent()
             grad_W = _bag_sum(x_in.contiguous(), rows, offsets, grad[order]).T.to(W_enc.dtype)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad.new_zeros(support.n_cols).index_add_(0, support.latents, grad).to(W_enc.dtype)
-        return grad_x, grad_W, grad_b, None, None
+        if needs_b or needs_b_dec:
+            column_sums = grad.new_zeros(support.n_cols).index_add_(0, support.latents, grad).to(W_enc.dtype)
+            grad_b = column_sums if needs_b else None
+            if needs_b_dec:  # ∂/∂b_dec = −Σ_b ∂L/∂x_in,b = −W_enc (column sums of ∂L/∂h)
+                grad_b_dec = -(W_enc @ column_sums)
+        return grad_x, grad_b_dec, grad_W, grad_b, None, None
+
+
+class _EncoderPreActs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor) -> Tensor:
+        x_in = x if b_dec is None else x - b_dec
+        ctx.save_for_backward(x_in, W_enc)
+        return torch.addmm(b_enc, x_in, W_enc)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x_in, W_enc = ctx.saved_tensors
+        needs_x, needs_b_dec, needs_W, needs_b = ctx.needs_input_grad
+        grad_x = grad @ W_enc.T if needs_x else None
+        column_sums = grad.sum(0) if needs_b_dec or needs_b else None
+        grad_b_dec = None
+        if needs_b_dec:
+            grad_b_dec = -grad_x.sum(0) if grad_x is not None else -(W_enc @ column_sums)
+        grad_W = x_in.T @ grad if needs_W else None
+        return grad_x, grad_b_dec, grad_W, column_sums if needs_b else None
+
+
+def encoder_pre_acts(x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor) -> Tensor:
+    r"""h = (x − b_dec) W_enc + b_enc for x [B, d_in] (``b_dec=None``: no subtraction).
+
+    The backward forms ∂L/∂b_dec = −W_enc (Σ_b ∂L/∂h_b) from the column sums of ∂L/∂h, a matrix-vector product,
+    instead of the [B, d_sae] × [d_sae, d_in] product ∂L/∂x that autograd would compute and then sum (the data
+    x needs no gradient), which saves one of the six dense products of a training step. Not used under
+    autocast (there the plain expression keeps autocast's casting rules)."""
+    return _EncoderPreActs.apply(x, b_dec, W_enc, b_enc)
 
 
 def sparse_decode(values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
@@ -174,19 +209,22 @@ def sparse_decode(values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
     return _SparseDecode.apply(values, W_dec, support)
 
 
-def gather_pre_acts(x_in: Tensor, W_enc: Tensor, b_enc: Tensor, h: Tensor, support: Support) -> Tensor:
-    r"""The entries h_{b_n j_n} of h = x_in W_enc + b_enc at the support, with a backward that uses only them.
+def gather_pre_acts(x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, h: Tensor,
+                    support: Support) -> Tensor:
+    r"""The entries h_{b_n j_n} of h = (x − b_dec) W_enc + b_enc at the support, with a backward that uses only
+    them (∂L/∂b_dec = −W_enc Σ_n γ_n e_{j_n}, a matrix-vector product).
 
     Parameters
     ----------
-    x_in : Tensor
-        Encoder input [B, d_in] (x, or x − b_dec).
+    x : Tensor
+        Encoder input [B, d_in].
+    b_dec : Tensor or None
+        Subtracted from x first (None: nothing subtracted).
     W_enc, b_enc : Tensor
         Encoder weights [d_in, d_sae] and bias [d_sae].
     h : Tensor
-        The pre-activations x_in W_enc + b_enc [B, d_sae], already computed (without a graph); the forward
-        only gathers from it.
+        The pre-activations [B, d_sae], already computed (without a graph); the forward only gathers from it.
     support : Support
         The selected entries.
     """
-    return _GatherPreActs.apply(x_in, W_enc, b_enc, h, support)
+    return _GatherPreActs.apply(x, b_dec, W_enc, b_enc, h, support)

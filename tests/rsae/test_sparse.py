@@ -9,7 +9,8 @@ import torch
 
 from rsae.core.config import SAEConfig
 from rsae.core.sae import SAE
-from rsae.core.sparse import Support, gather_pre_acts, sparse_decode
+from rsae.core.sparse import Support, encoder_pre_acts, gather_pre_acts, sparse_decode
+from tests.rsae.conftest import RELU_A, RELU_B
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -34,21 +35,36 @@ def test_sparse_decode_gradcheck(device: str) -> None:
 def test_gather_pre_acts_gradcheck(device: str) -> None:
     support = _support(6, 8, 0.3, 1, device)
     x = torch.randn(6, 4, dtype=torch.float64, device=device, requires_grad=True)
+    c = torch.randn(4, dtype=torch.float64, device=device, requires_grad=True)
     W = torch.randn(4, 8, dtype=torch.float64, device=device, requires_grad=True)
     b = torch.randn(8, dtype=torch.float64, device=device, requires_grad=True)
 
-    def f(x, W, b):
-        return gather_pre_acts(x, W, b, (x @ W + b).detach(), support)
+    def f(x, c, W, b):
+        return gather_pre_acts(x, c, W, b, ((x - c) @ W + b).detach(), support)
 
-    assert torch.autograd.gradcheck(f, (x, W, b))
+    assert torch.autograd.gradcheck(f, (x, c, W, b))
+    x.requires_grad_(False)  # as in training: then ∂/∂b_dec comes from the column sums
+    assert torch.autograd.gradcheck(f, (x, c, W, b))
     # and it equals the dense gather, value and gradient
-    x2, W2, b2 = (t.detach().clone().requires_grad_() for t in (x, W, b))
-    dense = (x2 @ W2 + b2).reshape(-1)[support.flat]
+    c2, W2, b2 = (t.detach().clone().requires_grad_() for t in (c, W, b))
+    dense = ((x - c2) @ W2 + b2).reshape(-1)[support.flat]
     g = torch.randn_like(dense)
-    torch.autograd.backward(f(x, W, b), g)
+    torch.autograd.backward(f(x, c, W, b), g)
     torch.autograd.backward(dense, g)
-    for a, ref in ((x, x2), (W, W2), (b, b2)):
+    for a, ref in ((c, c2), (W, W2), (b, b2)):
         torch.testing.assert_close(a.grad, ref.grad)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("with_b_dec", [True, False])
+def test_encoder_pre_acts_gradcheck(device: str, with_b_dec: bool) -> None:
+    x = torch.randn(5, 4, dtype=torch.float64, device=device, requires_grad=True)
+    c = torch.randn(4, dtype=torch.float64, device=device, requires_grad=True) if with_b_dec else None
+    W = torch.randn(4, 7, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(7, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(encoder_pre_acts, (x, c, W, b))
+    x.requires_grad_(False)
+    assert torch.autograd.gradcheck(encoder_pre_acts, (x, c, W, b))
 
 
 def _dense_reference(sae: SAE, x: torch.Tensor, dead: torch.Tensor, alpha: float, k_aux: int) -> torch.Tensor:
@@ -69,8 +85,10 @@ def _dense_reference(sae: SAE, x: torch.Tensor, dead: torch.Tensor, alpha: float
 CASES = {
     "topk": dict(family="topk", k=3),
     "batchtopk": dict(family="batchtopk", k=3),
-    "rational-topk": dict(family="rational", rational_gate="topk", k=3, rational_per_latent_scales=True),
-    "rational-batchtopk": dict(family="rational", rational_gate="batchtopk", k=3),
+    "rational-topk": dict(family="rational", rational_gate="topk", k=3, rational_per_latent_scales=True,
+                          rational_a=RELU_A, rational_b=RELU_B),
+    "rational-batchtopk": dict(family="rational", rational_gate="batchtopk", k=3, rational_a=RELU_A,
+                               rational_b=RELU_B),
 }
 
 
