@@ -125,6 +125,26 @@ def _l1(z: Tensor, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
     return z.abs().sum(-1).mean()
 
 
+def _l1_sparse(values: Tensor, support: Support, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
+    """:func:`_l1` from the support's values: Σ_n |v_n| (· ‖W_dec[j_n]‖) / B."""
+    if weight_by_decoder_norm:
+        return (values.abs() * W_dec.norm(dim=1)[support.latents]).sum() / support.n_rows
+    return values.abs().sum() / support.n_rows
+
+
+def _threshold_support(mask: Tensor, max_density: float) -> Support | None:
+    """The support of ``mask`` [B, d_sae] when at most ``max_density`` of it is set, else None (dense path)."""
+    if int(mask.sum()) > max_density * mask.numel():
+        return None
+    return Support.from_flat(mask.reshape(-1).nonzero().squeeze(1), mask.shape[0], mask.shape[1])
+
+
+def _jumprelu_support(h: Tensor, threshold: Tensor, bandwidth: float, max_density: float) -> Support | None:
+    """Entries that fire (h > θ) or lie in the STE window |h − θ| < ε/2 (they carry ∂/∂θ): every entry whose
+    code or gradient can be non-zero."""
+    return _threshold_support((h > threshold) | ((h - threshold).abs() < bandwidth / 2), max_density)
+
+
 def _topk_indices(h: Tensor, k: int) -> Tensor:
     """Indices of the k largest entries of each row (ties broken by torch.topk)."""
     return torch.topk(h, k, dim=-1, sorted=False).indices
@@ -140,6 +160,10 @@ class Activation(nn.Module):
     """
 
     uses_auxk: bool = False
+    sparse_max_density: float = 0.1
+    """Threshold families (ReLU, JumpReLU and those gates) take the sparse path when at most this fraction of
+    the batch's codes is selected; above it the dense products are faster (docs/performance.md measures the
+    crossover with ``benchmarks/bench_sparse_crossover.py``)."""
 
     def forward(self, h: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -166,6 +190,11 @@ class Activation(nn.Module):
         """Code values at the support from the gathered pre-activations ``kept`` [N]: g(h) where h > 0, else 0
         (the top-k families)."""
         return torch.where(kept > 0, self.magnitude(kept, support.latents), 0)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor | None:
+        """The penalty from the support alone (equal to :meth:`penalty`), or None to evaluate :meth:`penalty`
+        on the dense codes. Default: zero (the top-k families have no penalty)."""
+        return kept.new_zeros(())
 
     def initialise_from_data(self, h: Tensor) -> None:
         """Data-dependent initialisation from a sample of pre-activations ``h`` (default: nothing to do)."""
@@ -195,6 +224,13 @@ class ReLU(Activation):
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
 
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        return _threshold_support(h > 0, self.sparse_max_density)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
+        return self.l1_coefficient * _l1_sparse(values, support, W_dec, self.weight_by_decoder_norm)
+
 
 class JumpReLU(Activation):
     """z = h · H(h − θ_j) with per-latent thresholds θ_j = exp(log_threshold_j) > 0 and an L0 penalty.
@@ -220,6 +256,18 @@ class JumpReLU(Activation):
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         return self.l0_coefficient * step_ste(h, self.threshold.to(h.dtype), self.bandwidth).sum(-1).mean()
+
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        return _jumprelu_support(h, self.threshold.to(h.dtype), self.bandwidth, self.sparse_max_density)
+
+    def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
+        return jumprelu_ste(kept, self.threshold.to(kept.dtype)[support.latents], self.bandwidth)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
+        # every entry with H = 1 or a non-zero STE window is in the support, so the sum over it is the full sum
+        fired = step_ste(kept, self.threshold.to(kept.dtype)[support.latents], self.bandwidth)
+        return self.l0_coefficient * fired.sum() / support.n_rows
 
     def file_tensors(self) -> dict[str, Tensor]:
         return {"threshold": self.threshold.detach()}
@@ -429,12 +477,32 @@ class Rational(Activation):
 
     @torch.no_grad()
     def select(self, h: Tensor) -> Support | None:
-        """The top-k gates' supports (φ is then evaluated on the kept entries only); None for the others."""
+        """The gate's support, so that φ is evaluated on the selected entries only: always for the top-k gates,
+        below ``sparse_max_density`` for the relu (L1 on the codes) and jumprelu gates; None (dense) for the
+        cutoff gate, whose support depends on φ itself."""
         if self.gate == "topk":
             return Support.from_row_indices(_topk_indices(h, self.k), h.shape[-1])
         if self.gate == "batchtopk":
             return self.batch.select(h)
+        if self.gate == "relu" and self.l1_on == "codes":
+            return _threshold_support(h > 0, self.sparse_max_density)
+        if self.gate == "jumprelu":
+            return _jumprelu_support(h, self.log_threshold.exp().to(h.dtype), self.bandwidth, self.sparse_max_density)
         return None
+
+    def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
+        if self.gate == "jumprelu":
+            threshold = self.log_threshold.exp().to(kept.dtype)[support.latents]
+            return self.magnitude(kept, support.latents) * step_ste(kept, threshold, self.bandwidth)
+        return super().sparse_values(kept, support)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
+        if self.gate == "relu":
+            return self.l1_coefficient * _l1_sparse(values, support, W_dec, self.weight_by_decoder_norm)
+        if self.gate == "jumprelu":
+            threshold = self.log_threshold.exp().to(kept.dtype)[support.latents]
+            return self.l0_coefficient * step_ste(kept, threshold, self.bandwidth).sum() / support.n_rows
+        return kept.new_zeros(())
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         if self.gate == "relu":

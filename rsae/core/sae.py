@@ -179,7 +179,6 @@ class SAE(nn.Module):
         if support is None:
             z = self.activation(h)
             x_hat = self.decode(z)
-            h_penalty = h
         else:
             # Sparse path: the codes' entries are gathered from h without its graph, so neither the encoder's
             # nor the decoder's backward forms a dense [B, d_sae] product (rsae.core.sparse).
@@ -187,10 +186,12 @@ class SAE(nn.Module):
             values = self.activation.sparse_values(kept, support)
             x_hat = sparse_decode(values, support, self.W_dec) + self.b_dec
             z = support.to_dense(values)
-            h_penalty = h.detach()
+            sparsity = self.activation.sparse_penalty(kept, values, support, self.W_dec)
+        if support is None or sparsity is None:
+            sparsity = self.activation.penalty(h if support is None else h.detach(), z, self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)
         mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
-        sparsity = self.activation.penalty(h_penalty, z, self.W_dec).to(acc)
+        sparsity = sparsity.to(acc)
         auxk = self._auxk(x, b_dec, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
         total = mse + sparsity_scale * sparsity + auxk
         return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))

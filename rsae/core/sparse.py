@@ -19,9 +19,10 @@ for the encoder)
     \frac{\partial L}{\partial b_\text{enc}[j]} = \sum_{n:\,j_n = j} γ_n, \qquad
     \frac{\partial L}{\partial x_{\text{in}, b}} = \sum_{n:\,b_n = b} γ_n\, W_\text{enc}[:, j_n].
 
-Every sum is a weighted "bag" sum of rows, computed by :func:`torch.nn.functional.embedding_bag` (bags are the
-rows b for x̂ and ∂/∂x_in, and the latents j — the support sorted by latent — for ∂/∂W_dec and ∂/∂W_enc), so
-the work is O(N · d_in) instead of the O(B · d_sae · d_in) of the dense products, on CPU and CUDA alike. The
+The sums over a row (x̂, ∂/∂x_in) are weighted bag sums (:func:`torch.nn.functional.embedding_bag`), the sums
+over a latent (∂/∂W_dec, ∂/∂W_enc) a sparse COO product Zᵀ·dense, and ∂/∂v a sampled dense-dense product
+(:func:`torch.sparse.sampled_addmm` on CPU), so the work is O(N · d_in) instead of the O(B · d_sae · d_in) of
+the dense products, on CPU and CUDA alike. The
 dense pre-activations h are still formed once (a top-k needs all of them) but without an autograd graph.
 
 This is the custom autograd function of the top-k SAEs of Gao et al. (2024), "Scaling and evaluating sparse
@@ -42,6 +43,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -67,7 +69,6 @@ class Support:
         self.latents = latents
         self.n_rows = n_rows
         self.n_cols = n_cols
-        self._by_latent: tuple[Tensor, Tensor, Tensor] | None = None
 
     @classmethod
     def from_flat(cls, flat: Tensor, n_rows: int, n_cols: int) -> Support:
@@ -94,14 +95,6 @@ class Support:
         counts = torch.bincount(self.rows, minlength=self.n_rows)
         return torch.cumsum(counts, 0) - counts
 
-    def by_latent(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(order, rows in latent order, start of each latent's entries [n_cols]), computed once."""
-        if self._by_latent is None:
-            order = torch.argsort(self.latents, stable=True)
-            counts = torch.bincount(self.latents, minlength=self.n_cols)
-            self._by_latent = (order, self.rows[order], torch.cumsum(counts, 0) - counts)
-        return self._by_latent
-
     def to_dense(self, values: Tensor) -> Tensor:
         """The [n_rows, n_cols] matrix with ``values`` at the support and exact zeros elsewhere."""
         out = values.new_zeros(self.n_rows * self.n_cols)
@@ -115,12 +108,33 @@ def _bag_sum(table: Tensor, indices: Tensor, offsets: Tensor, weights: Tensor) -
     return F.embedding_bag(indices, table, offsets, mode="sum", per_sample_weights=weights.to(table.dtype))
 
 
-def _row_dots(a: Tensor, a_idx: Tensor, b: Tensor, b_idx: Tensor, chunk: int = 1 << 14) -> Tensor:
-    """out[n] = a[a_idx[n]] · b[b_idx[n]], in chunks of ``chunk`` entries to bound the temporary memory."""
-    out = a.new_empty(a_idx.numel())
-    for start in range(0, a_idx.numel(), chunk):
+def _transposed_product(support: Support, weights: Tensor, dense: Tensor) -> Tensor:
+    """out[j] = Σ_{n: j_n = j} weights[n] · dense[b_n] [n_cols, d]: the product Zᵀ · dense of the sparse code
+    matrix Z with a dense [n_rows, d] matrix (a COO product, which groups the entries by latent itself)."""
+    indices = torch.stack([support.latents, support.rows])
+    z_t = torch.sparse_coo_tensor(indices, weights.to(dense.dtype), (support.n_cols, support.n_rows))
+    return torch.sparse.mm(z_t, dense)
+
+
+def _sampled_products(grad: Tensor, table: Tensor, support: Support, chunk: int = 1 << 13) -> Tensor:
+    """out[n] = grad[b_n] · table[j_n]: the entries of grad tableᵀ at the support (a sampled dense-dense product).
+
+    On CPU :func:`torch.sparse.sampled_addmm` on the support's CSR pattern (it reads the rows in place); on other
+    devices a chunked gather-multiply-sum, which their memory bandwidth makes cheap."""
+    n = len(support)
+    if n == 0:
+        return grad.new_zeros(0)
+    if grad.device.type == "cpu":
+        crow = torch.cat([support.row_offsets(), support.rows.new_tensor([n])])
+        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+            warnings.simplefilter("ignore", UserWarning)
+            pattern = torch.sparse_csr_tensor(crow, support.latents, grad.new_zeros(n),
+                                              size=(support.n_rows, support.n_cols), check_invariants=False)
+        return torch.sparse.sampled_addmm(pattern, grad, table.T.to(grad.dtype), beta=0.0).values()
+    out = grad.new_empty(n)
+    for start in range(0, n, chunk):
         s = slice(start, start + chunk)
-        out[s] = torch.einsum("nd,nd->n", a.index_select(0, a_idx[s]), b.index_select(0, b_idx[s]))
+        out[s] = (grad.index_select(0, support.rows[s]) * table.index_select(0, support.latents[s])).sum(-1)
     return out
 
 
@@ -138,10 +152,9 @@ class _SparseDecode(torch.autograd.Function):
         grad = grad.contiguous()
         grad_values = grad_W = None
         if ctx.needs_input_grad[0]:
-            grad_values = _row_dots(grad, support.rows, W_dec, support.latents).to(values.dtype)
+            grad_values = _sampled_products(grad, W_dec, support).to(values.dtype)
         if ctx.needs_input_grad[1]:
-            order, rows, offsets = support.by_latent()
-            grad_W = _bag_sum(grad, rows, offsets, values[order]).to(W_dec.dtype)
+            grad_W = _transposed_product(support, values, grad).to(W_dec.dtype)
         return grad_values, grad_W, None
 
 
@@ -162,8 +175,7 @@ class _GatherPreActs(torch.autograd.Function):
         if needs_x:
             grad_x = _bag_sum(W_enc.T.contiguous(), support.latents, support.row_offsets(), grad).to(x_in.dtype)
         if needs_W:
-            order, rows, offsets = support.by_latent()
-            grad_W = _bag_sum(x_in.contiguous(), rows, offsets, grad[order]).T.to(W_enc.dtype)
+            grad_W = _transposed_product(support, grad, x_in).T.to(W_enc.dtype)
         if needs_b or needs_b_dec:
             column_sums = grad.new_zeros(support.n_cols).index_add_(0, support.latents, grad).to(W_enc.dtype)
             grad_b = column_sums if needs_b else None

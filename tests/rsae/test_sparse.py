@@ -118,3 +118,53 @@ def test_sae_sparse_path_matches_dense(case: str, device: str) -> None:
             assert p.grad is None or not p.grad.any(), name
         else:
             torch.testing.assert_close(p.grad, ref_grad, msg=name)
+
+
+THRESHOLD_CASES = {
+    "relu": dict(family="relu", l1_coefficient=0.3, l1_weight_by_decoder_norm=True),
+    "jumprelu": dict(family="jumprelu", threshold_init=0.3, jumprelu_bandwidth=0.5, l0_coefficient=0.2),
+    "rational-relu": dict(family="rational", rational_gate="relu", rational_a=RELU_A, rational_b=RELU_B,
+                          l1_coefficient=0.3),
+    "rational-jumprelu": dict(family="rational", rational_gate="jumprelu", rational_a=RELU_A, rational_b=RELU_B,
+                              threshold_init=0.3, jumprelu_bandwidth=0.5, l0_coefficient=0.2,
+                              rational_per_latent_scales=True),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", list(THRESHOLD_CASES))
+def test_threshold_family_sparse_path_matches_dense(case: str, device: str) -> None:
+    """ReLU/JumpReLU-style supports: the sparse path (forced by a density limit of 1) equals SAE.sparse = False,
+    losses and every gradient, including the JumpReLU threshold's straight-through gradient from the window."""
+    cfg = SAEConfig(d_in=6, d_sae=24, dtype="float64", device=device, **THRESHOLD_CASES[case])
+    sae = SAE.from_config(cfg, seed=4)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.3)
+    sae.activation.sparse_max_density = 1.0
+    dense = copy.deepcopy(sae)
+    dense.sparse = False
+    x = torch.randn(16, 6, dtype=torch.float64, device=device)
+    h = sae.pre_acts(x).detach()
+    support = sae.activation.select(h)
+    assert support is not None and 0 < len(support) < h.numel()
+    out, ref = sae(x, sparsity_scale=0.7), dense(x, sparsity_scale=0.7)
+    torch.testing.assert_close(out.codes, ref.codes)
+    for a, b in zip(out.losses, ref.losses):
+        torch.testing.assert_close(a, b)
+    out.losses.total.backward()
+    ref.losses.total.backward()
+    ref_params = dict(dense.named_parameters())
+    for name, p in sae.named_parameters():
+        assert (p.grad is None) == (ref_params[name].grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, ref_params[name].grad, msg=name)
+    if "jumprelu" in case:
+        assert ref_params[[n for n in ref_params if "log_threshold" in n][0]].grad.abs().sum() > 0
+
+
+def test_threshold_family_dense_above_density_limit() -> None:
+    sae = SAE.from_config(SAEConfig(d_in=6, d_sae=24, family="relu"), seed=0)
+    h = torch.ones(4, 24)
+    assert sae.activation.select(h) is None  # all entries positive: 100 % > the limit
+    h[:, 1:] = -1
+    assert sae.activation.select(h) is not None  # 1/24 ≈ 4 % below it
