@@ -112,7 +112,8 @@ def _transposed_product(support: Support, weights: Tensor, dense: Tensor) -> Ten
     """out[j] = Σ_{n: j_n = j} weights[n] · dense[b_n] [n_cols, d]: the product Zᵀ · dense of the sparse code
     matrix Z with a dense [n_rows, d] matrix (a COO product, which groups the entries by latent itself)."""
     indices = torch.stack([support.latents, support.rows])
-    z_t = torch.sparse_coo_tensor(indices, weights.to(dense.dtype), (support.n_cols, support.n_rows))
+    z_t = torch.sparse_coo_tensor(indices, weights.to(dense.dtype), (support.n_cols, support.n_rows),
+                                  check_invariants=False)
     return torch.sparse.mm(z_t, dense)
 
 
