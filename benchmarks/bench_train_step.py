@@ -52,7 +52,7 @@ class Case:
             kwargs.update(rational_a=RELU_A, rational_b=RELU_B)
         self.sae = SAE.from_config(SAEConfig(**kwargs), seed=0)
         self.sae.sparse = sparse
-        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=1e-4)
+        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=1e-4, fused=True)  # as the Trainer
         self.x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(1)).to(device)
         self.dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
         self.dead[: d_sae // 4] = True  # AuxK runs, as it does in training once latents die

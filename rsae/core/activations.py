@@ -160,7 +160,7 @@ class Activation(nn.Module):
     """
 
     uses_auxk: bool = False
-    sparse_max_density: float = 0.1
+    sparse_max_density: float = 0.01
     """Threshold families (ReLU, JumpReLU and those gates) take the sparse path when at most this fraction of
     the batch's codes is selected; above it the dense products are faster (docs/performance.md measures the
     crossover with ``benchmarks/bench_sparse_crossover.py``)."""
