@@ -284,7 +284,7 @@ class Trainer:
         if sae.cfg.normalize_decoder:
             sae.normalize_decoder_()
         with torch.no_grad():
-            fired = distributed.all_reduce_((out.codes != 0).any(0).to(torch.int32), "max").bool()
+            fired = distributed.all_reduce_(out.codes.any(0).to(torch.int32), "max").bool()
             self.tokens_since_fired += x.shape[0] * self.world_size
             self.tokens_since_fired.masked_fill_(fired, 0)
             if cfg.l0_target is not None:
