@@ -17,11 +17,15 @@ The training loss returned by :meth:`SAE.forward` is
 where s ∈ [0, 1] is the sparsity warm-up scale and the AuxK term (Gao et al. 2024) reconstructs the detached
 residual e = x − x̂ from the top-k_aux pre-activations of the dead latents only, ê = z_aux W_dec.
 
+Families whose codes come from a selection (top-k, batch-top-k, and the threshold families below a code density
+of ``Activation.sparse_max_density``) are encoded and decoded from their support without a dense code matrix in
+the graph (:mod:`rsae.core.sparse`); ``SAE.sparse = False`` forces the dense products. Both give the same
+outputs and gradients to rounding (tests/rsae/test_sparse.py; timings in docs/performance.md).
+
 Example
 -------
 >>> import torch
 >>> from rsae.core.config import SAEConfig
-from rsae.core.sparse import Support, encoder_pre_acts, gather_pre_acts, sparse_decode
 >>> from rsae.core.sae import SAE
 >>> sae = SAE.from_config(SAEConfig(d_in=8, d_sae=32, family="topk", k=4), seed=0)
 >>> out = sae(torch.randn(5, 8))

@@ -19,6 +19,9 @@ last two only when ``SAEConfig.normalize_decoder``), and update the dead-latent 
   file); written under a temporary name and renamed, then ``<dir>/latest.json`` is replaced atomically. A
   killed run resumed with :meth:`Trainer.resume` continues to bit-identical weights on CPU (the data order
   is a function of (seed, epoch) and the position within the epoch is saved).
+* Data parallel under ``torchrun`` (:mod:`rsae.core.distributed`): ``batch_size`` is the global batch, split
+  into equal row blocks over the ranks; gradients are averaged and the data-dependent state agrees on all
+  ranks, so 1 and N processes train the same model; rank 0 writes the checkpoints.
 
 Example
 -------
