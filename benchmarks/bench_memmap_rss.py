@@ -1,8 +1,10 @@
-"""Peak resident memory of training from an on-disk activation store, against the store's size.
+"""Resident memory of training from an on-disk activation store, against the store's size.
 
 For each size a float16 store of random tokens is written to ``--dir``, then a fresh Python process trains a small
-TopK SAE on it for ``--steps`` steps and reports its peak RSS (``ru_maxrss``) and the RSS before training. The
-store is memory-mapped and read one shuffle chunk at a time, so the peak should not grow with the store.
+TopK SAE on it for ``--steps`` steps and reports, before and after training, its anonymous RSS (``RssAnon``: the
+process's own memory), its file-backed RSS (``RssFile``: mapped store pages, which the kernel may reclaim at any
+time) and its peak RSS (``VmHWM``, both kinds), from ``/proc/self/status`` (Linux). The store is memory-mapped and
+read one shuffle chunk at a time, so the anonymous memory should not grow with the store.
 
     python benchmarks/bench_memmap_rss.py --dir /tmp/stores [--gigabytes 0.25 2.0] [--json F]
 """
@@ -21,16 +23,19 @@ import numpy as np
 from rsae.core.data import ActivationStore
 
 CHILD = """
-import resource, sys, torch
+import sys, torch
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import ActivationStore
 from rsae.core.sae import SAE
 from rsae.core.trainer import Trainer
+def status():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return [int(fields[k].split()[0]) for k in ("RssAnon", "RssFile", "VmHWM")]
 store = ActivationStore.open(sys.argv[1])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = status()
 sae = SAE.from_config(SAEConfig(d_in=store.d_in, d_sae=1024, family="topk", k=16), seed=0)
 Trainer(sae, TrainConfig(steps=int(sys.argv[2]), batch_size=1024, warmup_steps=0), store, progress=False).train()
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(*before, *status())
 """
 
 
@@ -61,10 +66,14 @@ def main() -> None:
         n_tokens = write_store(folder, gb, args.d_in)
         out = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(args.steps)], capture_output=True,
                              text=True, check=True).stdout.split()
-        before, peak = (int(v) / 1024 for v in out[-2:])
-        rows.append({"store_gb": gb, "n_tokens": n_tokens, "rss_before_mib": before, "peak_rss_mib": peak})
-        print(f"store {gb:5.2f} GB ({n_tokens} tokens): RSS before training {before:7.1f} MiB, peak {peak:7.1f} MiB",
-              flush=True)
+        mib = [int(v) / 1024 for v in out[-6:]]
+        row = {"store_gb": gb, "n_tokens": n_tokens}
+        for i, when in enumerate(("before", "after")):
+            row.update({f"{k}_{when}_mib": mib[3 * i + j] for j, k in enumerate(("anon", "file", "peak"))})
+        rows.append(row)
+        print(f"store {gb:5.2f} GB ({n_tokens} tokens): anonymous RSS {row['anon_before_mib']:7.1f} -> "
+              f"{row['anon_after_mib']:7.1f} MiB, file-backed (memmap pages) {row['file_before_mib']:7.1f} -> "
+              f"{row['file_after_mib']:7.1f} MiB, peak RSS {row['peak_after_mib']:7.1f} MiB", flush=True)
         shutil.rmtree(folder)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

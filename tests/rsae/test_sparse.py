@@ -163,8 +163,11 @@ def test_threshold_family_sparse_path_matches_dense(case: str, device: str) -> N
 
 
 def test_threshold_family_dense_above_density_limit() -> None:
-    sae = SAE.from_config(SAEConfig(d_in=6, d_sae=24, family="relu"), seed=0)
-    h = torch.ones(4, 24)
-    assert sae.activation.select(h) is None  # all entries positive: 100 % > the limit
-    h[:, 1:] = -1
-    assert sae.activation.select(h) is not None  # 1/24 ≈ 4 % below it
+    sae = SAE.from_config(SAEConfig(d_in=6, d_sae=400, family="relu"), seed=0)
+    limit = sae.activation.sparse_max_density
+    h = -torch.ones(4, 400)
+    h[:, : int(limit * 400) + 1] = 1
+    assert sae.activation.select(h) is None  # just above the limit: dense
+    h[:, int(limit * 400) :] = -1
+    support = sae.activation.select(h)  # at most the limit: sparse, exactly the positive entries
+    assert support is not None and torch.equal(support.to_dense(torch.ones(len(support))) > 0, h > 0)
