@@ -1,16 +1,18 @@
-"""Train-step time (forward + backward + Adam step + decoder renormalisation) of every SAE family.
+"""Train-step time (forward + backward + Adam step + decoder renormalisation) of every SAE family, side by side.
 
-Sizes of the issue: d_in 576, d_sae 4608, batch 4096 (SmolLM2-135M residual width, 8× expansion). Prints one
-line per family with the median over ``--repeats`` timed steps (after ``--warmup`` untimed ones, which also
-absorb ``torch.compile`` of the rational kernels) and the ratio to the ReLU step. The goal is rational ≤ 1.10×
-ReLU on CPU.
+Sizes of the issue: d_in 576, d_sae 4608, batch 4096 (SmolLM2-135M residual width, 8× expansion). All models are
+built first; then ``--repeats`` rounds each time one step of every case in turn (after ``--warmup`` untimed rounds,
+which also absorb ``torch.compile`` of the rational kernels), so machine load hits all cases alike. Prints the
+median per case, its ratio to the ReLU step and, for a rational gate, to its plain family (goal ≤ 1.10×); with
+``--dense`` every case that has a sparse path is also timed with ``SAE.sparse = False`` (the dense products).
 
-    python benchmarks/bench_train_step.py [--device cpu|cuda] [--repeats 10] [--warmup 3] [--threads N]
+    python benchmarks/bench_train_step.py [--device cpu|cuda] [--repeats 10] [--warmup 2] [--dense] [--json F]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -40,33 +42,47 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_step(
-    settings: dict, d_in: int, d_sae: int, batch: int, device: str, repeats: int, warmup: int, autocast: bool
-) -> float:
-    """Median seconds of one full training step."""
-    kwargs = dict(d_in=d_in, d_sae=d_sae, device=device, **settings)
-    if settings["family"] == "rational":
-        kwargs.update(rational_a=RELU_A, rational_b=RELU_B)
-    sae = SAE.from_config(SAEConfig(**kwargs), seed=0)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=1e-4)
-    x = torch.randn(batch, d_in, device=device)
-    dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
-    dev = torch.device(device)
-    times = []
-    for i in range(warmup + repeats):
-        _sync(dev)
+class Case:
+    """One model, its optimiser and a fixed batch; :meth:`step` times one full training step."""
+
+    def __init__(self, settings: dict, d_in: int, d_sae: int, batch: int, device: str, autocast: bool,
+                 sparse: bool = True) -> None:
+        kwargs = dict(d_in=d_in, d_sae=d_sae, device=device, **settings)
+        if settings["family"] == "rational":
+            kwargs.update(rational_a=RELU_A, rational_b=RELU_B)
+        self.sae = SAE.from_config(SAEConfig(**kwargs), seed=0)
+        self.sae.sparse = sparse
+        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=1e-4, fused=True)  # as the Trainer
+        self.x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(1)).to(device)
+        self.dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
+        self.dead[: d_sae // 4] = True  # AuxK runs, as it does in training once latents die
+        self.device = torch.device(device)
+        self.autocast = autocast
+        self.times: list[float] = []
+        self.l0 = float("nan")
+
+    def step(self, record: bool) -> None:
+        _sync(self.device)
         start = time.perf_counter()
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=autocast):
-            out = sae(x, dead_mask=dead, auxk_coefficient=1 / 32)
-        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.sae(self.x, dead_mask=self.dead, auxk_coefficient=1 / 32)
+        self.optimizer.zero_grad(set_to_none=True)
         out.losses.total.backward()
-        sae.remove_parallel_decoder_grad_()
-        optimizer.step()
-        sae.normalize_decoder_()
-        _sync(dev)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        self.sae.remove_parallel_decoder_grad_()
+        self.optimizer.step()
+        self.sae.normalize_decoder_()
+        _sync(self.device)
+        if record:
+            self.times.append(time.perf_counter() - start)
+            self.l0 = float((out.codes != 0).sum(-1).float().mean())
+
+
+def plain_family(name: str) -> str | None:
+    """The plain family a rational gate is compared with (``rational/jumprelu-gate`` → ``jumprelu``)."""
+    if not name.startswith("rational/"):
+        return None
+    gate = name.removeprefix("rational/").removesuffix("-gate")
+    return gate if gate in CASES else None
 
 
 def main() -> None:
@@ -76,35 +92,56 @@ def main() -> None:
     parser.add_argument("--d-sae", type=int, default=4608)
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--autocast-bf16", action="store_true")
+    parser.add_argument("--dense", action="store_true", help="also time the dense path of the sparse families")
     parser.add_argument("--only", nargs="*", default=None, help="subset of the cases")
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
-        f"d_in {args.d_in}, d_sae {args.d_sae}, batch {args.batch}, median of {args.repeats}"
+    header = (
+        f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, d_in {args.d_in}, "
+        f"d_sae {args.d_sae}, batch {args.batch}, median of {args.repeats} alternated rounds"
     )
-    reference = None
+    print(header, flush=True)
+    cases: dict[str, Case] = {}
     for name, settings in CASES.items():
         if args.only and name not in args.only:
             continue
-        seconds = time_step(
-            settings,
-            args.d_in,
-            args.d_sae,
-            args.batch,
-            args.device,
-            args.repeats,
-            args.warmup,
-            args.autocast_bf16,
+        cases[name] = Case(settings, args.d_in, args.d_sae, args.batch, args.device, args.autocast_bf16)
+        if args.dense and cases[name].sae.activation.select(cases[name].sae.pre_acts(cases[name].x[:2])) is not None:
+            cases[f"{name} (dense)"] = Case(settings, args.d_in, args.d_sae, args.batch, args.device,
+                                            args.autocast_bf16, sparse=False)
+    for i in range(args.warmup + args.repeats):
+        for case in cases.values():
+            case.step(record=i >= args.warmup)
+    median = {name: statistics.median(case.times) for name, case in cases.items()}
+    rows = []
+    for name, seconds in median.items():
+        base = name.removesuffix(" (dense)")
+        plain = plain_family(base)
+        row = {
+            "case": name,
+            "ms": seconds * 1e3,
+            "l0": cases[name].l0,
+            "vs_relu": seconds / median["relu"] if "relu" in median else None,
+            "vs_plain_family": seconds / median[plain] if plain in median and name == base else None,
+            "sparse_speedup": median[f"{base} (dense)"] / seconds if f"{base} (dense)" in median and name == base
+            else None,
+        }
+        rows.append(row)
+        extra = "".join(
+            f"  {v:6.3f}x {label}"
+            for label, v in (("relu", row["vs_relu"]), (f"{plain}", row["vs_plain_family"]),
+                             ("speed-up over dense", row["sparse_speedup"]))
+            if v is not None
         )
-        if name == "relu":
-            reference = seconds
-        ratio = f"{seconds / reference:.3f}x relu" if reference else ""
-        print(f"{name:26s} {seconds * 1e3:9.1f} ms  {ratio}", flush=True)
+        print(f"{name:34s} {seconds * 1e3:9.1f} ms  L0 {row['l0']:7.1f}{extra}", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"setup": header, "args": vars(args), "rows": rows}, handle, indent=2)
 
 
 if __name__ == "__main__":

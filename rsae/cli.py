@@ -106,8 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"rsae {args.command}: error: {_one_line(exc)}\n")
         return 2 if isinstance(exc, ConfigError) else 1
-    sys.stdout.write(text + "\n")
+    if _rank() == 0:  # under torchrun only rank 0 reports
+        sys.stdout.write(text + "\n")
     return 0
+
+
+def _rank() -> int:
+    """This process's rank under torch.distributed (0 outside torchrun)."""
+    if "torch" not in sys.modules:
+        return 0
+    from rsae.core.distributed import world
+
+    return world()[0]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -436,13 +446,15 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     staging = _check_out(args.out, overwrite=args.overwrite, inputs=(args.data, args.eval_data))
     try:
         out = _train_into(args, staging)
-        _publish(staging, args.out)
+        if "rank" not in out:  # under torchrun only rank 0 writes the results
+            _publish(staging, args.out)
     finally:
         _discard(staging)
     return out
 
 
 def _train_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
+    from rsae.core.distributed import init_from_env
     from rsae.core.io import save_sae
     from rsae.core.metrics import evaluate_sae
     from rsae.core.sae import SAE
@@ -450,6 +462,7 @@ def _train_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
     from rsae.core.trainer import Trainer
     from rsae.experiments.synthetic import feature_recovery
 
+    args.device = init_from_env(args.device)  # joins torchrun's process group when WORLD_SIZE > 1
     train, evaluation, provenance, syn = _load_data(args)
     started = time.perf_counter()
     if args.resume:
@@ -470,6 +483,8 @@ def _train_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
         )
     result = trainer.train()
     seconds = time.perf_counter() - started
+    if trainer.rank != 0:
+        return {"command": "train", "rank": trainer.rank}
     sae = result.sae.eval()
     save_sae(sae, staging, extra_cfg={"rsae_provenance": provenance})
     metrics = evaluate_sae(sae, evaluation, max_tokens=args.eval_tokens)
@@ -522,17 +537,20 @@ def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     staging = _check_out(args.out, overwrite=args.overwrite, inputs=(args.teacher, args.data, args.eval_data))
     try:
         report = _upgrade_into(args, staging)
-        _publish(staging, args.out)
+        if "rank" not in report:  # under torchrun only rank 0 writes the results
+            _publish(staging, args.out)
     finally:
         _discard(staging)
     return report
 
 
 def _upgrade_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
+    from rsae.core.distributed import init_from_env, world
     from rsae.core.io import CFG_FILE, load_sae, save_sae
     from rsae.core.strict_json import write_json
     from rsae.experiments.upgrade import upgrade
 
+    args.device = init_from_env(args.device)  # the fine-tune runs data-parallel under torchrun
     teacher = load_sae(args.teacher, device=args.device)
     if args.data is None:
         provenance = json.loads((Path(args.teacher) / CFG_FILE).read_text(encoding="utf-8")).get("rsae_provenance", {})
@@ -561,6 +579,8 @@ def _upgrade_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
         train_encoder=not args.freeze_encoder,
         progress=not args.no_progress,
     )
+    if world()[0] != 0:
+        return {"command": "upgrade", "rank": world()[0]}
     save_sae(result.student, staging, extra_cfg={"rsae_provenance": provenance, "teacher": str(args.teacher)})
     save_sae(result.student_init, staging / "init", extra_cfg={"rsae_provenance": provenance})
     report = upgrade_report(result)

@@ -42,8 +42,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from rsae.core import distributed
 from rsae.core.config import SAEConfig
 from rsae.core.rational import RationalActivation, rational_activation, safe_pade
+from rsae.core.sparse import Support
 from rsae.errors import ConfigError
 
 __all__ = [
@@ -123,6 +125,26 @@ def _l1(z: Tensor, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
     return z.abs().sum(-1).mean()
 
 
+def _l1_sparse(values: Tensor, support: Support, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
+    """:func:`_l1` from the support's values: Σ_n |v_n| (· ‖W_dec[j_n]‖) / B."""
+    if weight_by_decoder_norm:
+        return (values.abs() * W_dec.norm(dim=1)[support.latents]).sum() / support.n_rows
+    return values.abs().sum() / support.n_rows
+
+
+def _threshold_support(mask: Tensor, max_density: float) -> Support | None:
+    """The support of ``mask`` [B, d_sae] when at most ``max_density`` of it is set, else None (dense path)."""
+    if int(mask.sum()) > max_density * mask.numel():
+        return None
+    return Support.from_flat(mask.reshape(-1).nonzero().squeeze(1), mask.shape[0], mask.shape[1])
+
+
+def _jumprelu_support(h: Tensor, threshold: Tensor, bandwidth: float, max_density: float) -> Support | None:
+    """Entries that fire (h > θ) or lie in the STE window |h − θ| < ε/2 (they carry ∂/∂θ): every entry whose
+    code or gradient can be non-zero."""
+    return _threshold_support((h > threshold) | ((h - threshold).abs() < bandwidth / 2), max_density)
+
+
 def _topk_indices(h: Tensor, k: int) -> Tensor:
     """Indices of the k largest entries of each row (ties broken by torch.topk)."""
     return torch.topk(h, k, dim=-1, sorted=False).indices
@@ -138,6 +160,10 @@ class Activation(nn.Module):
     """
 
     uses_auxk: bool = False
+    sparse_max_density: float = 0.01
+    """Threshold families (ReLU, JumpReLU and those gates) take the sparse path when at most this fraction of
+    the batch's codes is selected; above it the dense products are faster (docs/performance.md measures the
+    crossover with ``benchmarks/bench_sparse_crossover.py``)."""
 
     def forward(self, h: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -150,6 +176,25 @@ class Activation(nn.Module):
         """Magnitude map g on gathered pre-activations ``values`` of latents ``latents`` (same shape);
         relu by default. Used for the top-k supports and the AuxK loss."""
         return torch.relu(values)
+
+    def select(self, h: Tensor) -> Support | None:
+        """The support of the codes of pre-activations ``h`` [B, d_sae] (no graph), or None for the dense path.
+
+        A family that returns a support gets its codes from :meth:`sparse_values` on the gathered entries and
+        is decoded by :func:`rsae.core.sparse.sparse_decode`; its penalty then receives ``h`` without a graph
+        (it must not need ∂/∂h). Called once per forward pass in :meth:`rsae.core.sae.SAE.forward` (BatchTopK
+        updates its threshold here). Default: None."""
+        return None
+
+    def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
+        """Code values at the support from the gathered pre-activations ``kept`` [N]: g(h) where h > 0, else 0
+        (the top-k families)."""
+        return torch.where(kept > 0, self.magnitude(kept, support.latents), 0)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor | None:
+        """The penalty from the support alone (equal to :meth:`penalty`), or None to evaluate :meth:`penalty`
+        on the dense codes. Default: zero (the top-k families have no penalty)."""
+        return kept.new_zeros(())
 
     def initialise_from_data(self, h: Tensor) -> None:
         """Data-dependent initialisation from a sample of pre-activations ``h`` (default: nothing to do)."""
@@ -179,6 +224,13 @@ class ReLU(Activation):
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
 
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        return _threshold_support(h > 0, self.sparse_max_density)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
+        return self.l1_coefficient * _l1_sparse(values, support, W_dec, self.weight_by_decoder_norm)
+
 
 class JumpReLU(Activation):
     """z = h · H(h − θ_j) with per-latent thresholds θ_j = exp(log_threshold_j) > 0 and an L0 penalty.
@@ -205,6 +257,18 @@ class JumpReLU(Activation):
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         return self.l0_coefficient * step_ste(h, self.threshold.to(h.dtype), self.bandwidth).sum(-1).mean()
 
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        return _jumprelu_support(h, self.threshold.to(h.dtype), self.bandwidth, self.sparse_max_density)
+
+    def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
+        return jumprelu_ste(kept, self.threshold.to(kept.dtype)[support.latents], self.bandwidth)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
+        # every entry with H = 1 or a non-zero STE window is in the support, so the sum over it is the full sum
+        fired = step_ste(kept, self.threshold.to(kept.dtype)[support.latents], self.bandwidth)
+        return self.l0_coefficient * fired.sum() / support.n_rows
+
     def file_tensors(self) -> dict[str, Tensor]:
         return {"threshold": self.threshold.detach()}
 
@@ -229,6 +293,10 @@ class TopK(Activation):
         idx = _topk_indices(h, self.k)
         return torch.zeros_like(h).scatter(-1, idx, self.magnitude(h.gather(-1, idx), idx))
 
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support:
+        return Support.from_row_indices(_topk_indices(h, self.k), h.shape[-1])
+
 
 class BatchTopK(Activation):
     """Training: keep the k·B largest positive pre-activations of the whole batch (B tokens); inference
@@ -248,21 +316,36 @@ class BatchTopK(Activation):
         self.momentum = momentum
         self.register_buffer("threshold", torch.zeros(d_sae))
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
+        self.sync_ranks = False
+        """Select over the global batch of all ranks (set by the trainer under torch.distributed)."""
 
     def batch_mask_indices(self, h: Tensor) -> Tensor:
-        """Flat indices of the k·B largest positive entries of ``h`` viewed as [B, d_sae]."""
+        """Flat indices of the k·B largest positive entries of ``h`` viewed as [B, d_sae].
+
+        With ``sync_ranks`` (set by the trainer under torch.distributed) B is the global batch of all ranks:
+        each rank's k·B largest entries are all-gathered, the (k·B)-th largest of them is the global cut, and
+        this rank keeps its entries at or above it."""
         flat = h.reshape(-1)
-        n_keep = min(self.k * (flat.numel() // h.shape[-1]), flat.numel())
-        return torch.topk(flat, n_keep, sorted=False).indices
+        _, world = distributed.world() if self.sync_ranks else (0, 1)
+        n_keep = self.k * (flat.numel() // h.shape[-1]) * world
+        local = torch.topk(flat, min(n_keep, flat.numel()), sorted=False)
+        if world == 1:
+            return local.indices
+        candidates = distributed.all_gather_cat(local.values.detach())
+        cut = torch.topk(candidates, min(n_keep, candidates.numel()), sorted=False).values.min()
+        return local.indices[local.values >= cut]
 
     @torch.no_grad()
     def _update_threshold(self, kept: Tensor) -> None:
         positive = kept[kept > 0]
-        if positive.numel() == 0:
+        smallest = positive.min() if positive.numel() else kept.new_tensor(float("inf"))
+        if self.sync_ranks:
+            smallest = distributed.all_reduce_(smallest.reshape(1).clone(), "min")[0]
+        if not torch.isfinite(smallest):
             return
         self.threshold_updates += 1
         weight = max(self.momentum, 1.0 / float(self.threshold_updates))
-        self.threshold += weight * (positive.min().to(self.threshold.dtype) - self.threshold)
+        self.threshold += weight * (smallest.to(self.threshold.dtype) - self.threshold)
 
     def _gated(self, h: Tensor, magnitude) -> Tensor:
         if self.training:
@@ -276,6 +359,15 @@ class BatchTopK(Activation):
 
     def forward(self, h: Tensor) -> Tensor:
         return self._gated(h, self.magnitude)
+
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        """Training: the batch top-k (threshold updated as in :meth:`forward`); inference: dense path."""
+        if not self.training:
+            return None
+        flat = torch.sort(self.batch_mask_indices(h)).values
+        self._update_threshold(h.reshape(-1)[flat])
+        return Support.from_flat(flat, h.shape[0], h.shape[-1])
 
     def file_tensors(self) -> dict[str, Tensor]:
         return {"threshold": self.threshold.detach().clone()}
@@ -382,6 +474,35 @@ class Rational(Activation):
             kept = h.gather(-1, idx)
             return torch.zeros_like(h).scatter(-1, idx, torch.where(kept > 0, self.magnitude(kept, idx), 0))
         return self.batch._gated(h, self.magnitude)
+
+    @torch.no_grad()
+    def select(self, h: Tensor) -> Support | None:
+        """The gate's support, so that φ is evaluated on the selected entries only: always for the top-k gates,
+        below ``sparse_max_density`` for the relu (L1 on the codes) and jumprelu gates; None (dense) for the
+        cutoff gate, whose support depends on φ itself."""
+        if self.gate == "topk":
+            return Support.from_row_indices(_topk_indices(h, self.k), h.shape[-1])
+        if self.gate == "batchtopk":
+            return self.batch.select(h)
+        if self.gate == "relu" and self.l1_on == "codes":
+            return _threshold_support(h > 0, self.sparse_max_density)
+        if self.gate == "jumprelu":
+            return _jumprelu_support(h, self.log_threshold.exp().to(h.dtype), self.bandwidth, self.sparse_max_density)
+        return None
+
+    def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
+        if self.gate == "jumprelu":
+            threshold = self.log_threshold.exp().to(kept.dtype)[support.latents]
+            return self.magnitude(kept, support.latents) * step_ste(kept, threshold, self.bandwidth)
+        return super().sparse_values(kept, support)
+
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
+        if self.gate == "relu":
+            return self.l1_coefficient * _l1_sparse(values, support, W_dec, self.weight_by_decoder_norm)
+        if self.gate == "jumprelu":
+            threshold = self.log_threshold.exp().to(kept.dtype)[support.latents]
+            return self.l0_coefficient * step_ste(kept, threshold, self.bandwidth).sum() / support.n_rows
+        return kept.new_zeros(())
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         if self.gate == "relu":

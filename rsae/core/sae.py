@@ -17,6 +17,11 @@ The training loss returned by :meth:`SAE.forward` is
 where s ∈ [0, 1] is the sparsity warm-up scale and the AuxK term (Gao et al. 2024) reconstructs the detached
 residual e = x − x̂ from the top-k_aux pre-activations of the dead latents only, ê = z_aux W_dec.
 
+Families whose codes come from a selection (top-k, batch-top-k, and the threshold families below a code density
+of ``Activation.sparse_max_density``) are encoded and decoded from their support without a dense code matrix in
+the graph (:mod:`rsae.core.sparse`); ``SAE.sparse = False`` forces the dense products. Both give the same
+outputs and gradients to rounding (tests/rsae/test_sparse.py; timings in docs/performance.md).
+
 Example
 -------
 >>> import torch
@@ -37,6 +42,7 @@ from torch import Tensor, nn
 
 from rsae.core.activations import Activation, make_activation
 from rsae.core.config import SAEConfig
+from rsae.core.sparse import Support, encoder_pre_acts, gather_pre_acts, sparse_decode
 from rsae.errors import DataError
 
 __all__ = ["Losses", "SAEOutput", "SAE"]
@@ -98,6 +104,9 @@ class SAE(nn.Module):
         self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
         self.activation = activation if activation is not None else make_activation(cfg)
+        self.sparse = True
+        """Take the sparse path (rsae.core.sparse) in :meth:`forward` when the family selects a support;
+        False forces the dense products (same results to rounding; for benchmarks and checks)."""
         self.activation.to(dtype=dtype)
         if cfg.family == "rational" and cfg.rational_a is None:
             # Record the coefficients the gate's fit produced, so the config alone rebuilds this model.
@@ -141,9 +150,11 @@ class SAE(nn.Module):
                 f"the SAE takes floating-point inputs [..., d_in = {self.cfg.d_in}], got {x.dtype} {tuple(x.shape)}"
             )
         x = x.to(self.dtype)
-        if self.cfg.apply_b_dec_to_input:
-            x = x - self.b_dec
-        return x @ self.W_enc + self.b_enc
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        if torch.is_autocast_enabled(x.device.type):
+            return (x if b_dec is None else x - b_dec) @ self.W_enc + self.b_enc
+        return encoder_pre_acts(x.reshape(-1, x.shape[-1]), b_dec, self.W_enc, self.b_enc).reshape(
+            *x.shape[:-1], self.cfg.d_sae)
 
     def encode(self, x: Tensor) -> Tensor:
         """Sparse codes z = φ(h(x)) [..., d_sae] with exact zeros."""
@@ -175,25 +186,40 @@ class SAE(nn.Module):
         auxk_k : int, optional
             k_aux, the number of dead latents used per token (default d_in // 2).
         """
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
         h = self.pre_acts(x)
-        z = self.activation(h)
-        x_hat = self.decode(z)
+        support = self.activation.select(h.detach()) if self.sparse and h.dim() == 2 else None
+        if support is None:
+            z = self.activation(h)
+            x_hat = self.decode(z)
+        else:
+            # Sparse path: the codes' entries are gathered from h without its graph, so neither the encoder's
+            # nor the decoder's backward forms a dense [B, d_sae] product (rsae.core.sparse).
+            kept = gather_pre_acts(x, b_dec, self.W_enc, self.b_enc, h.detach(), support)
+            values = self.activation.sparse_values(kept, support)
+            x_hat = sparse_decode(values, support, self.W_dec) + self.b_dec
+            z = support.to_dense(values)
+            sparsity = self.activation.sparse_penalty(kept, values, support, self.W_dec)
+        if support is None or sparsity is None:
+            sparsity = self.activation.penalty(h if support is None else h.detach(), z, self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)
         mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
-        sparsity = self.activation.penalty(h, z, self.W_dec).to(acc)
-        auxk = self._auxk(x, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
+        sparsity = sparsity.to(acc)
+        auxk = self._auxk(x, b_dec, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
         total = mse + sparsity_scale * sparsity + auxk
         return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))
 
     def _auxk(
         self,
         x: Tensor,
+        b_dec: Tensor | None,
         x_hat: Tensor,
         h: Tensor,
         dead_mask: Tensor | None,
         coefficient: float,
         k_aux: int | None,
     ) -> Tensor:
+        """α · mean ‖e − ê‖², ê decoded sparsely from the top-k_aux dead latents' pre-activations."""
         zero = x.new_zeros((), dtype=_accumulation_dtype(x_hat.dtype))
         if dead_mask is None or coefficient == 0 or not self.activation.uses_auxk:
             return zero
@@ -201,14 +227,15 @@ class SAE(nn.Module):
         if n_dead == 0:
             return zero
         k = min(k_aux if k_aux is not None else max(self.cfg.d_in // 2, 1), n_dead)
-        masked = torch.where(dead_mask, h, torch.finfo(h.dtype).min)
-        idx = torch.topk(masked, k, dim=-1, sorted=False).indices
-        kept = h.gather(-1, idx)
-        values = torch.where(kept > 0, self.activation.magnitude(kept, idx), 0)
-        z_aux = torch.zeros_like(h).scatter(-1, idx, values)
+        h_flat = h.detach().reshape(-1, h.shape[-1])
+        masked = torch.where(dead_mask, h_flat, torch.finfo(h.dtype).min)
+        support = Support.from_row_indices(torch.topk(masked, k, dim=-1, sorted=False).indices, h.shape[-1])
+        kept = gather_pre_acts(x.reshape(-1, x.shape[-1]), b_dec, self.W_enc, self.b_enc, h_flat, support)
+        e_hat = sparse_decode(torch.where(kept > 0, self.activation.magnitude(kept, support.latents), 0), support,
+                              self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)
-        residual = (x - x_hat).detach().to(acc)
-        return coefficient * (z_aux @ self.W_dec).to(acc).sub(residual).pow(2).sum(-1).mean()
+        residual = (x - x_hat).detach().to(acc).reshape(e_hat.shape)
+        return coefficient * e_hat.to(acc).sub(residual).pow(2).sum(-1).mean()
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:

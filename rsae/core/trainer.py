@@ -25,6 +25,9 @@ last two only when ``SAEConfig.normalize_decoder``), and update the dead-latent 
 * Divergence: the loss is checked before every update and the weights after it; at the first NaN or inf
   the trainer stops with :class:`rsae.errors.TrainingError` naming the step. Nothing non-finite is ever
   checkpointed, so the last checkpoint on disk is the last good state.
+* Data parallel under ``torchrun`` (:mod:`rsae.core.distributed`): ``batch_size`` is the global batch, split
+  into equal row blocks over the ranks; gradients are averaged and the data-dependent state agrees on all
+  ranks, so 1 and N processes train the same model; rank 0 writes the checkpoints.
 
 Example
 -------
@@ -57,6 +60,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from rsae.core import distributed
+from rsae.core.activations import BatchTopK
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import as_source, atomic_write_text
 from rsae.core.sae import SAE
@@ -154,7 +159,14 @@ class Trainer:
             raise ConfigError("autocast_bf16 is meant for GPU training; on CPU train in float32")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.progress = progress
-        self.optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+        # The fused kernel (CPU and CUDA) updates each parameter in one pass instead of a chain of elementwise ops.
+        self.optimizer = torch.optim.Adam(
+            sae.parameters(),
+            lr=cfg.lr,
+            betas=cfg.adam_betas,
+            eps=cfg.adam_eps,
+            fused=sae.device.type in ("cpu", "cuda"),
+        )
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -163,6 +175,19 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self._last_checkpoint: Path | None = None
         self._resumed = False
+        self._setup_distributed()
+
+    def _setup_distributed(self) -> None:
+        """Under torch.distributed: this rank's share of the global batch, BatchTopK over the global batch."""
+        self.rank, self.world_size = distributed.world()
+        if self.cfg.batch_size % self.world_size:
+            raise ConfigError(
+                f"batch_size {self.cfg.batch_size} (the global batch) is not divisible by the "
+                f"{self.world_size} processes; choose a multiple of {self.world_size}"
+            )
+        for module in self.sae.modules():
+            if isinstance(module, BatchTopK):
+                module.sync_ranks = self.world_size > 1
 
     # ------------------------------------------------------------------ initialisation and data
     @torch.no_grad()
@@ -174,6 +199,7 @@ class Trainer:
             self.sae.b_dec.copy_(geometric_median(sample))
         if self.cfg.init_rational_scale_from_data:
             self.sae.activation.initialise_from_data(self.sae.pre_acts(sample))
+        distributed.broadcast_module_(self.sae)  # every rank drew the same sample; this makes it exact
 
     def _batches(self) -> Iterator[Tensor]:
         while True:
@@ -186,9 +212,10 @@ class Trainer:
                 drop_last=True,
                 start_batch=self.batch_in_epoch,
             )
+            share = self.cfg.batch_size // self.world_size
             for batch in batches:
                 self.batch_in_epoch += 1
-                yield batch
+                yield batch[self.rank * share : (self.rank + 1) * share]
             self.epoch += 1
             self.batch_in_epoch = 0
 
@@ -219,7 +246,7 @@ class Trainer:
             total=cfg.steps,
             initial=self.step,
             file=sys.stderr,
-            disable=not self.progress,
+            disable=not self.progress or self.rank != 0,
             desc=f"train {sae.cfg.family}",
             dynamic_ncols=True,
         )
@@ -241,11 +268,11 @@ class Trainer:
                     and self.step % cfg.checkpoint_every == 0
                     and self.step < stop
                 ):
-                    self.save_checkpoint()
+                    self._save_checkpoint_on_rank0()
         finally:
             bar.close()
         if self.checkpoint_dir is not None:
-            self.save_checkpoint()
+            self._save_checkpoint_on_rank0()
         final = self.history[-1] if self.history else {}
         return TrainResult(sae, self.history, final)
 
@@ -268,6 +295,7 @@ class Trainer:
         self._check_finite_loss(out.losses)
         self.optimizer.zero_grad(set_to_none=True)
         out.losses.total.backward()
+        distributed.average_gradients_(sae.parameters())
         if sae.cfg.normalize_decoder:
             sae.remove_parallel_decoder_grad_()
         if cfg.grad_clip is not None:
@@ -277,11 +305,11 @@ class Trainer:
             sae.normalize_decoder_()
         self._check_finite_weights()
         with torch.no_grad():
-            fired = (out.codes != 0).any(0)
-            self.tokens_since_fired += x.shape[0]
+            fired = distributed.all_reduce_(out.codes.any(0).to(torch.int32), "max").bool()
+            self.tokens_since_fired += x.shape[0] * self.world_size
             self.tokens_since_fired.masked_fill_(fired, 0)
             if cfg.l0_target is not None:
-                l0 = (out.codes != 0).sum(-1).float().mean()
+                l0 = distributed.all_reduce_((out.codes != 0).sum(-1).float().mean(), "mean")
                 step = torch.exp(cfg.l0_target_rate * (l0 / cfg.l0_target - 1))
                 self.sparsity_multiplier = (self.sparsity_multiplier * step).clamp(1.0, 1e4)
         last = self.step + 1 == cfg.steps
@@ -291,7 +319,7 @@ class Trainer:
             xf = x.float()
             variance = (xf - xf.mean(0)).pow(2).sum(-1).mean()
             losses = out.losses
-            return {
+            return self._mean_over_ranks({
                 "step": self.step + 1,
                 "lr": lr,
                 "loss": float(losses.total),
@@ -302,7 +330,21 @@ class Trainer:
                 "fvu": float(losses.mse / variance) if float(variance) > 0 else float("nan"),
                 "dead_fraction": float(dead.float().mean()),
                 "sparsity_multiplier": float(self.sparsity_multiplier),
-            }
+            })
+
+    def _mean_over_ranks(self, record: dict[str, float]) -> dict[str, float]:
+        """The log record averaged over the ranks (loss terms, L0 and FVU are means over equal batch shares)."""
+        if self.world_size == 1:
+            return record
+        keys = ("loss", "mse", "sparsity", "auxk", "l0", "fvu")
+        values = distributed.all_reduce_(torch.tensor([record[k] for k in keys], dtype=torch.float64), "mean")
+        return {**record, **dict(zip(keys, values.tolist()))}
+
+    def _save_checkpoint_on_rank0(self) -> None:
+        """Rank 0 writes the checkpoint (the state is the same on every rank); the others wait for it."""
+        if self.rank == 0:
+            self.save_checkpoint()
+        distributed.barrier()
 
     # ------------------------------------------------------------------ divergence
     def _diverged(self, what: str) -> TrainingError:
