@@ -37,6 +37,7 @@ import numpy as np
 from flint import arb
 
 import rational_approx.fitting.highprec as hp
+from rational_approx.representation.multiprecision import arb_from_mpf, exact_mid, mpf_from_arb, working_precision
 
 E2 = "0.043689012692076362"
 E30 = "2.1739878201697943e-7"
@@ -56,7 +57,7 @@ def _start(prev_ts: list, k: int, variant: str) -> list:
     if jit:
         rng = np.random.default_rng(1000 + k)
         v[:-1] += jit * np.diff(v) * (rng.random(v.size - 1) - 0.5)
-    return [arb(0)] + [hp._exact(arb(math.exp(x))) for x in v] + [arb(1)]
+    return [arb(0)] + [exact_mid(arb(math.exp(x))) for x in v] + [arb(1)]
 
 
 def _mp(x, bits: int) -> str:
@@ -69,16 +70,16 @@ def sweep(variant: str, n_max: int, path: Path, resume: bool) -> None:
     if resume and path.exists() and path.stat().st_size:
         *_, last = path.read_text().splitlines()
         rec = json.loads(last)
-        with mpmath.workprec(rec["prec"] + 64), hp._prec(rec["prec"] + 64):
-            ts = [hp.arb_from_mpf(mpmath.mpf(t)) for t in rec["reference_t"]]
-            hist = [hp.arb_from_mpf(mpmath.mpf(h)) for h in rec["levels"]]
+        with mpmath.workprec(rec["prec"] + 64), working_precision(rec["prec"] + 64):
+            ts = [arb_from_mpf(mpmath.mpf(t)) for t in rec["reference_t"]]
+            hist = [arb_from_mpf(mpmath.mpf(h)) for h in rec["levels"]]
         k0 = rec["n"] // 2 + 1
     t_start = time.perf_counter()
     with path.open("a") as fh:
         for k in range(k0, n_max // 2 + 1):
             t0 = time.perf_counter()
             prec = _bits(variant, k)
-            with hp._prec(prec):
+            with working_precision(prec):
                 start = _start(ts, k, variant) if k > 1 else ts
                 h = hist[-1] * hist[-1] / hist[-2] if len(hist) >= 2 else None
                 state = hp._sqrt_remez(start, k, h)
@@ -89,8 +90,8 @@ def sweep(variant: str, n_max: int, path: Path, resume: bool) -> None:
                 rec = {"n": 2 * k, "variant": variant, "E": _mp(res.error, prec), "prec": prec,
                        "iterations": state.iterations, "level_spread": state.spread, "seconds": secs,
                        "cumulative_seconds": time.perf_counter() - t_start,
-                       "reference_t": [_mp(hp.mpf_from_arb(t), prec) for t in ts],
-                       "levels": [_mp(hp.mpf_from_arb(x), prec) for x in hist],
+                       "reference_t": [_mp(mpf_from_arb(t), prec) for t in ts],
+                       "levels": [_mp(mpf_from_arb(x), prec) for x in hist],
                        "p": [_mp(c, prec) for c in res.p], "q": [_mp(c, prec) for c in res.q],
                        "extremal_points": [_mp(x, prec) for x in res.extremal_points]}
             fh.write(json.dumps(rec) + "\n")
@@ -106,7 +107,7 @@ def _load(path: Path) -> dict[int, dict]:
 
 
 def _certify_one(rec: dict) -> dict:
-    from rational_approx.fitting.highprec import HighPrecResult
+    from rational_approx.fitting.mp_remez import HighPrecResult
     from rational_approx.representation.domain import Domain
     from rational_approx.representation.targets import get_target
     from rational_approx.verification.certify import certify

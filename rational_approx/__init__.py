@@ -23,28 +23,20 @@ from rational_approx.errors import (
 )
 from rational_approx.fitting.aaa import AAAResult, aaa
 from rational_approx.fitting.activation import ActivationCoefficients, activation_coefficients
-from rational_approx.fitting.highprec import (
-    HighPrecResult,
-    abs_minimax,
-    abs_minimax_table,
-    refine_minimax,
-    relu_minimax,
-)
+from rational_approx.fitting.highprec import abs_minimax, abs_minimax_table, relu_minimax
 from rational_approx.fitting.lawson import LawsonResult, lawson
 from rational_approx.fitting.minimax import MinimaxResult, minimax
+from rational_approx.fitting.mp_remez import HighPrecResult
+from rational_approx.fitting.refine import refine_minimax
 from rational_approx.representation.barycentric import BarycentricRational, PolyQuotient
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.extrema import local_extrema, sup_error
 from rational_approx.representation.safepade import SafePade, least_squares_fit, relaxed_remez
 from rational_approx.representation.targets import TARGET_NAMES, Target, get_target
-from rational_approx.verification.certify import (
-    Certificate,
-    certified_sup_error,
-    certify,
-    certify_pole_free,
-    vallee_poussin_lower_bound,
-)
+from rational_approx.verification.certify import Certificate, certify
 from rational_approx.verification.claims import claims, claims_markdown
+from rational_approx.verification.lower_bound import vallee_poussin_lower_bound
+from rational_approx.verification.pole_free import certify_pole_free
 from rational_approx.verification.rates import degree_needed, gate_degree_needed, reverse_gap_units
 from rational_approx.verification.theory import (
     BERNSTEIN_BETA,
@@ -54,6 +46,7 @@ from rational_approx.verification.theory import (
     stahl_asymptote,
     zolotarev_sign,
 )
+from rational_approx.verification.upper_bound import certified_sup_error
 
 __all__ = [
     "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients",

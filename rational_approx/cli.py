@@ -1,4 +1,4 @@
-"""Command line: ``rational-approx fit | study | certify | claims``.
+"""Command line: ``rational-approx fit | study | certify | certify-table | claims``.
 
 Every subcommand prints a table or, with ``--json``, one JSON object on stdout; progress goes to stderr. Bad arguments
 give a one-line error and exit status 2, never a traceback.
@@ -9,7 +9,9 @@ Examples
     rational-approx fit --target jumprelu --theta 0.5 --gap 0.05 --type 9,8
     rational-approx study --n-max 80 --json-out figures/error_vs_degree.json --figure figures/error_vs_degree.png
     rational-approx certify --target abs --type 20,20 --json
+    rational-approx certify-table --abs-n-max 80 --json-out benchmarks/results/certified_table.json
     rational-approx claims --markdown --figures figures
+    rational-approx claims --only zolotarev --write-docs docs/theory_and_claims.md
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
+from rational_approx.representation.barycentric import parse_type
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.targets import TARGET_NAMES, get_target
 
@@ -32,18 +36,6 @@ __all__ = ["main", "build_parser"]
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own default prints usage too)
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parse_type(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise DegreeError(f"--type must be 'm,n' (or 'n' for (n, n)) with integers, got {text!r}") from exc
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 0:
-        raise DegreeError(f"--type must be 'm,n' with m, n ≥ 0, got {text!r}")
-    return parts[0], parts[1]
 
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,7 +52,7 @@ def _complex_list(z: np.ndarray) -> list:
 
 
 def _fit(args: argparse.Namespace) -> dict:
-    m, n = _parse_type(args.type)
+    m, n = parse_type(args.type)
     tgt = get_target(args.target, theta=args.theta, tau=args.tau)
     dom = Domain.parse(args.domain) if args.domain else tgt.default_domain(args.gap)
     tgt.check_domain(dom)
@@ -132,9 +124,115 @@ def _print_fit(out: dict) -> None:
 def _study(args: argparse.Namespace) -> dict:
     from rational_approx.verification.study import format_table, run_study
 
-    rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.quiet)
+    rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.quiet,
+                              docs=args.write_docs)
     return {"seconds": seconds, "json_out": args.json_out, "figure": args.figure, "rows": rows,
             "table": format_table(rows)}
+
+
+def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rational-approx certify``."""
+    parser.add_argument("--target", default="abs", help="abs, relu, sign, heaviside, jumprelu, topk_gate")
+    parser.add_argument("--type", required=True, help="m,n (numerator and denominator degrees)")
+    parser.add_argument("--domain", default=None, help="'a,b' or 'a,b;c,d' (default: the target's)")
+    parser.add_argument(
+        "--gap", type=float, default=None, help="half-width of the gap around a jump (default 0.05)"
+    )
+    parser.add_argument("--theta", type=float, default=None, help="threshold of jumprelu / heaviside")
+    parser.add_argument("--tau", type=float, default=None, help="threshold of topk_gate")
+    parser.add_argument(
+        "--source",
+        choices=("auto", "highprec", "minimax"),
+        default="auto",
+        help="approximant: multiprecision Remez (abs (n,n), relu (2k+1,2k); else minimax refined at "
+        "--prec bits) or double-precision minimax",
+    )
+    parser.add_argument("--rtol", type=float, default=1e-8, help="tightness of the upper bound")
+    parser.add_argument("--prec", type=int, default=256, help="ball precision in bits")
+    parser.add_argument("--coefficients", action="store_true", help="include the certified coefficients")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _certify(args: argparse.Namespace) -> dict:
+    """``rational-approx certify``: compute an approximant, certify it, return the certificate as a dict."""
+    m, n = parse_type(args.type)
+    tgt = get_target(args.target, theta=args.theta, tau=args.tau)
+    dom = Domain.parse(args.domain) if args.domain else tgt.default_domain(args.gap)
+    t0 = time.perf_counter()
+    standard = dom.intervals == ((-1.0, 1.0),)
+    from rational_approx.fitting.highprec import abs_minimax, relu_minimax
+    from rational_approx.fitting.refine import refine_minimax
+    from rational_approx.verification.certify import certify
+
+    if args.source != "minimax" and standard and tgt.name == "abs" and m == n and n >= 2:
+        approx, how = abs_minimax(n), f"highprec.abs_minimax({n})"
+    elif (
+        args.source != "minimax" and standard and tgt.name == "relu" and m == n + 1 and n % 2 == 0 and n >= 2
+    ):
+        approx, how = relu_minimax(n // 2), f"highprec.relu_minimax({n // 2})"
+    else:
+        from rational_approx.fitting.minimax import minimax
+
+        approx, how = minimax(tgt, (m, n), dom), "minimax (double precision)"
+        if args.source == "highprec":
+            approx, how = refine_minimax(approx, prec=args.prec), f"minimax refined at {args.prec} bits"
+    t_approx = time.perf_counter() - t0
+    cert = certify(tgt, approx, dom, type=(m, n), rtol=args.rtol, prec=args.prec)
+    out = cert.to_dict(coefficients=args.coefficients)
+    out["approximant"] = how
+    out["approximation_seconds"] = t_approx
+    return out
+
+
+def _certify_table(args: argparse.Namespace) -> dict:
+    """``rational-approx certify-table``: {"rows": [...], "seconds", "abs_n_max", "markdown"}."""
+    from pathlib import Path
+
+    from rational_approx.verification.certified_table import certified_table, certified_table_markdown
+
+    out = certified_table(args.abs_n_max, progress=lambda s: print(f"certifying {s} …", file=sys.stderr, flush=True))
+    out["markdown"] = certified_table_markdown(out)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=1, allow_nan=False))
+    if args.write_docs:
+        from rational_approx.verification.markdown import write_blocks
+
+        out["docs_blocks_written"] = write_blocks(args.write_docs, {"certified-table": out["markdown"]})
+    return out
+
+
+def _add_claims_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rational-approx claims``."""
+    from rational_approx.verification.claims import CLAIM_IDS
+
+    parser.add_argument("--only", nargs="+", default=None, choices=CLAIM_IDS, metavar="ID",
+                        help=f"measure only these claims ({', '.join(CLAIM_IDS)})")
+    parser.add_argument("--markdown", action="store_true", help="print the markdown table instead of JSON")
+    parser.add_argument("--write-docs", default=None, metavar="MD",
+                        help="write the tables these claims determine into the generated blocks of MD "
+                        "(docs/theory_and_claims.md)")
+    parser.add_argument("--figures", default=None, metavar="DIR",
+                        help="also write the three theory figures into DIR (e.g. figures)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _claims(args: argparse.Namespace) -> dict:
+    """``rational-approx claims``: {"claims": [...], "seconds": total, "markdown": table}."""
+    from rational_approx.verification.claims import claims, claims_markdown
+
+    t0 = time.perf_counter()
+    rows = claims(args.only, progress=lambda cid: print(f"measuring {cid} …", file=sys.stderr, flush=True))
+    out = {"claims": rows, "seconds": time.perf_counter() - t0, "markdown": claims_markdown(rows)}
+    if getattr(args, "write_docs", None):
+        from rational_approx.verification.claims import write_claims_docs
+
+        out["docs_blocks_written"] = write_claims_docs(rows, args.write_docs)
+    if getattr(args, "figures", None):
+        from rational_approx.plotting import make_figures
+
+        out["figures"] = make_figures(args.figures)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,20 +254,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-out", default=None, help="write the table as JSON here")
     p.add_argument("--figure", default=None, help="write the log-scale figure here (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--write-docs", default=None, metavar="MD",
+                   help="write the table and the reading into the generated blocks of MD (docs/study.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_study, show=lambda out: print(out["table"] + f"\n\n{out['seconds']:.1f} s"))
 
-    from rational_approx.verification.certify import add_certify_arguments, certify_command
-
     p = sub.add_parser("certify", help="certified two-sided bounds on the best error")
-    add_certify_arguments(p)
-    p.set_defaults(run=certify_command, show=lambda out: print(json.dumps(out, indent=1, default=_json_default)))
+    _add_certify_arguments(p)
+    p.set_defaults(run=_certify, show=lambda out: print(json.dumps(out, indent=1, default=_json_default)))
 
-    from rational_approx.verification.claims import add_claims_arguments, claims_command
+    p = sub.add_parser("certify-table", help="certified brackets for every gate of the activation library and |x|")
+    p.add_argument("--abs-n-max", type=int, default=80, help="also |x| at every even n up to this (0: none)")
+    p.add_argument("--json-out", default=None, help="write the table as JSON here")
+    p.add_argument("--write-docs", default=None, metavar="MD",
+                   help="write the markdown into the generated blocks of MD (docs/verification.md)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_certify_table, show=lambda out: print(out["markdown"]))
 
     p = sub.add_parser("claims", help="measure every quantitative approximation claim (paper and classical)")
-    add_claims_arguments(p)
-    p.set_defaults(run=claims_command, show=lambda out: print(out["markdown"]))
+    _add_claims_arguments(p)
+    p.set_defaults(run=_claims, show=lambda out: print(out["markdown"]))
     return parser
 
 

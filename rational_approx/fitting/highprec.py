@@ -1,22 +1,11 @@
-"""High-precision best rational approximation: Remez exchange in multiprecision arithmetic.
+"""High-precision best rational approximation of |x| and ReLU on [−1, 1]: Remez for √t in a barycentric basis.
 
 Double precision caps a minimax error at about 1e-16 relative to ‖f‖, and the equioscillation level of a
 computed approximant is only as good as the arithmetic that produced it. This module recomputes best
 approximations with hundreds of bits, so that the best error E_{m,n}(f) is known to 15+ significant digits and
 can then be bracketed rigorously by :mod:`rational_approx.verification.certify`.
-
-Two solvers share one levelled-system kernel (the classical Remez step, Powell 1981 §10; Filip, Nakatsukasa,
-Trefethen & Beckermann, SISC 40 (2018)):
-
-* given reference points x_0 < … < x_{m+n+1}, find r = p/q ∈ R_{m,n} and the level h with
-
-      f(x_i) − r(x_i) = s_i h,   s_i = ±1 alternating,                                               (1)
-
-  i.e. p(x_i) − (f(x_i) − s_i h) q(x_i) = 0: a (m+n+2)-square matrix pencil M(h) = A + hB. The admissible h is
-  the eigenvalue whose q has no sign change on the domain (Rayleigh–Newton on det M(h) once a close h is
-  known, h ← h − 1 / tr(M(h)⁻¹ B));
-* move each reference point to the local extremum of f − r between the zeros that flank it (exchange); repeat
-  until the levels |f(x_i) − r(x_i)| agree to the working precision.
+The levelled Remez step is in :mod:`rational_approx.fitting.mp_remez`; general targets are refined by
+:func:`rational_approx.fitting.refine.refine_minimax`.
 
 **|x| on [−1, 1] (and ReLU).** By symmetry the best approximant of |x| is even, E_{2k+1,2k+1} = E_{2k,2k} and
 
@@ -29,12 +18,6 @@ form a Cauchy matrix), which stays well conditioned although the reference point
 64 more bits). Degrees are reached by continuation in k: the reference for k is extrapolated, in log t, from
 the one for k − 1. ReLU is (x + |x|)/2, so the best type-(2k+1, 2k) approximant of ReLU is (x + R(x²))/2 with
 error E_{2k,2k}/2.
-
-**General targets.** :func:`refine_minimax` restarts the Remez iteration from a double-precision
-:class:`~rational_approx.fitting.minimax.MinimaxResult` (its extremal points are the initial reference), with p and q
-in the Chebyshev basis of the domain's hull, and extrema located by sampling plus golden-section search in the
-working precision. It is meant for the moderate types (m, n ≤ 20) where double precision is the bottleneck,
-not the basis.
 
 Arithmetic: python-flint's ``arb`` is used for speed (its linear algebra and eigenvalue routines run in C);
 all quantities here are *midpoints* — this module computes, it does not certify. Rigorous bounds are the job
@@ -52,297 +35,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import mpmath
 import numpy as np
-from flint import acb_mat, arb, arb_mat, arb_poly, ctx
-from mpmath.libmp import from_man_exp
+from flint import arb, arb_mat, arb_poly, ctx
 
-from rational_approx.errors import ConvergenceError, DegreeError, TargetError
-from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.errors import ConvergenceError, DegreeError
+from rational_approx.fitting.mp_remez import HighPrecResult, solve_pencil
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.targets import Target, get_target
+from rational_approx.representation.multiprecision import exact_mid, mpf_from_arb, working_precision
+from rational_approx.representation.targets import get_target
 
-__all__ = [
-    "HighPrecResult",
-    "abs_minimax",
-    "abs_minimax_table",
-    "relu_minimax",
-    "refine_minimax",
-    "abs_precision_bits",
-    "piecewise_linear_form",
-    "arb_from_mpf",
-    "mpf_from_arb",
-]
+__all__ = ["abs_minimax", "abs_minimax_table", "relu_minimax", "abs_precision_bits"]
 
 
-# ------------------------------------------------------------------------------------------------ conversions
-def arb_from_mpf(x: mpmath.mpf | float | int) -> arb:
-    """The exact arb value of a binary floating-point number (mpmath mpf, float or int): no rounding."""
-    if not isinstance(x, mpmath.mpf):  # mpmath.mpf(an mpf) would round it to the current mp precision
-        x = mpmath.mpf(float(x) if isinstance(x, float | np.floating) else int(x))
-    sign, man, exp, _ = x._mpf_
-    if man == 0:
-        if exp != 0:  # mpmath encodes ±inf and nan as zero mantissa with a non-zero exponent
-            raise TargetError(f"cannot convert non-finite {x} to a ball")
-        return arb(0)
-    return arb((-man if sign else man, exp))
-
-
-def mpf_from_arb(x: arb) -> mpmath.mpf:
-    """The midpoint of an arb ball as an exact mpmath mpf."""
-    man, exp = x.mid().man_exp()
-    return mpmath.mp.make_mpf(from_man_exp(int(man), int(exp)))  # exact; mpf((man, exp)) would round
-
-
-def _exact(x: arb) -> arb:
-    """Drop the radius (the working quantities of a Remez step are points, not enclosures)."""
-    return x.mid()
-
-
-# ----------------------------------------------------------------------------------------------- target forms
-def piecewise_linear_form(
-    target: Target,
-) -> tuple[tuple[float, ...], Callable[[float], tuple[float, float]]] | None:
-    """Exact piecewise-linear form of a named target: ``(breakpoints, piece)`` or None.
-
-    Every named target (|x|, ReLU, sign, Heaviside, JumpReLU, TopK gate) is affine between its singular
-    points: ``piece(x0)`` returns (α, β) with f(x) = αx + β on the piece containing x0 (x0 not a breakpoint).
-    The numbers are binary floats, so f is evaluated *exactly* in ball arithmetic — the basis of the
-    certificates. None for targets not known to be piecewise linear (user callables).
-    """
-    name, params = target.name, target.params
-    theta = params.get("theta", params.get("tau"))
-    if name == "abs":
-        return (0.0,), lambda x0: (1.0, 0.0) if x0 > 0 else (-1.0, 0.0)
-    if name == "relu" or (name in ("jumprelu", "topk_gate") and theta == 0.0):
-        return (0.0,), lambda x0: (1.0, 0.0) if x0 > 0 else (0.0, 0.0)
-    if name == "sign":
-        return (0.0,), lambda x0: (0.0, 1.0) if x0 > 0 else (0.0, -1.0)
-    if name == "heaviside":
-        th = float(theta)
-        return (th,), lambda x0: (0.0, 1.0) if x0 > th else (0.0, 0.0)
-    if name in ("jumprelu", "topk_gate"):
-        th = float(theta)
-        return (th,), lambda x0: (1.0, 0.0) if x0 > th else (0.0, 0.0)
-    return None
-
-
-def _as_target(target: Target | str) -> Target:
-    if isinstance(target, Target):
-        return target
-    if isinstance(target, str):
-        return get_target(target)
-    raise TargetError(f"expected a Target or a target name, got {type(target).__name__}")
-
-
-# ------------------------------------------------------------------------------------------------ result type
-@dataclass
-class HighPrecResult:
-    """A best rational approximation computed in multiprecision.
-
-    Attributes
-    ----------
-    target : Target
-    type : (m, n)
-    domain : Domain
-    error : mpf
-        The equioscillation level |h| of the final levelled solve — the best error E_{m,n}(f) to the precision
-        reported in ``digits``.
-    p, q : list of mpf
-        r = p/q, ascending monomial coefficients in x, normalised so that max |q_j| = 1. These binary numbers
-        *are* the approximant (what :func:`rational_approx.verification.certify.certify` certifies).
-    extremal_points : list of mpf
-        The final reference: m + n + 2 points (more for |x|, see :func:`abs_minimax`) where f − r alternates.
-    extremal_errors : list of mpf
-        f − r at them (signed), evaluated from p and q.
-    prec : int
-        Working precision in bits.
-    digits : float
-        Correct significant digits of ``error``: −log10 of the largest of |E_prec − E_(prec+64)| / E (a second
-        solve at 64 more bits on the final reference), the relative spread of the levels |f − r| at the final
-        reference (E lies between the level and the largest of them), and 2^-prec.
-    iterations : int
-        Remez iterations at the last degree.
-    seconds : float
-    converged : bool
-        True when the levels agreed to the working precision.
-    method : str
-    """
-
-    target: Target
-    type: tuple[int, int]
-    domain: Domain
-    error: mpmath.mpf
-    p: list
-    q: list
-    extremal_points: list
-    extremal_errors: list
-    prec: int
-    digits: float
-    iterations: int
-    seconds: float
-    converged: bool
-    method: str
-    notes: list[str] = field(default_factory=list)
-
-    def eval_mp(self, x, dps: int | None = None):
-        """r(x) in mpmath arithmetic (scalar or sequence)."""
-        with mpmath.workprec(self.prec if dps is None else int(dps * 3.33) + 8):
-
-            def one(t):
-                t = mpmath.mpf(t)
-                return mpmath.polyval(self.p[::-1], t) / mpmath.polyval(self.q[::-1], t)
-
-            if isinstance(x, list | tuple | np.ndarray):
-                return [one(t) for t in x]
-            return one(x)
-
-    def __call__(self, x: np.ndarray | float) -> np.ndarray:
-        """r(x) in float64 (evaluated in the working precision, then rounded)."""
-        xs = np.atleast_1d(np.asarray(x, dtype=float))
-        out = np.array([float(v) for v in self.eval_mp(xs.tolist())])
-        return out.reshape(np.shape(x)) if np.ndim(x) else out[0]
-
-    def to_barycentric(self) -> BarycentricRational:
-        """The same r in barycentric form (support points: every other extremal point), float and mp data.
-
-        For r = p/q and support points z_0..z_N (N = max(m, n)): f_j = r(z_j), w_j = q(z_j)/ℓ'(z_j) with
-        ℓ(x) = Π(x − z_j) — exact for deg p, deg q ≤ N.
-        """
-        m, n = self.type
-        N = max(m, n)
-        pts = sorted(self.extremal_points)
-        idx = np.unique(np.round(np.linspace(0, len(pts) - 1, N + 1)).astype(int))
-        if idx.size < N + 1:
-            raise DegreeError(f"need {N + 1} distinct support points, have {len(pts)} extremal points")
-        with mpmath.workprec(self.prec):
-            z = [mpmath.mpf(pts[i]) for i in idx]
-            fz = self.eval_mp(z)
-            w = []
-            for j, zj in enumerate(z):
-                lp = mpmath.fprod(zj - zi for i, zi in enumerate(z) if i != j)
-                w.append(mpmath.polyval(self.q[::-1], zj) / lp)
-            scale = max(abs(v) for v in w)
-            w = [v / scale for v in w]
-        return BarycentricRational(
-            np.array([float(v) for v in z]),
-            np.array([float(v) for v in fz]),
-            np.array([float(v) for v in w]),
-            type=self.type,
-            mp=(z, fz, w),
-        )
-
-    def to_dict(self) -> dict:
-        """JSON-ready summary (coefficients as decimal strings that round-trip at ``prec`` bits)."""
-        d = max(20, int(self.prec * 0.302) + 3)
-        return {
-            "target": self.target.name,
-            "type": list(self.type),
-            "domain": [list(iv) for iv in self.domain.intervals],
-            "error": mpmath.nstr(self.error, 25),
-            "digits": self.digits,
-            "prec_bits": self.prec,
-            "p": [mpmath.nstr(c, d) for c in self.p],
-            "q": [mpmath.nstr(c, d) for c in self.q],
-            "extremal_points": [mpmath.nstr(x, 25) for x in self.extremal_points],
-            "iterations": self.iterations,
-            "seconds": self.seconds,
-            "converged": self.converged,
-            "method": self.method,
-        }
-
-
-# --------------------------------------------------------------------------------------------- levelled solve
-def _solve_pencil(
-    build: Callable[[arb], arb_mat],
-    nrows: int,
-    qcols: Sequence[int],
-    sign: Sequence[int],
-    h: arb | None,
-    admissible: Callable[[list], bool],
-) -> tuple[list, arb]:
-    """Solve M(h) v = 0 for the admissible eigenvalue h of the affine pencil M(h) = build(h).
-
-    With ``h`` None, or when Newton from ``h`` lands on an inadmissible eigenvalue, all eigenvalues are
-    computed (M(0)⁻¹B has eigenvalues −1/h) and the admissible one of least |h| is taken. Returns (v, h) with
-    v normalised by v[qcols[0]] = 1.
-    """
-    n = nrows
-
-    def null_vector(hh: arb) -> list:
-        M = build(hh)
-        c0 = qcols[0]
-        cols = [c for c in range(n) if c != c0]
-        A = arb_mat(n - 1, n - 1)
-        b = arb_mat(n - 1, 1)
-        for i in range(n - 1):  # drop the last equation: it holds automatically at an eigenvalue
-            b[i, 0] = -M[i, c0]
-            for jj, c in enumerate(cols):
-                A[i, jj] = M[i, c]
-        x = A.solve(b, algorithm="approx")
-        v = [_exact(x[jj, 0]) for jj in range(n - 1)]
-        v.insert(c0, arb(1))
-        return v
-
-    def newton(hh: arb) -> arb:
-        M1 = build(arb(1))
-        M0 = build(arb(0))
-        Bq = arb_mat(n, len(qcols))
-        for i in range(n):
-            for jj, c in enumerate(qcols):
-                Bq[i, jj] = M1[i, c] - M0[i, c]
-        for _ in range(40):
-            try:
-                X = build(hh).solve(Bq, algorithm="approx")
-            except ZeroDivisionError:  # exactly singular: hh is the eigenvalue to working precision
-                break
-            tr = sum((X[c, jj] for jj, c in enumerate(qcols)), arb(0))
-            dh = _exact(1 / tr)
-            hh = _exact(hh - dh)
-            if abs(float(dh)) <= abs(float(hh)) * 2.0 ** (-ctx.prec + 24):
-                break
-        return hh
-
-    def by_eigenvalues() -> arb:
-        M0 = build(arb(0))
-        B = build(arb(1)) - M0
-        C = M0.solve(B, algorithm="approx")
-        E = acb_mat(C).eig(algorithm="approx")
-        cands = []
-        for mu in E:
-            m = complex(mu.mid())
-            if m == 0 or abs(m.imag) > 1e-10 * abs(m):
-                continue
-            cands.append(-1.0 / m.real)
-        for hc in sorted(cands, key=abs):
-            hh = newton(arb(hc))
-            try:
-                v = null_vector(hh)
-            except ZeroDivisionError:
-                continue
-            if admissible(v):
-                return hh
-        raise ConvergenceError(
-            "no levelled solution with a denominator free of sign changes; the reference points "
-            "are too far from an alternation set (start from a better approximant)"
-        )
-
-    if h is not None:
-        try:
-            hh = newton(h)
-            v = null_vector(hh)
-            if admissible(v):
-                return v, hh
-        except ZeroDivisionError:
-            pass
-    hh = by_eigenvalues()
-    return null_vector(hh), hh
-
-
-# ----------------------------------------------------------------------------------------------- √t on [0, 1]
 @dataclass
 class _SqrtState:
     """Barycentric best approximant of √t on [0, 1] of type (k, k) and its reference (exact arb points)."""
@@ -390,7 +98,7 @@ def _sqrt_levelled(ts: list, k: int, h: arb | None) -> tuple[list, list, list, a
         beta = [float(b) for b in v[k + 1 :]]
         return all(beta[j] * beta[j + 1] < 0 for j in range(k))
 
-    v, h = _solve_pencil(build, n, list(range(k + 1, 2 * k + 2)), s, h, admissible)
+    v, h = solve_pencil(build, n, list(range(k + 1, 2 * k + 2)), s, h, admissible)
     return z, v[: k + 1], v[k + 1 :], h
 
 
@@ -436,7 +144,7 @@ def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtStat
         for i in range(n - 1):
             lo, hi = ts[i], ts[i + 1]
             for _ in range(24):
-                mid = _exact((lo * hi).sqrt()) if lo > 0 else _exact(hi / 1024)
+                mid = exact_mid((lo * hi).sqrt()) if lo > 0 else exact_mid(hi / 1024)
                 if (float(err(mid)) > 0) == (sg[i] > 0):
                     lo = mid
                 else:
@@ -449,7 +157,7 @@ def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtStat
             vals = [sg[i] * float(err(arb(math.exp(u)))) for u in grid]
             u = arb(grid[int(np.argmax(vals))])
             for _ in range(10):  # Newton on de/du = t e'(t) = 0, u = log t
-                t = _exact(u.exp())
+                t = exact_mid(u.exp())
                 res = _bary_eval(z, al, be, t, derivs=True)
                 if res is None:
                     break
@@ -457,13 +165,13 @@ def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtStat
                 st = t.sqrt()
                 e1 = 1 / (2 * st) - r1
                 e2 = -1 / (4 * st * t) - r2
-                du = _exact(-(e1) / (e1 + t * e2))
+                du = exact_mid(-(e1) / (e1 + t * e2))
                 if not ua < float(u + du) < ub:
                     break
                 u = u + du
                 if abs(float(du)) < tol:
                     break
-            new.append(_exact(u.exp()))
+            new.append(exact_mid(u.exp()))
         new.append(ts[-1])
         ts = new
         errs = [mpf_from_arb(abs(err(t))) for t in ts]  # exact comparisons: floats would tie at 1e-16
@@ -499,7 +207,7 @@ def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: fl
     work = max(
         4 * prec, 1024
     )  # the expansion ℓ·N in monomials cancels heavily; arb tracks it, we take midpoints
-    with _prec(work):
+    with working_precision(work):
         z, al, be = state.z, state.alpha, state.beta
         P = arb_poly([0])
         Q = arb_poly([0])
@@ -525,7 +233,7 @@ def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: fl
     for j in range(k + 1):
         p[2 * j] = mpf_from_arb(pc[j])
         q[2 * j] = mpf_from_arb(qc[j])
-    with _prec(prec):
+    with working_precision(prec):
         xs = [mpf_from_arb(t.sqrt()) for t in state.ts]  # t_0 = 0 → x = 0
     with mpmath.workprec(prec):
         pts = sorted(set([-x for x in xs[1:]] + xs))
@@ -554,19 +262,6 @@ def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: fl
     return res
 
 
-class _prec:
-    """Context manager setting flint's working precision (bits)."""
-
-    def __init__(self, bits: int):
-        self.bits = int(bits)
-
-    def __enter__(self):
-        self.old = ctx.prec
-        ctx.prec = self.bits
-
-    def __exit__(self, *exc):
-        ctx.prec = self.old
-
 
 def _sqrt_sweep(
     k_max: int, *, check_bits: int, callback: Callable[[int, _SqrtState, float, float], None] | None
@@ -578,16 +273,16 @@ def _sqrt_sweep(
     for k in range(1, k_max + 1):
         t0 = time.perf_counter()
         prec = abs_precision_bits(k)
-        with _prec(prec):
+        with working_precision(prec):
             if k > 1:
                 u = np.array([float(t.log()) for t in state.ts[1:-1]])
-                ts = [arb(0)] + [_exact(arb(math.exp(v))) for v in _extrapolate_log(u, 2 * k)] + [arb(1)]
+                ts = [arb(0)] + [exact_mid(arb(math.exp(v))) for v in _extrapolate_log(u, 2 * k)] + [arb(1)]
             h = hist[-1] * hist[-1] / hist[-2] if k >= 3 else None
             state = _sqrt_remez(ts, k, h)
             hist.append(state.h)
         diff = 0.0
         if check_bits:
-            with _prec(prec + check_bits):
+            with working_precision(prec + check_bits):
                 _, _, _, h2 = _sqrt_levelled(state.ts, k, state.h)
                 diff = abs(float((h2 - state.h) / h2))
         # E lies between the level h and the largest error at the reference (de la Vallée Poussin), so the
@@ -678,226 +373,3 @@ def relu_minimax(k: int, *, check_bits: int = 64) -> HighPrecResult:
         ]
     return res
 
-
-# -------------------------------------------------------------------------------------------- general targets
-def _cheb_row(x: arb, deg: int, a: arb, b: arb) -> list:
-    s = (2 * x - (a + b)) / (b - a)
-    row = [arb(1), s]
-    for _ in range(deg - 1):
-        row.append(2 * s * row[-1] - row[-2])
-    return row[: deg + 1]
-
-
-def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int = 4000) -> HighPrecResult:
-    """Refine a double-precision minimax result by Remez exchange at ``prec`` bits.
-
-    Parameters
-    ----------
-    result : MinimaxResult
-        From :func:`rational_approx.fitting.minimax.minimax`; its ``extremal_points`` (m + n + 2 − defect of them,
-        alternating) start the iteration, its ``target`` must have an mpmath evaluation ``f_mp``.
-    prec : int
-        Working precision in bits (256 ≈ 77 digits).
-    samples : int
-        Points of the cluster-aware grid on which extrema are first located (then refined by golden-section
-        search).
-
-    Returns
-    -------
-    HighPrecResult (``method = "remez-chebyshev"``).
-
-    Raises
-    ------
-    ConvergenceError if the levels do not equalise within ``maxiter`` iterations (``best`` holds the last
-    iterate).
-    """
-    target = _as_target(result.target)
-    if target.f_mp is None:
-        raise TargetError(f"target {target.name!r} has no mpmath evaluation f_mp; high precision needs one")
-    m, n = result.type
-    domain = result.domain
-    npts = m + n + 2
-    x0 = np.sort(np.asarray(result.extremal_points, dtype=float))
-    if x0.size < npts:
-        raise ConvergenceError(
-            f"the start has {x0.size} extremal points, type {result.type} needs {npts}; it is "
-            f"degenerate or not converged — refine a non-degenerate best approximation",
-            best=result,
-        )
-    errs0 = np.asarray(result.extremal_errors, dtype=float)
-    order = np.argsort(np.asarray(result.extremal_points, dtype=float))
-    errs0 = errs0[order]
-    if x0.size > npts:  # keep the window of npts consecutive points with the largest minimum |error|
-        best = max(range(x0.size - npts + 1), key=lambda i: np.min(np.abs(errs0[i : i + npts])))
-        x0, errs0 = x0[best : best + npts], errs0[best : best + npts]
-    s0 = 1 if errs0[0] > 0 else -1
-    sg = [s0 * (-1) ** i for i in range(npts)]
-    t_start = time.perf_counter()
-    mpprec = prec
-
-    with _prec(prec), mpmath.workprec(mpprec):
-        a, b = arb_from_mpf(domain.a), arb_from_mpf(domain.b)
-
-        def fval(x: arb) -> arb:
-            return arb_from_mpf(target.f_mp(mpf_from_arb(x)))
-
-        xs = [arb_from_mpf(v) for v in x0]
-        grid = domain.sample(samples, cluster=target.singular_points, depth=30)
-        grid_arb = [arb_from_mpf(v) for v in grid]
-        fixed = set(domain.endpoints.tolist()) | set(target.singular_points)
-        h = None
-        coeffs = None
-        for it in range(1, maxiter + 1):
-            F = [fval(x) for x in xs]
-            T = [_cheb_row(x, max(m, n), a, b) for x in xs]
-
-            def build(hh: arb, F=F, T=T, sg=sg) -> arb_mat:
-                M = arb_mat(npts, npts)
-                for i in range(npts):
-                    g = -(F[i] - sg[i] * hh)
-                    for j in range(m + 1):
-                        M[i, j] = T[i][j]
-                    for j in range(n + 1):
-                        M[i, m + 1 + j] = g * T[i][j]
-                return M
-
-            def q_of(v: list, x: arb) -> arb:
-                row = _cheb_row(x, max(m, n), a, b)
-                return sum((v[m + 1 + j] * row[j] for j in range(n + 1)), arb(0))
-
-            def admissible(v: list, xs=xs) -> bool:
-                vals = [float(q_of(v, x)) for x in grid_arb[:: max(1, len(grid_arb) // 400)] + xs]
-                return all(val > 0 for val in vals) or all(val < 0 for val in vals)
-
-            v, h = _solve_pencil(build, npts, list(range(m + 1, m + n + 2)), sg, h, admissible)
-            coeffs = v
-
-            def err(x: arb, v=v) -> arb:
-                row = _cheb_row(x, max(m, n), a, b)
-                pv = sum((v[j] * row[j] for j in range(m + 1)), arb(0))
-                qv = sum((v[m + 1 + j] * row[j] for j in range(n + 1)), arb(0))
-                return fval(x) - pv / qv
-
-            ev = np.array([float(err(x)) for x in grid_arb])
-            cand = _local_extrema(grid, ev, fixed)
-            refined = []
-            for i in cand:
-                lo = grid[max(i - 1, 0)]
-                hi = grid[min(i + 1, grid.size - 1)]
-                if grid[i] in fixed or lo == grid[i] or hi == grid[i]:
-                    refined.append((arb_from_mpf(grid[i]), err(arb_from_mpf(grid[i]))))
-                    continue
-                sgn = 1.0 if ev[i] > 0 else -1.0
-                xg = _golden_max(lambda x, sgn=sgn: sgn * err(x), arb_from_mpf(lo), arb_from_mpf(hi))
-                eg = err(xg)
-                for c in fixed:  # a kink inside the bracket is where the maximum sits, not next to it
-                    if lo <= c <= hi:
-                        ec = err(arb_from_mpf(c))
-                        if float(sgn * (ec - eg)) >= 0:
-                            xg, eg = arb_from_mpf(c), ec
-                refined.append((xg, eg))
-            for c in sorted(fixed):  # kinks and end points are always candidates (the grid may skip them)
-                if bool(domain.contains(c)):
-                    refined.append((arb_from_mpf(c), err(arb_from_mpf(c))))
-            refined.sort(key=lambda pe: mpf_from_arb(pe[0]))
-            pts = _alternating_subset(refined, npts)
-            if pts is None:
-                raise ConvergenceError(
-                    f"lost alternation at iteration {it}: fewer than {npts} alternating extrema", best=result
-                )
-            xs = [p for p, _ in pts]
-            sg = [1 if float(e) > 0 else -1 for _, e in pts]
-            levels = [mpf_from_arb(abs(e)) for _, e in pts]  # exact comparisons (floats would tie)
-            spread = float((max(levels) - min(levels)) / max(levels))
-            if spread < 2.0 ** (-prec / 2):
-                break
-        converged = spread < 2.0 ** (-prec / 2)
-        # monomial coefficients in x, exact midpoints at the working precision
-        p_mono, q_mono = _cheb_to_monomial(coeffs[: m + 1], a, b), _cheb_to_monomial(coeffs[m + 1 :], a, b)
-        scale = max(q_mono, key=lambda c: abs(float(c)))  # largest |q_j| becomes +1
-        p_mono = [mpf_from_arb(c / scale) for c in p_mono]
-        q_mono = [mpf_from_arb(c / scale) for c in q_mono]
-        out = HighPrecResult(
-            target=target,
-            type=(m, n),
-            domain=domain,
-            error=abs(mpf_from_arb(h)),
-            p=p_mono,
-            q=q_mono,
-            extremal_points=[mpf_from_arb(x) for x in xs],
-            extremal_errors=[mpf_from_arb(e) for _, e in pts],
-            prec=prec,
-            digits=-math.log10(max(spread, 2.0**-prec)),
-            iterations=it,
-            seconds=time.perf_counter() - t_start,
-            converged=converged,
-            method="remez-chebyshev",
-        )
-    out.notes.append("digits estimated from the spread of the levels |f − r| at the final reference")
-    if not converged:
-        raise ConvergenceError(
-            f"levels still differ by {spread:.1e} (relative) after {maxiter} iterations", best=out
-        )
-    return out
-
-
-def _cheb_to_monomial(c: list, a: arb, b: arb) -> list:
-    """Monomial coefficients in x of Σ c_j T_j((2x − a − b)/(b − a)), in ball arithmetic."""
-    s = arb_poly([-(a + b) / (b - a), 2 / (b - a)])
-    T0, T1 = arb_poly([1]), s
-    out = arb_poly([0]) + T0 * c[0]
-    if len(c) > 1:
-        out = out + T1 * c[1]
-    for j in range(2, len(c)):
-        T0, T1 = T1, 2 * s * T1 - T0
-        out = out + T1 * c[j]
-    coeffs = out.coeffs()
-    return coeffs + [arb(0)] * (len(c) - len(coeffs))
-
-
-def _local_extrema(x: np.ndarray, e: np.ndarray, fixed: set) -> list[int]:
-    """Indices of local extrema of |e| on a sorted grid (end points and fixed points always included)."""
-    idx = [0, x.size - 1]
-    ae = np.abs(e)
-    for i in range(1, x.size - 1):
-        if x[i] in fixed or (ae[i] >= ae[i - 1] and ae[i] >= ae[i + 1] and e[i] != 0):
-            idx.append(i)
-    return sorted(set(idx))
-
-
-def _golden_max(g: Callable[[arb], arb], lo: arb, hi: arb, iters: int = 80) -> arb:
-    """Golden-section search for the maximum of g on [lo, hi] (unimodal near a Remez extremum)."""
-    invphi = arb((math.sqrt(5) - 1) / 2)
-    c, d = hi - invphi * (hi - lo), lo + invphi * (hi - lo)
-    gc, gd = g(_exact(c)), g(_exact(d))
-    for _ in range(iters):
-        if float(gc - gd) > 0:  # compare the difference: float(gc), float(gd) alone lose the last digits
-            hi, d, gd = d, c, gc
-            c = hi - invphi * (hi - lo)
-            gc = g(_exact(c))
-        else:
-            lo, c, gc = c, d, gd
-            d = lo + invphi * (hi - lo)
-            gd = g(_exact(d))
-    return _exact(c if float(gc - gd) > 0 else d)
-
-
-def _alternating_subset(points: list, npts: int) -> list | None:
-    """(x, e) extrema sorted by x: merge same-sign runs (keep the largest |e|), trim to npts alternating."""
-    merged: list = []
-    for x, e in points:
-        if float(e) == 0:
-            continue
-        if merged and (float(merged[-1][1]) > 0) == (float(e) > 0):
-            if float(abs(e) - abs(merged[-1][1])) > 0:  # compare in the working precision, not in float
-                merged[-1] = (x, e)
-        else:
-            merged.append((x, e))
-    if len(merged) < npts:
-        return None
-    while len(merged) > npts:  # drop the smaller end; the sequence still alternates
-        if float(abs(merged[0][1]) - abs(merged[-1][1])) < 0:
-            merged.pop(0)
-        else:
-            merged.pop()
-    return merged

@@ -70,11 +70,11 @@ from rational_approx.fitting.aaa import (
     poles_on_domain,
     refinement_points,
 )
-from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.representation.barycentric import BarycentricRational, parse_type
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.targets import Target, resolve_domain, resolve_target
 
-__all__ = ["LawsonResult", "lawson", "parse_type"]
+__all__ = ["LawsonResult", "lawson"]
 
 #: Default size of the Chebyshev-like part of Lawson's samples: every step solves a least-squares problem on
 #: all of them, and the adaptive refinement adds points where they are needed.
@@ -137,23 +137,6 @@ class LawsonResult:
     domain: Domain
     target: Target
     real_poles_in_domain: np.ndarray
-
-
-def parse_type(type: int | Sequence[int]) -> tuple[int, int]:
-    """(m, n) from an int n (meaning (n, n)) or a pair; raises :class:`DegreeError` otherwise."""
-    if isinstance(type, int | np.integer) and not isinstance(type, bool):
-        pair: tuple = (type, type)
-    else:
-        try:
-            pair = tuple(type)  # type: ignore[arg-type]
-        except TypeError as exc:
-            raise DegreeError(f"type must be an int n or a pair (m, n), got {type!r}") from exc
-    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in pair):
-        raise DegreeError(f"type must be an int n or a pair (m, n) of integers, got {type!r}")
-    m, n = (int(v) for v in pair)
-    if m < 0 or n < 0 or m + n == 0:
-        raise DegreeError(f"type (m, n) needs m, n ≥ 0 and m + n ≥ 1, got {(m, n)}")
-    return m, n
 
 
 def _constraint_basis(s: np.ndarray, free: int) -> np.ndarray:

@@ -55,10 +55,10 @@ import mpmath
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from rational_approx.errors import ConvergenceError, DegreeError, RationalApproxError, TargetError
-from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.errors import ConvergenceError, RationalApproxError, TargetError
+from rational_approx.representation.barycentric import BarycentricRational, parse_type
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.extrema import alternating_subset, local_extrema
+from rational_approx.representation.extrema import alternating_indices, local_extrema
 from rational_approx.representation.targets import Target, get_target, resolve_domain, resolve_target
 
 __all__ = ["minimax", "MinimaxResult"]
@@ -127,18 +127,6 @@ class MinimaxResult:
             "expected_alternations": self.expected_alternations,
             "symmetry": self.symmetry,
         }
-
-
-def _check_type(type_: tuple[int, int]) -> tuple[int, int]:
-    try:
-        m, n = type_
-    except (TypeError, ValueError) as exc:
-        raise DegreeError(f"type must be a pair (m, n), got {type_!r}") from exc
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (m, n)):
-        raise DegreeError(f"type must hold integers, got {type_!r}")
-    if m < 0 or n < 0:
-        raise DegreeError(f"type (m, n) needs m, n ≥ 0, got ({m}, {n})")
-    return int(m), int(n)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -363,11 +351,11 @@ def _remez(g, domain: Domain, m: int, n: int, x0: np.ndarray, *, singular: tuple
         if emax <= _EXACT_ULPS * np.finfo(float).eps * fscale:
             # f is a rational of lower type (defect): the best error is 0 and there is nothing to equioscillate
             return sol, cx, cv, emax, it, True, history + [0.0]
-        sub = alternating_subset(cx, cv, M)
-        if sub is None:
+        idx = alternating_indices(cv, M)
+        if idx.size < M:
             history.append(np.inf)
             break
-        nx, nv = sub
+        nx, nv = cx[idx], cv[idx]
         spread = (emax - float(np.min(np.abs(nv)))) / emax
         history.append(spread)
         if best is None or emax < best[3]:
@@ -445,13 +433,6 @@ def _mp_error(g_mp, r: BarycentricRational, x: np.ndarray, dps: int = _MP_DPS) -
     with mpmath.workdps(dps):
         vals = r.eval_mp([mpmath.mpf(float(v)) for v in x])
         return np.array([float(g_mp(mpmath.mpf(float(v))) - rv) for v, rv in zip(x, vals)])
-
-
-def _count_alternations(v: np.ndarray, level: float) -> int:
-    big = v[np.abs(v) >= level]
-    if big.size == 0:
-        return 0
-    return 1 + int(np.sum(np.sign(big[1:]) != np.sign(big[:-1])))
 
 
 def _defect(r: BarycentricRational, m: int, n: int, hull: tuple[float, float]) -> int:
@@ -585,7 +566,7 @@ def minimax(
 def _minimax(target, type, domain, *, symmetry, tol, maxiter, init, gap, raise_on_failure, polish=True,
              **target_kw):
     t0 = time.perf_counter()
-    m, n = _check_type(type)
+    m, n = parse_type(type)
     tgt = resolve_target(target, **target_kw)
     dom = resolve_domain(domain, tgt, gap)
     if symmetry not in ("auto", "even", "relu", "none"):
@@ -734,9 +715,9 @@ def _finish(tgt, dom, type_, r, ref, conv, iters, t0, symmetry, hist, tol, raise
     level = (1.0 - max(10 * tol, 4 * spread)) * emax
     # the alternation set: the extrema near the maximal level, merged by sign
     near = np.abs(cv) >= level
-    alt = _count_alternations(cv, level)
-    sub = alternating_subset(cx[near], cv[near], alt) if near.any() else None
-    ex, ev = sub if sub is not None else (cx[near], cv[near])
+    idx = alternating_indices(cv[near])
+    alt = int(idx.size)
+    ex, ev = cx[near][idx], cv[near][idx]
     defect = _defect(r, m, n, (dom.a, dom.b))
     expected = m + n + 2 - defect
     exact = emax <= _EXACT_ULPS * np.finfo(float).eps * max(float(np.max(np.abs(tgt.f(cx)))), 1e-300)

@@ -36,7 +36,47 @@ import scipy.linalg
 
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
 
-__all__ = ["BarycentricRational", "PolyQuotient"]
+__all__ = ["BarycentricRational", "PolyQuotient", "parse_type"]
+
+
+def parse_type(type: int | str | Sequence[int]) -> tuple[int, int]:
+    """The type (m, n) of a rational p/q, deg p ≤ m, deg q ≤ n: the one parser and validator of the package.
+
+    Accepts an integer n (meaning (n, n)), a pair (m, n) of integers, or the command-line text ``"m,n"`` / ``"n"``.
+    Both degrees must be integers ≥ 0 (bool and float are refused, also 2.0: a degree is a count); (0, 0), the best
+    constant, is a valid type.
+
+    Raises
+    ------
+    DegreeError
+        with one line saying what was given and what is expected.
+
+    Example
+    -------
+    >>> parse_type(4), parse_type((3, 2)), parse_type("9,8")
+    ((4, 4), (3, 2), (9, 8))
+    """
+    expected = "type must be (m, n) or n (for (n, n)) with integers m, n ≥ 0 (command line: --type m,n)"
+    if isinstance(type, str):
+        try:
+            pair: tuple = tuple(int(v) for v in type.split(","))
+        except ValueError as exc:
+            raise DegreeError(f"{expected}, got {type!r}") from exc
+    elif isinstance(type, int | np.integer) and not isinstance(type, bool):
+        pair = (type, type)
+    else:
+        try:
+            pair = tuple(type)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise DegreeError(f"{expected}, got {type!r}") from exc
+    if len(pair) == 1:
+        pair = pair * 2
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in pair):
+        raise DegreeError(f"{expected}, got {type!r}")
+    m, n = (int(v) for v in pair)
+    if m < 0 or n < 0:
+        raise DegreeError(f"{expected}, got ({m}, {n})")
+    return m, n
 
 
 class PolyQuotient(NamedTuple):
@@ -104,12 +144,7 @@ class BarycentricRational:
             raise RationalApproxError("support points z must be distinct")
         self.z, self.f, self.w = z, f, w
         N = z.size - 1
-        if type is None:
-            type = (N, N)
-        m, n = type
-        if not (isinstance(m, int | np.integer) and isinstance(n, int | np.integer) and m >= 0 and n >= 0):
-            raise DegreeError(f"type must be a pair of non-negative integers, got {type!r}")
-        self.type = (int(m), int(n))
+        self.type = parse_type((N, N) if type is None else type)
         self.mp = mp
 
     # ------------------------------------------------------------------ evaluation

@@ -16,13 +16,17 @@ The result is every local extremum of |e| with its signed value, sorted by absci
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import mpmath
 import numpy as np
+from flint import arb
 
 from rational_approx.representation.domain import Domain
+from rational_approx.representation.multiprecision import mpf_from_arb
 
-__all__ = ["local_extrema", "sup_error", "alternating_subset"]
+__all__ = ["local_extrema", "sup_error", "alternating_indices"]
 
 _GOLD = (np.sqrt(5.0) - 1.0) / 2.0
 
@@ -127,37 +131,74 @@ def sup_error(err: Callable[[np.ndarray], np.ndarray], domain: Domain,
     return float(abs(v[i])), float(x[i])
 
 
-def alternating_subset(x: np.ndarray, v: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Choose ``count`` points from candidate extrema (x sorted) with alternating signs and large |v|.
+def _exact_scalar(v: Any) -> Any:
+    """v as a number that compares exactly: float → float, mpmath mpf → itself, arb ball → its midpoint (mpf)."""
+    if isinstance(v, arb):
+        return mpf_from_arb(v)
+    if isinstance(v, mpmath.mpf):
+        return v
+    return float(v)
 
-    Runs of equal sign are merged to their largest member; then, while too many remain, the weakest end point is dropped
-    when it is the overall weakest, else the adjacent pair holding the weakest point is dropped (this keeps
-    alternation).
-    Returns None when fewer than ``count`` alternations exist.
+
+def alternating_indices(values: Sequence[Any] | np.ndarray, count: int | None = None, *,
+                        magnitude: Callable[[Any], Any] | None = None) -> np.ndarray:
+    """Choose alternating-sign extrema: the one exchange rule of every Remez-type solver in the package.
+
+    ``values`` are the signed errors e(x_0), …, e(x_{K−1}) at candidate points sorted by abscissa — float64,
+    mpmath ``mpf`` or arb balls (compared exactly: balls by their midpoints, so levels that agree to 1e-30 are not
+    tied as they would be in float). Two steps:
+
+    1. each run of equal sign is merged to its member of largest |e| (exact zeros are skipped: they carry no sign);
+       the merged sequence alternates;
+    2. while more than ``count`` remain, the weakest point is dropped if it is an end point or only one point too
+       many remains (then the weaker end goes), else the weakest point together with its weaker neighbour — either
+       way the sequence still alternates and the smallest level max_i min |e| is raised as far as one step can.
+
+    By de la Vallée Poussin's theorem min_i |e(x_i)| over an alternating set of m + n + 2 points is a lower bound of
+    E_{m,n}, so keeping the largest levels is what the exchange wants (Powell, *Approximation Theory and Methods*,
+    §9.3; Trefethen, ATAP, ch. 10).
+
+    Parameters
+    ----------
+    values : sequence of float, mpf or arb, ordered by abscissa.
+    count : the number wanted; None keeps every merged point (then ``len`` of the result counts the alternations).
+    magnitude : key for "largest |e|" (default the exact |e|; :mod:`~rational_approx.verification.lower_bound`
+        passes a certified lower bound of |e|).
+
+    Returns
+    -------
+    ndarray of int — indices into ``values``, increasing. Fewer than ``count`` when there are fewer alternations:
+    the caller checks the length.
+
+    Example
+    -------
+    >>> alternating_indices([0.5, 0.9, -0.7, 0.0, 0.8, -0.1, 0.6], 4).tolist()
+    [1, 2, 4, 5]
     """
-    sg = np.sign(v)
-    sg[sg == 0] = 1.0
-    xs, vs, ss = [x[0]], [v[0]], [sg[0]]
-    for xi, vi, si in zip(x[1:], v[1:], sg[1:]):
-        if si == ss[-1]:
-            if abs(vi) > abs(vs[-1]):
-                xs[-1], vs[-1] = xi, vi
+    exact = [_exact_scalar(v) for v in values]
+    size = magnitude if magnitude is not None else abs
+    mags = [size(v) if magnitude is not None else abs(e) for v, e in zip(values, exact, strict=True)]
+    idx: list[int] = []
+    sgn: list[bool] = []
+    for i, e in enumerate(exact):
+        if e == 0:
+            continue
+        pos = e > 0
+        if idx and sgn[-1] == pos:
+            if mags[i] > mags[idx[-1]]:
+                idx[-1] = i
         else:
-            xs.append(xi)
-            vs.append(vi)
-            ss.append(si)
-    xs, vs = list(xs), list(vs)
-    if len(xs) < count:
-        return None
-    while len(xs) > count:
-        a = np.abs(vs)
-        k = int(np.argmin(a))
-        if len(xs) - count == 1 or k == 0 or k == len(xs) - 1:
-            if len(xs) - count == 1 and 0 < k < len(xs) - 1:
-                k = 0 if a[0] <= a[-1] else len(xs) - 1
-            del xs[k], vs[k]
-        else:
-            j = k - 1 if a[k - 1] < a[k + 1] else k + 1
-            for i in sorted((k, j), reverse=True):
-                del xs[i], vs[i]
-    return np.array(xs), np.array(vs)
+            idx.append(i)
+            sgn.append(pos)
+    if count is not None:
+        while len(idx) > count:
+            k = min(range(len(idx)), key=lambda j: mags[idx[j]])
+            if len(idx) - count == 1 or k == 0 or k == len(idx) - 1:
+                if len(idx) - count == 1 and 0 < k < len(idx) - 1:
+                    k = 0 if mags[idx[0]] <= mags[idx[-1]] else len(idx) - 1
+                del idx[k]
+            else:
+                j = k - 1 if mags[idx[k - 1]] < mags[idx[k + 1]] else k + 1
+                for i in sorted((k, j), reverse=True):
+                    del idx[i]
+    return np.asarray(idx, dtype=int)

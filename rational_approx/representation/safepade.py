@@ -42,9 +42,10 @@ import numpy as np
 import scipy.optimize
 
 from rational_approx.errors import DegreeError, RationalApproxError
+from rational_approx.representation.barycentric import parse_type
 from rational_approx.representation.domain import Domain
+from rational_approx.representation.extrema import alternating_indices
 from rational_approx.representation.targets import Target, get_target
-from rational_approx.verification.theory import alternating_extrema
 
 __all__ = [
     "SafePade",
@@ -144,16 +145,6 @@ def resolve(target: Target | str | Callable, domain: Domain | tuple[float, float
     return tgt, dom
 
 
-def _check_type(type_: Sequence[int]) -> tuple[int, int]:
-    try:
-        m, n = (int(v) for v in type_)
-    except (TypeError, ValueError) as exc:
-        raise DegreeError(f"type must be a pair (m, n) of integers, got {type_!r}") from exc
-    if m < 0 or n < 0:
-        raise DegreeError(f"type must be non-negative, got ({m}, {n})")
-    return m, n
-
-
 def _residual_and_jac(theta: np.ndarray, t: np.ndarray, y: np.ndarray, m: int, n: int, form: str):
     """e = y − r(t) and ∂e/∂(a, b) for r = P/(1 + |B|) or P/(1 + B)."""
     a, b = theta[: m + 1], theta[m + 1: m + 1 + n]
@@ -171,7 +162,7 @@ def _residual_and_jac(theta: np.ndarray, t: np.ndarray, y: np.ndarray, m: int, n
 
 def linearized_init(t: np.ndarray, y: np.ndarray, type_: tuple[int, int]) -> SafePade:
     """Linearised least squares P(t) − y·B(t) ≈ y (the classical Levy/Padé start), as a plain form."""
-    m, n = _check_type(type_)
+    m, n = parse_type(type_)
     V = np.vander(t, max(m + 1, n + 1), increasing=True)
     A = np.hstack([V[:, : m + 1], -y[:, None] * V[:, 1: n + 1]])
     sol = np.linalg.lstsq(A, y, rcond=None)[0]
@@ -241,7 +232,7 @@ def relaxed_remez(
     w_eq, w_alt : weights of the equioscillation and sign-alternation terms
     """
     t0 = time.perf_counter()
-    m, n = _check_type(type)
+    m, n = parse_type(type)
     tgt, dom = resolve(target, domain, gap, **target_kw)
     tgt.check_domain(dom)
     x = _fit_grid(dom, tgt, grid_points)
@@ -259,7 +250,7 @@ def relaxed_remez(
         return float(np.max(np.abs(_residual_and_jac(th, check, y_check, m, n, form)[0])))
 
     e0 = _residual_and_jac(theta, x, y, m, n, form)[0]
-    idx = alternating_extrema(x, e0, K)
+    idx = alternating_indices(e0, K)
     ref = x[idx] if idx.size == K else np.quantile(x, np.linspace(0, 1, K))
     E = float(np.mean(sigma[: min(K, idx.size)] * e0[idx[:K]])) if idx.size else 0.0
     best_theta, best_err = theta.copy(), sup(theta)
@@ -295,7 +286,7 @@ def relaxed_remez(
         if err < best_err:
             best_theta, best_err = theta.copy(), err
         e = _residual_and_jac(theta, x, y, m, n, form)[0]
-        idx = alternating_extrema(x, e, K)
+        idx = alternating_indices(e, K)
         if idx.size == K:
             ref = x[idx]
         tau_rel *= 0.5
@@ -345,7 +336,7 @@ def least_squares_fit(
     by 1/j, numerator then fitted linearly). A local method: the best of the starts is reported, not certified.
     For the plain form a start whose denominator vanishes on the grid is discarded.
     """
-    m, n = _check_type(type)
+    m, n = parse_type(type)
     t = np.asarray(t, dtype=float)
     y = np.asarray(y, dtype=float)
     rng = np.random.default_rng(seed)

@@ -203,3 +203,31 @@ def resolve_domain(domain: Domain | str | Sequence[float] | None, target: Target
         dom = Domain.interval(a, b)
     target.check_domain(dom)
     return dom
+
+
+def piecewise_linear_form(
+    target: Target,
+) -> tuple[tuple[float, ...], Callable[[float], tuple[float, float]]] | None:
+    """Exact piecewise-linear form of a named target: ``(breakpoints, piece)`` or None.
+
+    Every named target (|x|, ReLU, sign, Heaviside, JumpReLU, TopK gate) is affine between its singular
+    points: ``piece(x0)`` returns (α, β) with f(x) = αx + β on the piece containing x0 (x0 not a breakpoint).
+    The numbers are binary floats, so f is evaluated *exactly* in ball arithmetic — the basis of the
+    certificates. None for targets not known to be piecewise linear (user callables).
+    """
+    name, params = target.name, target.params
+    theta = params.get("theta", params.get("tau"))
+    if name == "abs":
+        return (0.0,), lambda x0: (1.0, 0.0) if x0 > 0 else (-1.0, 0.0)
+    if name == "relu" or (name in ("jumprelu", "topk_gate") and theta == 0.0):
+        return (0.0,), lambda x0: (1.0, 0.0) if x0 > 0 else (0.0, 0.0)
+    if name == "sign":
+        return (0.0,), lambda x0: (0.0, 1.0) if x0 > 0 else (0.0, -1.0)
+    if name == "heaviside":
+        th = float(theta)
+        return (th,), lambda x0: (0.0, 1.0) if x0 > th else (0.0, 0.0)
+    if name in ("jumprelu", "topk_gate"):
+        th = float(theta)
+        return (th,), lambda x0: (1.0, 0.0) if x0 > th else (0.0, 0.0)
+    return None
+

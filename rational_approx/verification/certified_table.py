@@ -14,7 +14,7 @@ arithmetic (upper: Taylor-model subdivision; lower: de la Vallée Poussin). Case
 Approximants: :func:`~rational_approx.fitting.highprec.abs_minimax` /
 :func:`~rational_approx.fitting.highprec.relu_minimax` where they apply, otherwise
 :func:`~rational_approx.fitting.minimax.minimax` refined at 256 bits by
-:func:`~rational_approx.fitting.highprec.refine_minimax`. On a gapped domain the certified lower bound may hold only
+:func:`~rational_approx.fitting.refine.refine_minimax`. On a gapped domain the certified lower bound may hold only
 for competitors with no pole in the gap; the column ``lower bound covers`` says so for each row.
 
 Example
@@ -50,8 +50,9 @@ def library_cases() -> list[tuple[str, dict, tuple[int, int], float | None]]:
 
 
 def _approximant(tgt, typ: tuple[int, int], dom) -> tuple[object, str]:
-    from rational_approx.fitting.highprec import abs_minimax, refine_minimax, relu_minimax
+    from rational_approx.fitting.highprec import abs_minimax, relu_minimax
     from rational_approx.fitting.minimax import minimax
+    from rational_approx.fitting.refine import refine_minimax
 
     m, n = typ
     plain = dom.intervals == ((-1.0, 1.0),)

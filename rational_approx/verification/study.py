@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rational_approx.fitting.minimax import minimax
 
-__all__ = ["StudyRow", "error_vs_degree", "write_study", "plot_study", "format_table", "study_markdown", "run_study",
+__all__ = ["StudyRow", "error_vs_degree", "write_study", "format_table", "study_markdown", "run_study",
            "BERNSTEIN_BETA"]
 
 from rational_approx.verification.theory import BERNSTEIN_BETA  # lim n·E_n^poly(|x|) (Varga & Carpenter 1985)
@@ -146,34 +146,6 @@ def study_markdown(rows: list[StudyRow], *, seconds: float | None = None) -> dic
     return {"study-table": format_table(rows), "study-reading": reading}
 
 
-def plot_study(rows: list[StudyRow], path: str | Path) -> Path:
-    """Log-scale figure of the study (errors against n) saved to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = [r.n for r in rows]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    ax.semilogy(n, [r.abs_error for r in rows], "o-", ms=3, label=r"best rational $E_{n,n}(|x|)$")
-    ax.semilogy(n, [r.relu_error for r in rows], "s-", ms=3, label=r"best rational $E_{n,n}(\mathrm{ReLU})$")
-    ax.semilogy(n, [r.poly_error for r in rows], "^-", ms=3, label=r"best polynomial $E_n(|x|)$")
-    ax.semilogy(n, [r.newman_bound for r in rows], "--", label=r"Newman bound $3e^{-\sqrt{n}}$")
-    ax.semilogy(n, [r.stahl_asymptote for r in rows], ":", lw=2, label=r"Stahl $8e^{-\pi\sqrt{n}}$")
-    ax.semilogy(n, [r.bernstein_asymptote for r in rows], "-.", label=r"Bernstein $\beta/n$")
-    ax.set_xlabel("degree n")
-    ax.set_ylabel(r"sup error on $[-1,1]$")
-    ax.set_title("Rational vs polynomial approximation of |x| and ReLU")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def write_study(rows: list[StudyRow], path: str | Path, *, seconds: float | None = None) -> Path:
     """Write the rows as JSON (with a header saying what each column is)."""
     path = Path(path)
@@ -210,6 +182,8 @@ def run_study(n_max: int = 80, *, json_out: str | Path | None = None, figure: st
     if json_out:
         write_study(rows, json_out, seconds=seconds)
     if figure:
+        from rational_approx.plotting import plot_study
+
         plot_study(rows, figure)
     if docs:
         from rational_approx.verification.markdown import write_blocks

@@ -52,6 +52,7 @@ import scipy.optimize
 
 from rational_approx.errors import ConvergenceError, DegreeError, DomainError
 from rational_approx.representation.barycentric import BarycentricRational
+from rational_approx.representation.extrema import alternating_indices
 
 __all__ = [
     "BERNSTEIN_BETA",
@@ -62,7 +63,6 @@ __all__ = [
     "newman_rational",
     "PolynomialRemezResult",
     "polynomial_remez",
-    "alternating_extrema",
     "best_polynomial_abs",
     "ZolotarevSign",
     "zolotarev_sign",
@@ -243,23 +243,6 @@ class PolynomialRemezResult:
         return np.polynomial.chebyshev.chebval(s, self.coefficients)
 
 
-def alternating_extrema(x: np.ndarray, e: np.ndarray, count: int) -> np.ndarray:
-    """Indices of ``count`` alternating-sign local extrema of e, keeping the largest |e| (exchange rule)."""
-    s = np.sign(e)
-    s[s == 0] = 1
-    # one candidate per run of constant sign: the point of largest |e| in it
-    breaks = np.flatnonzero(np.diff(s)) + 1
-    runs = np.split(np.arange(x.size), breaks)
-    idx = [r[np.argmax(np.abs(e[r]))] for r in runs]
-    while len(idx) > count:
-        # drop the smaller end point (keeps alternation); ends first, as in Powell's exchange
-        if abs(e[idx[0]]) < abs(e[idx[-1]]):
-            idx.pop(0)
-        else:
-            idx.pop()
-    return np.array(idx)
-
-
 def polynomial_remez(
     f: Callable[[np.ndarray], np.ndarray],
     degree: int,
@@ -327,7 +310,7 @@ def polynomial_remez(
             return f(x) - cheb.chebval(to_s(x), c)
 
         e = err(grid)
-        idx = alternating_extrema(grid, e, n + 2)
+        idx = alternating_indices(e, n + 2)
         new_ref = grid[idx].copy()
         # local refinement of every extremum between its grid neighbours
         for k, i in enumerate(idx):

@@ -1,7 +1,7 @@
 """Tests of rational_approx.verification.certify: the certificates must catch wrong claims, not just confirm right
 ones."""
 
-import argparse
+import json
 import math
 
 import mpmath
@@ -10,19 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rational_approx.cli import main
 from rational_approx.errors import DegreeError, RationalApproxError, TargetError
-from rational_approx.fitting.highprec import HighPrecResult, abs_minimax, relu_minimax
+from rational_approx.fitting.highprec import abs_minimax, relu_minimax
+from rational_approx.fitting.mp_remez import HighPrecResult
 from rational_approx.representation.barycentric import BarycentricRational
 from rational_approx.representation.domain import Domain
-from rational_approx.verification.certify import (
-    add_certify_arguments,
-    certified_sup_error,
-    certify,
-    certify_command,
-    certify_pole_free,
-    exact_rational,
-    vallee_poussin_lower_bound,
-)
+from rational_approx.verification.certify import certify
+from rational_approx.verification.exact import exact_rational
+from rational_approx.verification.lower_bound import vallee_poussin_lower_bound
+from rational_approx.verification.pole_free import certify_pole_free
+from rational_approx.verification.upper_bound import certified_sup_error
 
 E2 = 0.043689012692076362
 E30 = 2.1739878201697943e-7
@@ -173,10 +171,9 @@ def test_sup_bound_dominates_sampled_error(pc, qc):
     assert sup.upper <= max(sup.lower, 1e-300) * (1 + 1e-6) or sup.upper - sup.lower < 1e-12
 
 
-def test_cli_certify_command():
-    parser = argparse.ArgumentParser()
-    add_certify_arguments(parser)
-    out = certify_command(parser.parse_args(["--target", "abs", "--type", "4,4", "--json"]))
+def test_cli_certify_command(capsys):
+    assert main(["certify", "--target", "abs", "--type", "4,4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     for key in ("lower", "upper", "certified", "method", "seconds"):
         assert key in out
     assert out["certified"] is True and out["lower"] <= out["upper"]

@@ -1,7 +1,6 @@
 """Tests of rational_approx.verification.claims: structure, verdicts, certificates, the CLI hooks, and that the
 committed tables of docs/theory_and_claims.md are what the code writes."""
 
-import argparse
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,14 +9,13 @@ import numpy as np
 import pytest
 
 import rational_approx.verification.claims as claims_mod
+from rational_approx.cli import build_parser
 from rational_approx.errors import RationalApproxError
 from rational_approx.verification.claims import (
     CLAIM_IDS,
     FAST_CLAIM_IDS,
     _newman_pq,
-    add_claims_arguments,
     claims,
-    claims_command,
     claims_markdown,
     doc_tables,
     update_claims_block,
@@ -131,13 +129,12 @@ def test_update_claims_block_replaces_only_the_claims_run():
 
 
 def test_cli_hooks():
-    parser = argparse.ArgumentParser()
-    add_claims_arguments(parser)
-    args = parser.parse_args(["--json", "--only", "safe_pade_pole_free"])
-    out = claims_command(args)
+    parser = build_parser()
+    args = parser.parse_args(["claims", "--json", "--only", "safe_pade_pole_free"])
+    out = args.run(args)
     assert [r["id"] for r in out["claims"]] == ["safe_pade_pole_free"]
     assert out["claims"][0]["verdict"] == "holds"
     assert "| claim |" in out["markdown"]
     assert len(CLAIM_IDS) == len(set(CLAIM_IDS)) >= 15
     with pytest.raises(SystemExit):
-        parser.parse_args(["--only", "nope"])
+        parser.parse_args(["claims", "--only", "nope"])

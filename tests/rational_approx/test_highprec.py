@@ -10,16 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rational_approx.errors import DegreeError
-from rational_approx.fitting.highprec import (
-    abs_minimax,
-    abs_minimax_table,
-    arb_from_mpf,
-    mpf_from_arb,
-    piecewise_linear_form,
-    refine_minimax,
-    relu_minimax,
-)
-from rational_approx.representation.targets import get_target
+from rational_approx.fitting.highprec import abs_minimax, abs_minimax_table, relu_minimax
+from rational_approx.fitting.refine import refine_minimax
+from rational_approx.representation.multiprecision import arb_from_mpf, mpf_from_arb
+from rational_approx.representation.targets import get_target, piecewise_linear_form
 
 with mpmath.workdps(40):  # the reference values, exactly as printed (17 digits)
     E2 = mpmath.mpf("0.043689012692076362")  # Chebfun's minimax test suite (REFERENCE.md)

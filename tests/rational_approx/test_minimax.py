@@ -117,7 +117,7 @@ def test_typed_errors_for_bad_input():
     with pytest.raises(DegreeError):
         minimax("abs", (2.5, 2))
     with pytest.raises(DegreeError):
-        minimax("abs", "3,3")
+        minimax("abs", "3,x")
     with pytest.raises(TargetError):
         minimax("nope", (2, 2))
     with pytest.raises(TargetError, match="half the jump"):
