@@ -151,7 +151,9 @@ def table(directory: Path, docs: str | None, figure: str | None) -> dict:
     rows = []
     for n in sorted(A):
         a = A[n]
-        row = {"n": n, "E": mpmath.nstr(mpmath.mpf(a["E"]), 30) if True else None, "prec_bits_A": a["prec"],
+        with mpmath.workdps(60):
+            e25 = mpmath.nstr(mpmath.mpf(a["E"]), 25, min_fixed=0, max_fixed=0)  # 25 significant digits
+        row = {"n": n, "E": e25, "prec_bits_A": a["prec"],
                "seconds_A": a["seconds"], "iterations_A": a["iterations"],
                "E_B": B[n]["E"][:40] if n in B else None, "prec_bits_B": B[n]["prec"] if n in B else None,
                "seconds_B": B[n]["seconds"] if n in B else None}
@@ -182,7 +184,7 @@ def table(directory: Path, docs: str | None, figure: str | None) -> dict:
     if docs:
         from rational_approx.verification.markdown import write_blocks
 
-        write_blocks(docs, {"highprec-table": markdown(out)})
+        write_blocks(docs, {"highprec-table": markdown(out), "highprec-summary": summary(out)})
     if figure:
         plot_stahl(out, figure)
     return out
@@ -207,6 +209,33 @@ def stahl_extrapolation(rows: list[dict]) -> dict | None:
             "fit": "rho_n = c0 + c1 n^-1/2 + c2 n^-1 + c3 n^-3/2 over n = " + f"{pts[0][0]}..{pts[-1][0]}"}
 
 
+def summary(out: dict) -> str:
+    """One paragraph: coverage of each run, agreeing digits, certificates, the Stahl extrapolation, run times."""
+    rows = out["rows"]
+    both = [r for r in rows if r["digits_note"]]
+    certs = [r["certificate"] for r in rows if r["certificate"]]
+    txt = (f"Coverage of this run (goal: every even n ≤ 160, brackets to n = 120): run A reached n = {out['n_max_A']} "
+           f"in {out['seconds_A']:.0f} s, run B n = {out['n_max_B']} in {out['seconds_B']:.0f} s "
+           f"({out['machine']}, shared with other jobs, `nice`).")
+    if both:
+        low = min(both, key=lambda r: r["digits"] if r["digits"] is not None else math.inf)
+        n20 = [r["n"] for r in both if r["digits"] is None or r["digits"] >= 20]
+        txt += (f" Runs A and B agree to at least {low['digits']:.1f} digits for every n ≤ {both[-1]['n']} (fewest at "
+                f"n = {low['n']}); ≥ 20 agreeing digits at {len(n20)} of {len(both)} rows.")
+    if certs:
+        ok = [c for c in certs if c["certified"] and c["contains_E"]]
+        txt += (f" Certified brackets: {len(ok)} of {len(certs)} rows (n ≤ {out['n_max_certified']}) are certified "
+                f"and contain E_n, relative width ≤ {max(c['relative_width'] for c in certs):.1e}, "
+                f"{out['seconds_certify']:.0f} s of certification in all.")
+    for name, c in out["checks"].items():
+        txt += f" {name}: |computed − Chebfun's {c['reference']}| = {c['abs_diff']:.1e}."
+    ex = out["extrapolated_stahl_limit"]
+    if ex:
+        txt += (f" Extrapolated lim E_n e^{{π√n}}/8 = {ex['limit']:.4f} (4-term fit; 3-term {ex['limit_3_terms']:.4f}; "
+                f"{ex['fit']}) against Stahl's 1.")
+    return txt
+
+
 def markdown(out: dict) -> str:
     from rational_approx.verification.markdown import markdown_table
 
@@ -214,7 +243,7 @@ def markdown(out: dict) -> str:
     for r in out["rows"]:
         c = r["certificate"]
         digits = "—" if r["digits_note"] is None else ("all stored" if r["digits"] is None else f"{r['digits']:.1f}")
-        body.append([r["n"], r["E"][:27], digits, f"{r['prec_bits_A']}/{r['prec_bits_B'] or '—'}",
+        body.append([r["n"], r["E"], digits, f"{r['prec_bits_A']}/{r['prec_bits_B'] or '—'}",
                      f"{r['stahl_ratio']:.10f}",
                      f"{c['lower']:.16e}" if c else "—", f"{c['upper']:.16e}" if c else "—",
                      f"{c['relative_width']:.1e}" if c else "—",
@@ -225,29 +254,11 @@ def markdown(out: dict) -> str:
 
 
 def plot_stahl(out: dict, path: str) -> None:
-    import matplotlib
+    from rational_approx.plotting import plot_stahl_ratio
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = np.array([r["n"] for r in out["rows"]])
-    rho = np.array([r["stahl_ratio"] for r in out["rows"]])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(n, rho, "o", ms=3, label=r"$E_n\,e^{\pi\sqrt{n}}/8$ (multiprecision Remez)")
     ex = out["extrapolated_stahl_limit"]
-    if ex:
-        ax.axhline(ex["limit"], color="C1", ls="--", lw=1,
-                   label=f"extrapolated limit {ex['limit']:.4f} (fit in powers of $n^{{-1/2}}$)")
-    ax.axhline(1.0, color="k", lw=0.8, label="Stahl (1993): limit 1")
-    ax.set_xlabel(r"degree $n$ (type $(n, n)$)")
-    ax.set_ylabel(r"$E_n\,e^{\pi\sqrt{n}}/8$")
-    ax.set_ylim(0.4, 1.05)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(r"Best rational approximation of $|x|$ on $[-1, 1]$: Stahl's asymptote", fontsize=9)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_stahl_ratio([r["n"] for r in out["rows"]], [r["stahl_ratio"] for r in out["rows"]], path,
+                     limit=ex["limit"] if ex else None, limit_label=r"(fit in powers of $n^{-1/2}$)")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from rational_approx.verification.study import StudyRow
 
-__all__ = ["plot_study", "make_figures"]
+__all__ = ["plot_study", "make_figures", "plot_stahl_ratio"]
 
 
 def plot_study(rows: Sequence[StudyRow], path: str | Path) -> Path:
@@ -39,11 +39,11 @@ def plot_study(rows: Sequence[StudyRow], path: str | Path) -> Path:
     ax.semilogy(n, [r.newman_bound for r in rows], "--", label=r"Newman bound $3e^{-\sqrt{n}}$")
     ax.semilogy(n, [r.stahl_asymptote for r in rows], ":", lw=2, label=r"Stahl $8e^{-\pi\sqrt{n}}$")
     ax.semilogy(n, [r.bernstein_asymptote for r in rows], "-.", label=r"Bernstein $\beta/n$")
-    ax.set_xlabel("degree n")
+    ax.set_xlabel(r"degree $n$")
     ax.set_ylabel(r"sup error on $[-1,1]$")
-    ax.set_title("Rational vs polynomial approximation of |x| and ReLU")
+    ax.set_title(r"Rational vs polynomial approximation of $|x|$ and ReLU")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")  # the lower left is empty: every curve starts high at small n
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +65,7 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
         degree_needed,
         fit_log_squared,
         gate_degree_needed,
+        reverse_gap_constant,
         reverse_gap_units,
     )
     from rational_approx.verification.theory import (
@@ -86,23 +87,24 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
     # 1. error vs degree with all the rates
     ns = np.arange(2, n_max + 1, 2)
     abs_err = {n: minimax("abs", (n, n)).error for n in ns.tolist()}
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.semilogy(ns, [abs_err[n] for n in ns], "o", ms=3, label="best rational E_n(|x|) (minimax)")
+    fig, ax = plt.subplots(figsize=(9.6, 4.4))
+    ax.semilogy(ns, [abs_err[n] for n in ns], "o", ms=3, label=r"best rational $E_{n}(|x|)$ (minimax)")
     nn = np.linspace(1, n_max, 200)
-    ax.semilogy(nn, stahl_asymptote(nn), "-", lw=1, label="Stahl 8e^{-π√n}")
+    ax.semilogy(nn, stahl_asymptote(nn), "-", lw=1, label=r"Stahl $8e^{-\pi\sqrt{n}}$")
     ax.semilogy(ns, [newman_rational(int(n)).error() for n in ns], "s", ms=3, label="Newman's rational (measured)")
-    ax.semilogy(nn, 3 * np.exp(-np.sqrt(nn)), "--", lw=1, label="Newman bound 3e^{-√n}")
+    ax.semilogy(nn, 3 * np.exp(-np.sqrt(nn)), "--", lw=1, label=r"Newman bound $3e^{-\sqrt{n}}$")
     ax.semilogy(ns, [best_polynomial_abs(int(n)).error for n in ns], "^", ms=3, label="best polynomial (Remez)")
-    ax.semilogy(nn, BERNSTEIN_BETA / nn, ":", lw=1, label="β/n (Bernstein)")
+    ax.semilogy(nn, BERNSTEIN_BETA / nn, ":", lw=1, label=r"Bernstein $\beta/n$")
     for ell, mk in ((0.1, "v"), (0.01, "d")):
         zs = np.arange(1, 25)
         ax.semilogy(zs, [zolotarev_sign(int(n), ell).error for n in zs], mk, ms=3,
-                    label=f"Zolotarev sign, ℓ = {ell} (exact)")
-        ax.semilogy(zs, zolotarev_asymptote(zs, ell), "-", lw=0.6, color="gray")
-    ax.set_xlabel("degree n (type (n, n))")
-    ax.set_ylabel("sup error on [−1, 1] (sign: gapped)")
+                    label=rf"Zolotarev sign, $\ell = {ell}$ (exact)")
+        ax.semilogy(zs, zolotarev_asymptote(zs, ell), "-", lw=0.6, color="gray" if ell == 0.1 else "silver",
+                    label=rf"$4e^{{-\pi n K(\ell)/K(\ell')}}$, $\ell = {ell}$")
+    ax.set_xlabel(r"degree $n$ (type $(n, n)$)")
+    ax.set_ylabel(r"sup error on $[-1, 1]$ (sign: on $[-1,-\ell]\cup[\ell,1]$)")
     ax.set_ylim(1e-14, 2)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_title("Error vs degree: measured best errors and the classical rates", fontsize=9)
     fig.tight_layout()
     paths.append(str(out / "error_vs_degree_rates.png"))
@@ -118,41 +120,68 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
     e_k, n_k = eps[keep], [need[i] for i in keep]
     alpha, beta = fit_log_squared(e_k, n_k)
     L = np.log(1 / e_k)
-    a1.plot(L, n_k, "o", ms=4, label="measured: numerator degree of the best (n+1, n) ReLU fit")
-    a1.plot(L, (alpha * L + beta) ** 2, "-", label=f"fit n = ({alpha:.3f}·ln(1/ε) + {beta:.2f})²")
-    a1.set_xlabel("ln(1/ε)")
+    a1.plot(L, n_k, "o", ms=4, label=r"measured: numerator degree of the best $(n+1, n)$ fit")
+    a1.plot(L, (alpha * L + beta) ** 2, "-", label=rf"fit $n = ({alpha:.3f}\,\ln(1/\varepsilon) + {beta:.2f})^2$")
+    a1.set_xlabel(r"$\ln(1/\varepsilon)$")
     a1.set_ylabel("degree needed")
-    a1.set_title("ReLU on [−1, 1]: O(log²(1/ε))", fontsize=9)
-    a1.legend(fontsize=7)
+    a1.set_title(r"ReLU on $[-1, 1]$: $O(\log^2(1/\varepsilon))$", fontsize=9)
+    a1.legend(fontsize=7, loc="upper left")
     for delta in (0.1, 0.01, 0.001):
         e2 = np.logspace(-1, -10, 10)
-        a2.plot(np.log(1 / e2), [gate_degree_needed(e, delta) for e in e2], "o-", ms=3, label=f"δ = {delta}")
-    a2.set_xlabel("ln(1/ε)")
-    a2.set_ylabel("n (type (n+1, n))")
-    a2.set_title("JumpReLU/TopK gate x·H(x−0.5), gap δ: O(log(1/ε)·log(1/δ))", fontsize=9)
-    a2.legend(fontsize=7)
+        a2.plot(np.log(1 / e2), [gate_degree_needed(e, delta) for e in e2], "o-", ms=3, label=rf"$\delta = {delta}$")
+    a2.set_xlabel(r"$\ln(1/\varepsilon)$")
+    a2.set_ylabel(r"$n$ (type $(n+1, n)$)")
+    a2.set_title(r"gate $x\,H(x-0.5)$, gap $\delta$: $O(\log(1/\varepsilon)\log(1/\delta))$", fontsize=9)
+    a2.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     paths.append(str(out / "degree_vs_eps_delta.png"))
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
     # 3. the reverse gap
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(9.6, 4.4))
     eps_r = np.logspace(-1.5, -4.5, 7)
     for eta in (0.3, 0.1, 0.03, 0.01):
         pts = reverse_gap_units(eta, eps_r, grid_points=4001)
         N = [p.units_lower for p in pts]
-        line = ax.loglog(N, eps_r, "o", ms=4, label=f"η = {eta}: lower bound (any N-unit sum)")[0]
+        line = ax.loglog(N, eps_r, "o", ms=4, label=rf"$\eta = {eta}$: lower bound (any $N$-unit sum)")[0]
         ax.loglog(N, [p.relu_error for p in pts], "-", color=line.get_color(), lw=1,
-                  label=f"η = {eta}: achieved by N ReLU units")
+                  label=rf"$\eta = {eta}$: achieved by $N$ ReLU units")
     Nr = np.array([3, 300])
-    ax.loglog(Nr, 1.53 / (Nr + 1.0) ** 2, "k:", lw=1, label="1.53/(N+1)² (η → 0 limit)")
-    ax.set_xlabel("number of units N")
-    ax.set_ylabel("sup error ε on [−1, 1]")
-    ax.set_title("R*_η = η²/(x²+η²): type (0,2) exactly; piecewise-linear units need N ∝ ε^{-1/2}", fontsize=9)
-    ax.legend(fontsize=6)
+    c0 = reverse_gap_constant(1e-6)  # (∫√|g''|)²/16, the η → 0 limit
+    ax.loglog(Nr, c0 / (Nr + 1.0) ** 2, "k:", lw=1, label=rf"${c0:.2f}/(N+1)^2$ ($\eta \to 0$ limit)")
+    ax.set_xlabel(r"number of units $N$")
+    ax.set_ylabel(r"sup error $\varepsilon$ on $[-1, 1]$")
+    ax.set_title(r"$R^*_\eta = \eta^2/(x^2+\eta^2)$: type $(0,2)$ exactly; units need $N \propto \varepsilon^{-1/2}$",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     paths.append(str(out / "reverse_gap.png"))
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
+
+
+def plot_stahl_ratio(n: Sequence[int], ratio: Sequence[float], path: str | Path, *,
+                     limit: float | None = None, limit_label: str = "") -> Path:
+    """E_n e^{π√n}/8 against n (Stahl 1993: → 1), with an extrapolated limit when given; saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9.0, 4.2))
+    ax.plot(n, ratio, "o", ms=3, label=r"$E_n\,e^{\pi\sqrt{n}}/8$ (multiprecision Remez)")
+    if limit is not None:
+        ax.axhline(limit, color="C1", ls="--", lw=1, label=f"extrapolated limit {limit:.4f} {limit_label}")
+    ax.axhline(1.0, color="k", lw=0.8, label="Stahl (1993): limit 1")
+    ax.set_xlabel(r"degree $n$ (type $(n, n)$)")
+    ax.set_ylabel(r"$E_n\,e^{\pi\sqrt{n}}/8$")
+    ax.set_title(r"Best rational approximation of $|x|$ on $[-1, 1]$: Stahl's asymptote", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
