@@ -145,8 +145,8 @@ def _agreeing_digits(ea: str, eb: str) -> float | None:
         return None if d == 0 else float(-mpmath.log10(d))
 
 
-def table(directory: Path, docs: str | None, figure: str | None) -> dict:
-    """Assemble ``table.json`` (+ markdown block ``highprec-table`` in ``docs``, + the Stahl figure)."""
+def table(directory: Path, docs: str | None, figure: str | None, out_json: str | None = None) -> dict:
+    """Assemble ``table.json`` in ``directory`` and ``out_json`` (+ the generated blocks of ``docs``, + the figure)."""
     A, B, C = (_load(directory / f) for f in ("A.jsonl", "B.jsonl", "certificates.jsonl"))
     rows = []
     for n in sorted(A):
@@ -180,7 +180,9 @@ def table(directory: Path, docs: str | None, figure: str | None) -> dict:
            "seconds_certify": sum(c["seconds"] for c in C.values()),
            "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})",
            "checks": checks, "extrapolated_stahl_limit": stahl_extrapolation(rows), "rows": rows}
-    (directory / "table.json").write_text(json.dumps(out, indent=1))
+    (directory / "table.json").write_text(json.dumps(out, indent=1, allow_nan=False))
+    if out_json:
+        Path(out_json).write_text(json.dumps(out, indent=1, allow_nan=False))
     if docs:
         from rational_approx.verification.markdown import write_blocks
 
@@ -271,6 +273,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--docs", default=None, help="markdown file with a 'highprec-table' generated block")
     ap.add_argument("--figure", default=None)
+    ap.add_argument("--out", default="benchmarks/results/highprec_table.json", help="where the table step writes JSON")
     args = ap.parse_args()
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -279,7 +282,7 @@ def main() -> None:
     elif args.step == "certify":
         certify_rows(d, args.n_max, args.jobs)
     else:
-        out = table(d, args.docs, args.figure)
+        out = table(d, args.docs, args.figure, args.out)
         print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
 
 
