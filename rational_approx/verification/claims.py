@@ -605,7 +605,7 @@ def doc_tables(rows: Sequence[dict]) -> dict[str, str]:
         out["gate-precision"] = markdown_table(
             ["gate (θ = τ = 0.5, gap 0.05)", "certified E_{9,8}: lower", "upper", "safe-form fit (pipeline): "
              "float64 sup error", "same coefficients in float32", "method"],
-            [[g, f"{v['certified'][0]:.6e}", f"{v['certified'][1]:.6e}", f"{v['safe_fit_error_float64']:.4e}",
+            [[g, f"{v['certified'][0]:.10e}", f"{v['certified'][1]:.10e}", f"{v['safe_fit_error_float64']:.4e}",
               f"{v['safe_fit_error_float32']:.4e}", v["safe_fit_method"]] for g, v in d.items()])
     for cid in ("relu_mse", "jumprelu_mse", "gate_precision", "relaxed_remez"):
         if cid in by:
