@@ -17,8 +17,9 @@ Three steps, each resumable, all state under ``--dir`` (default benchmarks/resul
 
     python benchmarks/highprec_table.py sweep --variant A --n-max 160 &
     python benchmarks/highprec_table.py sweep --variant B --n-max 160 &
-    python benchmarks/highprec_table.py certify --n-max 120 --jobs 2
-    python benchmarks/highprec_table.py table --docs docs/verification.md --figure figures/stahl_ratio.png
+    python benchmarks/highprec_table.py certify --n-min 82 --n-max 120 --jobs 2
+    python benchmarks/highprec_table.py table --docs docs/verification.md --figure figures/stahl_ratio.png \
+        --certified-table benchmarks/results/certified_table.json   # brackets n ≤ 80 from certify-table
 """
 
 from __future__ import annotations
@@ -126,10 +127,10 @@ def _certify_one(rec: dict) -> dict:
             "seconds": c.seconds}
 
 
-def certify_rows(directory: Path, n_max: int, jobs: int) -> None:
-    """Certify the run-A approximant of every even n ≤ n_max that has no certificate yet (``certificates.jsonl``)."""
+def certify_rows(directory: Path, n_max: int, jobs: int, n_min: int = 2) -> None:
+    """Certify the run-A approximant of every even n in [n_min, n_max] not yet certified (``certificates.jsonl``)."""
     todo = [r for n, r in sorted(_load(directory / "A.jsonl").items())
-            if n <= n_max and n not in _load(directory / "certificates.jsonl")]
+            if n_min <= n <= n_max and n not in _load(directory / "certificates.jsonl")]
     with (directory / "certificates.jsonl").open("a") as fh, ProcessPoolExecutor(max(1, jobs)) as ex:
         for out in ex.map(_certify_one, todo):
             fh.write(json.dumps(out) + "\n")
@@ -145,9 +146,30 @@ def _agreeing_digits(ea: str, eb: str) -> float | None:
         return None if d == 0 else float(-mpmath.log10(d))
 
 
-def table(directory: Path, docs: str | None, figure: str | None, out_json: str | None = None) -> dict:
-    """Assemble ``table.json`` in ``directory`` and ``out_json`` (+ the generated blocks of ``docs``, + the figure)."""
+def _from_certified_table(path: str, A: dict[int, dict]) -> dict[int, dict]:
+    """|x| brackets of ``rational-approx certify-table`` (same approximant as run A: abs_minimax_table at 8k + 200
+    bits), checked against run A's E_n like the benchmark's own certificates."""
+    out = {}
+    for r in json.loads(Path(path).read_text())["rows"]:
+        n = r["type"][0]
+        if r["target"] == "abs" and r["type"][0] == r["type"][1] and n in A:
+            e = float(mpmath.mpf(A[n]["E"]))
+            out[n] = {"n": n, "lower": r["lower"], "upper": r["upper"], "relative_width": r["relative_width"],
+                      "certified": r["certified"], "contains_E": r["lower"] <= e <= r["upper"],
+                      "lower_class": r["lower_class"], "seconds": r["certify_seconds"], "source": "certify-table"}
+    return out
+
+
+def table(directory: Path, docs: str | None, figure: str | None, out_json: str | None = None,
+          certified_table: str | None = None) -> dict:
+    """Assemble ``table.json`` in ``directory`` and ``out_json`` (+ the generated blocks of ``docs``, + the figure).
+
+    ``certified_table``: also take |x| brackets from that ``rational-approx certify-table`` JSON where this
+    benchmark has none.
+    """
     A, B, C = (_load(directory / f) for f in ("A.jsonl", "B.jsonl", "certificates.jsonl"))
+    if certified_table:
+        C = _from_certified_table(certified_table, A) | C
     rows = []
     for n in sorted(A):
         a = A[n]
@@ -274,15 +296,18 @@ def main() -> None:
     ap.add_argument("--docs", default=None, help="markdown file with a 'highprec-table' generated block")
     ap.add_argument("--figure", default=None)
     ap.add_argument("--out", default="benchmarks/results/highprec_table.json", help="where the table step writes JSON")
+    ap.add_argument("--n-min", type=int, default=2, help="certify step: smallest n")
+    ap.add_argument("--certified-table", default=None,
+                    help="table step: also use the |x| brackets of this `rational-approx certify-table` JSON")
     args = ap.parse_args()
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
     if args.step == "sweep":
         sweep(args.variant, args.n_max, d / f"{args.variant}.jsonl", args.resume)
     elif args.step == "certify":
-        certify_rows(d, args.n_max, args.jobs)
+        certify_rows(d, args.n_max, args.jobs, args.n_min)
     else:
-        out = table(d, args.docs, args.figure, args.out)
+        out = table(d, args.docs, args.figure, args.out, args.certified_table)
         print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
 
 
