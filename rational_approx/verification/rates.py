@@ -313,7 +313,9 @@ def reverse_gap_constant(eta: float) -> float:
 
     u1 = 1.0 / math.sqrt(3.0)
     L = 1.0 / eta
-    cuts = sorted({-L, L} | ({-u1, u1} if u1 < L else set()))
+    # √|g''| ~ √6/u² decays over decades: cut at the kinks ±u1 and at every power of 10 up to L so quad resolves it
+    decades = {s * 10.0**j for j in range(int(math.log10(L)) + 1) for s in (-1, 1) if 10.0**j < L}
+    cuts = sorted({-L, L} | ({-u1, u1} if u1 < L else set()) | decades)
     total = sum(scipy.integrate.quad(root_g2, a, b, limit=200)[0] for a, b in pairwise(cuts))
     return total**2 / 16.0
 

@@ -123,6 +123,8 @@ def test_reverse_gap_constant_tends_to_eta_free_limit():
     c = [reverse_gap_constant(eta) for eta in (0.3, 0.1, 0.01, 1e-4)]
     assert all(a < b for a, b in zip(c, c[1:], strict=False))
     assert c[-1] == pytest.approx(1.5315, abs=2e-3)
+    # tiny η: the integrand spreads over decades and must still converge to the η → 0 limit
+    assert reverse_gap_constant(1e-9) == pytest.approx(1.53152, abs=1e-4)
 
 
 def test_reverse_gap_target_is_the_type_0_2_rational():
