@@ -339,7 +339,7 @@ def _relu_mse() -> dict:
     mm = minimax("relu", (3, 2))
     mse_minimax = _grid_mse(mm.r, y)
     a_max = math.sqrt(claimed / best)  # ReLU is homogeneous: on [−a, a] the best MSE is a²·(best on [−1, 1])
-    cond = (f"fails as stated: the best (3,2) MSE on the grid is {best:.4g} ({best / claimed:.0f}× the claim; "
+    cond = (f"as stated — the best (3,2) MSE on the grid is {best:.4g} ({best / claimed:.0f}× the claim; "
             f"{len(fits)} multi-start runs, plain and safe forms, agree to {spread:.1g} relative; the minimax fit "
             f"gives {mse_minimax:.3g}); 3.8e-7 would hold on [−a, a] with a ≤ {a_max:.4f} (MSE scales as a²)")
     return _claim("relu_mse", "ReLU synthetic fit at type (3,2): MSE 3.8e-7 on a 4001-point grid of [−1,1]",
@@ -372,11 +372,11 @@ def _jumprelu_mse() -> dict:
     ok = [t for t, r in rows.items() if min(v["best"] for v in r.values()) <= claimed]
     bad = [t for t in rows if t not in ok]
     if ok and bad and max(ok) < min(bad):
-        cond = (f"undetermined — consistent only with θ ≲ {max(ok):g} in design units (best MSE found ≤ 2.4e-6 "
+        cond = (f"consistent only with θ ≲ {max(ok):g} in design units (best MSE found ≤ 2.4e-6 "
                 f"for θ ≤ {max(ok):g}, above it from θ = {min(bad):g}; the paper does not give θ, and the MSE "
                 "reached depends on the start)")
     else:
-        cond = f"undetermined — the best MSE found is ≤ 2.4e-6 for θ ∈ {ok} (the paper does not give θ)"
+        cond = f"the best MSE found is ≤ 2.4e-6 for θ ∈ {ok} (the paper does not give θ)"
     return _claim("jumprelu_mse", "JumpReLU synthetic fit at type (9,8): MSE 2.4e-6 on a 4001-point grid of "
                   "[−1,1]", "paper", claimed, {t: r["safe"]["best"] for t, r in rows.items()},
                   UNDETERMINED, condition=cond, details={"theta": rows, "measured": "safe-form best MSE by θ"})
