@@ -248,9 +248,13 @@ def summary(out: dict) -> str:
                 f"n = {low['n']}); ≥ 20 agreeing digits at {len(n20)} of {len(both)} rows.")
     if certs:
         ok = [c for c in certs if c["certified"] and c["contains_E"]]
+        tight = [c for c in ok if c["relative_width"] <= 1e-8]
+        loose = sorted((c for c in certs if c not in tight), key=lambda c: c["n"])
         txt += (f" Certified brackets: {len(ok)} of {len(certs)} rows (n ≤ {out['n_max_certified']}) are certified "
-                f"and contain E_n, relative width ≤ {max(c['relative_width'] for c in certs):.1e}, "
-                f"{out['seconds_certify']:.0f} s of certification in all.")
+                f"and contain E_n; {len(tight)} of them with relative width ≤ 1e-8"
+                + (" (wider: " + ", ".join(f"n = {c['n']}: {c['relative_width']:.1e}" for c in loose)
+                   + ")" if loose else "")
+                + f"; {out['seconds_certify']:.0f} s of certification in all.")
     for name, c in out["checks"].items():
         txt += f" {name}: |computed − Chebfun's {c['reference']}| = {c['abs_diff']:.1e}."
     ex = out["extrapolated_stahl_limit"]
