@@ -226,10 +226,12 @@ def stahl_extrapolation(rows: list[dict]) -> dict | None:
     pts = pts[-12:]
     x = np.array([1 / math.sqrt(n) for n, _ in pts])
     y = np.array([v for _, v in pts])
-    est = {}
+    est, coef = {}, {}
     for terms in (3, 4):
-        est[terms] = float(np.polyfit(x, y, terms - 1)[-1])
+        coef[terms] = np.polyfit(x, y, terms - 1)
+        est[terms] = float(coef[terms][-1])
     return {"limit": est[4], "limit_3_terms": est[3], "spread": abs(est[4] - est[3]),
+            "coefficients_high_to_low": coef[4].tolist(), "n_fitted": [n for n, _ in pts],
             "fit": "rho_n = c0 + c1 n^-1/2 + c2 n^-1 + c3 n^-3/2 over n = " + f"{pts[0][0]}..{pts[-1][0]}"}
 
 
@@ -286,7 +288,7 @@ def plot_stahl(out: dict, path: str) -> None:
 
     ex = out["extrapolated_stahl_limit"]
     plot_stahl_ratio([r["n"] for r in out["rows"]], [r["stahl_ratio"] for r in out["rows"]], path,
-                     limit=ex["limit"] if ex else None, limit_label=r"(fit in powers of $n^{-1/2}$)")
+                     fit=(ex["coefficients_high_to_low"], min(ex["n_fitted"])) if ex else None)
 
 
 def main() -> None:

@@ -163,20 +163,31 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
 
 
 def plot_stahl_ratio(n: Sequence[int], ratio: Sequence[float], path: str | Path, *,
-                     limit: float | None = None, limit_label: str = "") -> Path:
-    """E_n e^{π√n}/8 against n (Stahl 1993: → 1), with an extrapolated limit when given; saved to ``path``."""
+                     fit: tuple[Sequence[float], int] | None = None) -> Path:
+    """ρ_n = E_n e^{π√n}/8 against n^{−1/2} (Stahl 1993: ρ_n → 1), saved to ``path``.
+
+    ``fit``: (polynomial coefficients in n^{−1/2}, highest first; smallest n fitted) — drawn from that n to
+    n = ∞ (n^{−1/2} = 0), where its value is the extrapolated limit.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    x = 1.0 / np.sqrt(np.asarray(n, dtype=float))
     fig, ax = plt.subplots(figsize=(9.0, 4.2))
-    ax.plot(n, ratio, "o", ms=3, label=r"$E_n\,e^{\pi\sqrt{n}}/8$ (multiprecision Remez)")
-    if limit is not None:
-        ax.axhline(limit, color="C1", ls="--", lw=1, label=f"extrapolated limit {limit:.4f} {limit_label}")
-    ax.axhline(1.0, color="k", lw=0.8, label="Stahl (1993): limit 1")
-    ax.set_xlabel(r"degree $n$ (type $(n, n)$)")
+    ax.plot(x, ratio, "o", ms=3, label=r"$\rho_n = E_n\,e^{\pi\sqrt{n}}/8$ (multiprecision Remez)")
+    if fit is not None:
+        coef, n0 = fit
+        xf = np.linspace(0.0, 1.0 / np.sqrt(n0), 100)
+        limit = float(np.polyval(coef, 0.0))
+        ax.plot(xf, np.polyval(coef, xf), "-", color="C1", lw=1.2,
+                label=rf"fit in powers of $n^{{-1/2}}$ over $n \geq {n0}$, extended to $n = \infty$")
+        ax.plot([0.0], [limit], "*", color="C1", ms=10, label=rf"extrapolated limit {limit:.4f}")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":", label="Stahl (1993): limit 1")
+    ax.set_xlabel(r"$n^{-1/2}$   ($n$ = degree, type $(n, n)$; $n = \infty$ at the left edge)")
     ax.set_ylabel(r"$E_n\,e^{\pi\sqrt{n}}/8$")
+    ax.set_xlim(left=-0.01)
     ax.set_title(r"Best rational approximation of $|x|$ on $[-1, 1]$: Stahl's asymptote", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
