@@ -31,6 +31,7 @@ import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import mpmath
@@ -107,7 +108,7 @@ def _load(path: Path) -> dict[int, dict]:
     return {r["n"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
-def _certify_one(rec: dict) -> dict:
+def _certify_one(rec: dict, max_intervals: int = 1_000_000) -> dict:
     from rational_approx.fitting.mp_remez import HighPrecResult
     from rational_approx.representation.domain import Domain
     from rational_approx.representation.targets import get_target
@@ -120,19 +121,19 @@ def _certify_one(rec: dict) -> dict:
                              extremal_points=[mpmath.mpf(x) for x in rec["extremal_points"]], extremal_errors=[],
                              prec=rec["prec"], digits=float("nan"), iterations=rec["iterations"],
                              seconds=rec["seconds"], converged=True, method="remez-sqrt-barycentric")
-        c = certify("abs", res)
+        c = certify("abs", res, max_intervals=max_intervals)  # n ≳ 86 needs more than the default 200 000
         inside = c.lower <= float(res.error) <= c.upper
     return {"n": rec["n"], "lower": c.lower, "upper": c.upper, "relative_width": c.relative_width,
             "certified": bool(c.certified), "contains_E": bool(inside), "lower_class": c.lower_class,
             "seconds": c.seconds}
 
 
-def certify_rows(directory: Path, n_max: int, jobs: int, n_min: int = 2) -> None:
+def certify_rows(directory: Path, n_max: int, jobs: int, n_min: int = 2, max_intervals: int = 1_000_000) -> None:
     """Certify the run-A approximant of every even n in [n_min, n_max] not yet certified (``certificates.jsonl``)."""
     todo = [r for n, r in sorted(_load(directory / "A.jsonl").items())
             if n_min <= n <= n_max and n not in _load(directory / "certificates.jsonl")]
     with (directory / "certificates.jsonl").open("a") as fh, ProcessPoolExecutor(max(1, jobs)) as ex:
-        for out in ex.map(_certify_one, todo):
+        for out in ex.map(partial(_certify_one, max_intervals=max_intervals), todo):
             fh.write(json.dumps(out) + "\n")
             fh.flush()
             print(f"certified n = {out['n']:3d}  [{out['lower']:.16e}, {out['upper']:.16e}]  "
@@ -303,6 +304,7 @@ def main() -> None:
     ap.add_argument("--figure", default=None)
     ap.add_argument("--out", default="benchmarks/results/highprec_table.json", help="where the table step writes JSON")
     ap.add_argument("--n-min", type=int, default=2, help="certify step: smallest n")
+    ap.add_argument("--max-intervals", type=int, default=1_000_000, help="certify step: subdivision budget")
     ap.add_argument("--certified-table", default=None,
                     help="table step: also use the |x| brackets of this `rational-approx certify-table` JSON")
     args = ap.parse_args()
@@ -311,7 +313,7 @@ def main() -> None:
     if args.step == "sweep":
         sweep(args.variant, args.n_max, d / f"{args.variant}.jsonl", args.resume)
     elif args.step == "certify":
-        certify_rows(d, args.n_max, args.jobs, args.n_min)
+        certify_rows(d, args.n_max, args.jobs, args.n_min, args.max_intervals)
     else:
         out = table(d, args.docs, args.figure, args.out, args.certified_table)
         print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
