@@ -1,4 +1,4 @@
-"""Command line: ``rational-approx fit | study | certify | claims``.
+"""Command line: ``rational-approx fit | study | certify | certify-table | claims``.
 
 Every subcommand prints a table or, with ``--json``, one strict JSON object on stdout (no NaN / Infinity: null plus a
 ``<key>_note``); progress goes to stderr. Bad input of any kind — arguments, a package error, an unwritable output
@@ -12,7 +12,9 @@ Examples
     rational-approx study --n-max 80 --json-out figures/error_vs_degree.json --figure figures/error_vs_degree.png
     rational-approx certify --target abs --type 20,20 --json
     rational-approx certify --target abs --type 80,80 --max-seconds 600 --json
+    rational-approx certify-table --abs-n-max 80 --json-out benchmarks/results/certified_table.json
     rational-approx claims --markdown --figures figures
+    rational-approx claims --only zolotarev --write-docs docs/theory_and_claims.md
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ def _study(args: argparse.Namespace) -> dict:
     check_output_file(args.json_out, "--json-out")
     check_output_file(args.figure, "--figure")
 
-    rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.quiet)
+    rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.quiet,
+                              docs=args.write_docs)
     return {"seconds": seconds, "json_out": args.json_out, "figure": args.figure, "rows": rows,
             "table": format_table(rows)}
 
@@ -221,6 +224,24 @@ def _certify(args: argparse.Namespace) -> dict:
     return out
 
 
+def _certify_table(args: argparse.Namespace) -> dict:
+    """``rational-approx certify-table``: {"rows": [...], "seconds", "abs_n_max", "markdown"}."""
+    from pathlib import Path
+
+    from rational_approx.verification.certified_table import certified_table, certified_table_markdown
+
+    out = certified_table(args.abs_n_max, progress=lambda s: print(f"certifying {s} …", file=sys.stderr, flush=True))
+    out["markdown"] = certified_table_markdown(out)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=1, allow_nan=False))
+    if args.write_docs:
+        from rational_approx.verification.markdown import write_blocks
+
+        out["docs_blocks_written"] = write_blocks(args.write_docs, {"certified-table": out["markdown"]})
+    return out
+
+
 def _add_claims_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rational-approx claims``."""
     from rational_approx.verification.claims import CLAIM_IDS
@@ -228,6 +249,9 @@ def _add_claims_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", default=None, choices=CLAIM_IDS, metavar="ID",
                         help=f"measure only these claims ({', '.join(CLAIM_IDS)})")
     parser.add_argument("--markdown", action="store_true", help="print the markdown table instead of JSON")
+    parser.add_argument("--write-docs", default=None, metavar="MD",
+                        help="write the tables these claims determine into the generated blocks of MD "
+                        "(docs/theory_and_claims.md)")
     parser.add_argument("--figures", default=None, metavar="DIR",
                         help="also write the three theory figures into DIR (e.g. figures)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -240,6 +264,10 @@ def _claims(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     rows = claims(args.only, progress=lambda cid: print(f"measuring {cid} …", file=sys.stderr, flush=True))
     out = {"claims": rows, "seconds": time.perf_counter() - t0, "markdown": claims_markdown(rows)}
+    if getattr(args, "write_docs", None):
+        from rational_approx.verification.claims import write_claims_docs
+
+        out["docs_blocks_written"] = write_claims_docs(rows, args.write_docs)
     if getattr(args, "figures", None):
         from rational_approx.plotting import make_figures
 
@@ -266,12 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-out", default=None, help="write the table as JSON here")
     p.add_argument("--figure", default=None, help="write the log-scale figure here (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--write-docs", default=None, metavar="MD",
+                   help="write the table and the reading into the generated blocks of MD (docs/study.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_study, show=lambda out: print(out["table"] + f"\n\n{out['seconds']:.1f} s"))
 
     p = sub.add_parser("certify", help="certified two-sided bounds on the best error")
     _add_certify_arguments(p)
     p.set_defaults(run=_certify, show=lambda out: print(dumps(out, indent=1)))
+
+    p = sub.add_parser("certify-table", help="certified brackets for every gate of the activation library and |x|")
+    p.add_argument("--abs-n-max", type=int, default=80, help="also |x| at every even n up to this (0: none)")
+    p.add_argument("--json-out", default=None, help="write the table as JSON here")
+    p.add_argument("--write-docs", default=None, metavar="MD",
+                   help="write the markdown into the generated blocks of MD (docs/verification.md)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_certify_table, show=lambda out: print(out["markdown"]))
 
     p = sub.add_parser("claims", help="measure every quantitative approximation claim (paper and classical)")
     _add_claims_arguments(p)

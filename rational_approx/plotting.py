@@ -21,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from rational_approx.verification.study import StudyRow
 
-__all__ = ["plot_study", "make_figures"]
+__all__ = ["plot_study", "make_figures", "plot_stahl_ratio"]
 
 
 def plot_study(rows: Sequence[StudyRow], path: str | Path) -> Path:
@@ -39,15 +39,15 @@ def plot_study(rows: Sequence[StudyRow], path: str | Path) -> Path:
     ax.semilogy(n, [r.newman_bound for r in rows], "--", label=r"Newman bound $3e^{-\sqrt{n}}$")
     ax.semilogy(n, [r.stahl_asymptote for r in rows], ":", lw=2, label=r"Stahl $8e^{-\pi\sqrt{n}}$")
     ax.semilogy(n, [r.bernstein_asymptote for r in rows], "-.", label=r"Bernstein $\beta/n$")
-    ax.set_xlabel("degree n")
+    ax.set_xlabel(r"degree $n$")
     ax.set_ylabel(r"sup error on $[-1,1]$")
-    ax.set_title("Rational vs polynomial approximation of |x| and ReLU")
+    ax.set_title(r"Rational vs polynomial approximation of $|x|$ and ReLU")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: covers no data
+    ax.legend(fontsize=8, loc="lower left")  # the lower left is empty: every curve starts high at small n
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
@@ -65,6 +65,7 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
         degree_needed,
         fit_log_squared,
         gate_degree_needed,
+        reverse_gap_constant,
         reverse_gap_units,
     )
     from rational_approx.verification.theory import (
@@ -86,8 +87,8 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
     # 1. error vs degree with all the rates
     ns = np.arange(2, n_max + 1, 2)
     abs_err = {n: minimax("abs", (n, n)).error for n in ns.tolist()}
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.semilogy(ns, [abs_err[n] for n in ns], "o", ms=3, label=r"best rational $E_{n,n}(|x|)$ (minimax)")
+    fig, ax = plt.subplots(figsize=(9.6, 4.4))
+    ax.semilogy(ns, [abs_err[n] for n in ns], "o", ms=3, label=r"best rational $E_{n}(|x|)$ (minimax)")
     nn = np.linspace(1, n_max, 200)
     ax.semilogy(nn, stahl_asymptote(nn), "-", lw=1, label=r"Stahl $8e^{-\pi\sqrt{n}}$")
     ax.semilogy(ns, [newman_rational(int(n)).error() for n in ns], "s", ms=3, label="Newman's rational (measured)")
@@ -98,16 +99,16 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
         zs = np.arange(1, 25)
         ax.semilogy(zs, [zolotarev_sign(int(n), ell).error for n in zs], mk, ms=3,
                     label=rf"Zolotarev sign, $\ell = {ell}$ (exact)")
-        ax.semilogy(zs, zolotarev_asymptote(zs, ell), "-", lw=0.6, color="gray",
-                    label=rf"Zolotarev asymptote, $\ell = {ell}$")
+        ax.semilogy(zs, zolotarev_asymptote(zs, ell), "-", lw=0.6, color="gray" if ell == 0.1 else "silver",
+                    label=rf"$4e^{{-\pi n K(\ell)/K(\ell')}}$, $\ell = {ell}$")
     ax.set_xlabel(r"degree $n$ (type $(n, n)$)")
-    ax.set_ylabel(r"sup error on $[-1, 1]$ (sign: gapped)")
+    ax.set_ylabel(r"sup error on $[-1, 1]$ (sign: on $[-1,-\ell]\cup[\ell,1]$)")
     ax.set_ylim(1e-14, 2)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: covers no data
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_title("Error vs degree: measured best errors and the classical rates", fontsize=9)
     fig.tight_layout()
     paths.append(str(out / "error_vs_degree_rates.png"))
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
     # 2. degree needed vs ε and δ
@@ -119,26 +120,26 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
     e_k, n_k = eps[keep], [need[i] for i in keep]
     alpha, beta = fit_log_squared(e_k, n_k)
     L = np.log(1 / e_k)
-    a1.plot(L, n_k, "o", ms=4, label="measured: numerator degree of the best (n+1, n) ReLU fit")
+    a1.plot(L, n_k, "o", ms=4, label=r"measured: numerator degree of the best $(n+1, n)$ fit")
     a1.plot(L, (alpha * L + beta) ** 2, "-", label=rf"fit $n = ({alpha:.3f}\,\ln(1/\varepsilon) + {beta:.2f})^2$")
     a1.set_xlabel(r"$\ln(1/\varepsilon)$")
     a1.set_ylabel("degree needed")
     a1.set_title(r"ReLU on $[-1, 1]$: $O(\log^2(1/\varepsilon))$", fontsize=9)
-    a1.legend(fontsize=7, loc="upper left")  # the data rise from lower left to upper right
+    a1.legend(fontsize=7, loc="upper left")
     for delta in (0.1, 0.01, 0.001):
         e2 = np.logspace(-1, -10, 10)
         a2.plot(np.log(1 / e2), [gate_degree_needed(e, delta) for e in e2], "o-", ms=3, label=rf"$\delta = {delta}$")
     a2.set_xlabel(r"$\ln(1/\varepsilon)$")
     a2.set_ylabel(r"$n$ (type $(n+1, n)$)")
-    a2.set_title(r"JumpReLU/TopK gate $x H(x - 0.5)$, gap $\delta$: $O(\log(1/\varepsilon)\log(1/\delta))$", fontsize=9)
+    a2.set_title(r"gate $x\,H(x-0.5)$, gap $\delta$: $O(\log(1/\varepsilon)\log(1/\delta))$", fontsize=9)
     a2.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     paths.append(str(out / "degree_vs_eps_delta.png"))
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
     # 3. the reverse gap
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(9.6, 4.4))
     eps_r = np.logspace(-1.5, -4.5, 7)
     for eta in (0.3, 0.1, 0.03, 0.01):
         pts = reverse_gap_units(eta, eps_r, grid_points=4001)
@@ -147,14 +148,51 @@ def make_figures(outdir: str = "figures", *, n_max: int = 56) -> list[str]:
         ax.loglog(N, [p.relu_error for p in pts], "-", color=line.get_color(), lw=1,
                   label=rf"$\eta = {eta}$: achieved by $N$ ReLU units")
     Nr = np.array([3, 300])
-    ax.loglog(Nr, 1.53 / (Nr + 1.0) ** 2, "k:", lw=1, label=r"$1.53/(N+1)^2$ ($\eta \to 0$ limit)")
+    c0 = reverse_gap_constant(1e-6)  # (∫√|g''|)²/16, the η → 0 limit
+    ax.loglog(Nr, c0 / (Nr + 1.0) ** 2, "k:", lw=1, label=rf"${c0:.2f}/(N+1)^2$ ($\eta \to 0$ limit)")
     ax.set_xlabel(r"number of units $N$")
     ax.set_ylabel(r"sup error $\varepsilon$ on $[-1, 1]$")
-    ax.set_title(r"$R^*_\eta = \eta^2/(x^2+\eta^2)$: type $(0, 2)$ exactly; piecewise-linear units need "
-                 r"$N \propto \varepsilon^{-1/2}$", fontsize=9)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(r"$R^*_\eta = \eta^2/(x^2+\eta^2)$: type $(0,2)$ exactly; units need $N \propto \varepsilon^{-1/2}$",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     paths.append(str(out / "reverse_gap.png"))
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
+
+
+def plot_stahl_ratio(n: Sequence[int], ratio: Sequence[float], path: str | Path, *,
+                     fit: tuple[Sequence[float], int] | None = None) -> Path:
+    """ρ_n = E_n e^{π√n}/8 against n^{−1/2} (Stahl 1993: ρ_n → 1), saved to ``path``.
+
+    ``fit``: (polynomial coefficients in n^{−1/2}, highest first; smallest n fitted) — drawn from that n to
+    n = ∞ (n^{−1/2} = 0), where its value is the extrapolated limit.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = 1.0 / np.sqrt(np.asarray(n, dtype=float))
+    fig, ax = plt.subplots(figsize=(9.0, 4.2))
+    ax.plot(x, ratio, "o", ms=3, label=r"$\rho_n = E_n\,e^{\pi\sqrt{n}}/8$ (multiprecision Remez)")
+    if fit is not None:
+        coef, n0 = fit
+        xf = np.linspace(0.0, 1.0 / np.sqrt(n0), 100)
+        limit = float(np.polyval(coef, 0.0))
+        ax.plot(xf, np.polyval(coef, xf), "-", color="C1", lw=1.2,
+                label=rf"fit in powers of $n^{{-1/2}}$ over $n \geq {n0}$, extended to $n = \infty$")
+        ax.plot([0.0], [limit], "*", color="C1", ms=10, label=rf"extrapolated limit {limit:.4f}")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":", label="Stahl (1993): limit 1")
+    ax.set_xlabel(r"$n^{-1/2}$   ($n$ = degree, type $(n, n)$; $n = \infty$ at the left edge)")
+    ax.set_ylabel(r"$E_n\,e^{\pi\sqrt{n}}/8$")
+    ax.set_xlim(left=-0.01)
+    ax.set_title(r"Best rational approximation of $|x|$ on $[-1, 1]$: Stahl's asymptote", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

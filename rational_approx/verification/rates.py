@@ -15,7 +15,8 @@ is approximated by the explicit rational
 with Z_n Zolotarev's best sign approximant on [−1, −δ/s] ∪ [δ/s, 1]
 (:func:`~rational_approx.verification.theory.zolotarev_sign`); r has type (n + 1, n) and ‖g − r‖_{D_δ} ≤
 max|x|·E_n^Z(δ/s)/2 ≤ E_n^Z(δ/s)/2 — an exact, certified-by-formula upper bound on the best error.
-Since E_n^Z(ℓ) ≈ 4 exp(−π² n / (2 ln(4/ℓ))), the size needed is n ≈ (2/π²)·ln(8/ε)·ln(4s/δ):
+Since E_n^Z(ℓ) ≈ 4 exp(−π² n / (2 ln(4/ℓ))), the gate error E_n^Z/2 ≈ 2 exp(−π² n / (2 ln(4s/δ))) is ≤ ε
+for n ≈ (2/π²)·ln(2/ε)·ln(4s/δ):
 :func:`gate_degree_needed` returns the exact n, :func:`fit_log_product` the constant.
 
 **Reverse gap.** R*_η(x) = η²/(x² + η²) is a type-(0, 2) rational (error 0 with 3 parameters), while any sum
@@ -150,9 +151,10 @@ def gate_degree_needed(eps: float, delta: float, theta: float = 0.5, *, n_max: i
     def ok(n: int) -> bool:
         return zolotarev_sign(n, ell, dps=30).error / 2.0 <= eps
 
-    # start from the asymptote 4·exp(−rate·n), which the exact error never exceeds, then walk to the exact n
+    # start where the bound E_n^Z/2 ≤ 2·exp(−rate·n) (the asymptote 4·exp(−rate·n) halved; the exact Zolotarev
+    # error never exceeds it) reaches ε, i.e. n = ln(2/ε)/rate, then walk to the exact n
     rate = -math.log(float(zolotarev_asymptote(1, ell)) / 4.0)
-    n = max(1, math.ceil(math.log(8.0 / eps) / rate))
+    n = max(1, math.ceil(math.log(2.0 / eps) / rate))
     while not ok(n):
         n += 1
         if n > n_max:
@@ -311,7 +313,9 @@ def reverse_gap_constant(eta: float) -> float:
 
     u1 = 1.0 / math.sqrt(3.0)
     L = 1.0 / eta
-    cuts = sorted({-L, L} | ({-u1, u1} if u1 < L else set()))
+    # √|g''| ~ √6/u² decays over decades: cut at the kinks ±u1 and at every power of 10 up to L so quad resolves it
+    decades = {s * 10.0**j for j in range(int(math.log10(L)) + 1) for s in (-1, 1) if 10.0**j < L}
+    cuts = sorted({-L, L} | ({-u1, u1} if u1 < L else set()) | decades)
     total = sum(scipy.integrate.quad(root_g2, a, b, limit=200)[0] for a, b in pairwise(cuts))
     return total**2 / 16.0
 

@@ -66,6 +66,17 @@ def test_gate_degree_needed_grows_like_log_product():
     assert gate_degree_needed(1e-6, 0.001) > gate_degree_needed(1e-6, 0.1) > gate_degree_needed(1e-2, 0.1)
 
 
+
+def test_gate_degree_needed_is_the_leading_order_formula_with_ln_2_over_eps():
+    """The gate error is E_n^Z/2 ≈ 2e^{−π²n/(2 ln(4s/δ))}, so n ≈ (2/π²)·ln(2/ε)·ln(4s/δ) — not ln(8/ε)."""
+    s = 1.5  # max(1 ± θ) at θ = 0.5
+    for d in (1e-2, 1e-3):
+        for e in (1e-6, 1e-10):
+            lead = 2 / math.pi**2 * math.log(4 * s / d)
+            n = gate_degree_needed(e, d)
+            assert n == math.ceil(lead * math.log(2 / e))
+            assert n < lead * math.log(8 / e) - 1
+
 def test_gate_rejects_gap_outside_domain():
     with pytest.raises(DomainError):
         gate_zolotarev_error(4, 0.6, theta=0.5)
@@ -112,6 +123,8 @@ def test_reverse_gap_constant_tends_to_eta_free_limit():
     c = [reverse_gap_constant(eta) for eta in (0.3, 0.1, 0.01, 1e-4)]
     assert all(a < b for a, b in zip(c, c[1:], strict=False))
     assert c[-1] == pytest.approx(1.5315, abs=2e-3)
+    # tiny η: the integrand spreads over decades and must still converge to the η → 0 limit
+    assert reverse_gap_constant(1e-9) == pytest.approx(1.53152, abs=1e-4)
 
 
 def test_reverse_gap_target_is_the_type_0_2_rational():
