@@ -10,10 +10,10 @@ architecture    extra tensors
 ``jumprelu``    ``threshold`` [d_sae], > 0
 ``topk``        none (``k`` in cfg.json)
 ``batchtopk``   ``threshold`` [d_sae], ≥ 0: the inference threshold (``k`` in cfg.json)
-``rational``    ``rational_a`` [m+1], ``rational_b`` [n], ``rational_c_in`` and ``rational_c_out`` ([]
-shared or
-                [d_sae] per latent, > 0); plus the gate's tensor: ``threshold`` [d_sae] for the ``jumprelu``
-                and ``batchtopk`` gates, ``rational_cutoff`` [] (> 0) for the ``cutoff`` gate
+``rational``    ``rational_a`` [m+1], ``rational_b`` [n], ``rational_b0`` [] (absent = 0), ``rational_c_in``
+                and ``rational_c_out`` ([] shared or [d_sae] per latent, > 0); plus the gate's tensor:
+                ``threshold`` [d_sae] for the ``jumprelu`` and ``batchtopk`` gates, ``rational_cutoff`` [] (> 0)
+                for the ``cutoff`` gate
 ==============  ==========================================================================================
 
 ``cfg.json`` carries the SAELens keys (``architecture``, ``d_in``, ``d_sae``, ``dtype``, ``device``,
@@ -256,9 +256,12 @@ def load_sae(
                 f"{file}: a rational SAE of type {cfg.rational_type} needs "
                 f"'rational_a' [{m + 1}] and 'rational_b' [{n}]"
             )
+        # Files written before the free constant b_0 existed hold the form with b_0 = 0.
+        tensors.setdefault("rational_b0", torch.zeros((), dtype=a.dtype))
         # The stored coefficients become the config's initial ones, so no fit is needed to rebuild the model.
         cfg = cfg.replace(
-            rational_a=tuple(float(v) for v in a.double()), rational_b=tuple(float(v) for v in b.double())
+            rational_a=tuple(float(v) for v in a.double()), rational_b=tuple(float(v) for v in b.double()),
+            rational_b0=float(tensors["rational_b0"].double()),
         )
     sae = SAE(cfg)
     expected = {
@@ -272,8 +275,8 @@ def load_sae(
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(sae, name).copy_(tensors[name])
-        extras = {
-            name: tensors[name].to(sae.dtype)
+        extras = {  # rational coefficients keep their stored precision (the module holds them in float64)
+            name: tensors[name] if name in ("rational_a", "rational_b", "rational_b0") else tensors[name].to(sae.dtype)
             for name in expected
             if name not in ("W_enc", "b_enc", "W_dec", "b_dec")
         }
