@@ -376,7 +376,7 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300, sup
 
     def run(params: list[Tensor]) -> None:
         optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=20,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-13)
 
         def closure() -> Tensor:
             optimizer.zero_grad()
