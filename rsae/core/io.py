@@ -49,6 +49,7 @@ CFG_FILE = "cfg.json"
 """Name of the configuration file inside an SAE folder."""
 
 WEIGHTS_FILE = "sae_weights.safetensors"
+_EXACT_TENSORS = ("rational_a", "rational_b", "rational_b0")  # stored and loaded at their own precision
 """Name of the weights file inside an SAE folder."""
 
 ARCHITECTURES: dict[str, str] = {
@@ -95,7 +96,9 @@ def save_sae(sae: SAE, path: str | os.PathLike, *, extra_cfg: dict[str, Any] | N
         **sae.activation.file_tensors(),
     }
     tensors = {
-        name: t.detach().to(device="cpu", dtype=sae.dtype).contiguous().clone() for name, t in tensors.items()
+        # the rational's coefficients keep float64: float32 would perturb a (9, 8) gate fit far beyond its error
+        name: t.detach().to(device="cpu", dtype=t.dtype if name in _EXACT_TENSORS else sae.dtype).contiguous().clone()
+        for name, t in tensors.items()
     }
     cfg = sae.cfg
     document: dict[str, Any] = dict(extra_cfg or {})
@@ -276,7 +279,7 @@ def load_sae(
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(sae, name).copy_(tensors[name])
         extras = {  # rational coefficients keep their stored precision (the module holds them in float64)
-            name: tensors[name] if name in ("rational_a", "rational_b", "rational_b0") else tensors[name].to(sae.dtype)
+            name: tensors[name] if name in _EXACT_TENSORS else tensors[name].to(sae.dtype)
             for name in expected
             if name not in ("W_enc", "b_enc", "W_dec", "b_dec")
         }

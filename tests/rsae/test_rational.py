@@ -564,3 +564,28 @@ def test_state_dict_without_b0_loads_as_the_old_form() -> None:
     assert float(fresh.b0.detach()) == 0.0
     with pytest.raises(ConfigError, match="precision"):
         configure_kernels(precision="half")
+
+
+def test_sae_file_without_b0_loads_as_the_old_form(tmp_path) -> None:
+    """A rational SAE folder written before b_0 existed (no ``rational_b0`` tensor) loads with b_0 = 0, and a new
+    one round-trips b_0 and the float64 coefficients exactly."""
+    from safetensors.torch import load_file, save_file
+
+    from rsae.core.config import SAEConfig
+    from rsae.core.io import WEIGHTS_FILE, load_sae, save_sae
+    from rsae.core.sae import SAE
+
+    cfg = SAEConfig(d_in=4, d_sae=6, family="rational", rational_a=tuple(RELU32_A), rational_b=tuple(RELU32_B),
+                    rational_b0=0.125)
+    sae = SAE.from_config(cfg, seed=0)
+    save_sae(sae, tmp_path / "new")
+    again = load_sae(tmp_path / "new")
+    assert float(again.activation.phi.b0.detach()) == 0.125
+    assert again.activation.phi.a.dtype == torch.float64
+    assert again.activation.phi.a.tolist() == RELU32_A
+    save_sae(sae, tmp_path / "old")
+    tensors = load_file(str(tmp_path / "old" / WEIGHTS_FILE))
+    del tensors["rational_b0"]
+    save_file(tensors, str(tmp_path / "old" / WEIGHTS_FILE))
+    old = load_sae(tmp_path / "old")
+    assert float(old.activation.phi.b0.detach()) == 0.0 and old.cfg.rational_b0 == 0.0
