@@ -22,7 +22,12 @@ from rational_approx.errors import (
     TargetError,
 )
 from rational_approx.fitting.aaa import AAAResult, aaa
-from rational_approx.fitting.activation import ActivationCoefficients, activation_coefficients
+from rational_approx.fitting.activation import (
+    DEFAULT_TYPES,
+    ActivationCoefficients,
+    activation_coefficients,
+    default_type,
+)
 from rational_approx.fitting.highprec import (
     HighPrecResult,
     abs_minimax,
@@ -56,7 +61,7 @@ from rational_approx.verification.theory import (
 )
 
 __all__ = [
-    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients",
+    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients", "default_type", "DEFAULT_TYPES",
     "BarycentricRational", "PolyQuotient", "Certificate", "certified_sup_error", "certify", "certify_pole_free",
     "vallee_poussin_lower_bound", "Domain", "ConvergenceError", "DegreeError", "DomainError", "IllConditionedWarning",
     "RationalApproxError", "TargetError", "local_extrema", "sup_error", "HighPrecResult", "abs_minimax",
