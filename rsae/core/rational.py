@@ -5,12 +5,13 @@ What it computes
 .. math::
 
     φ(h) = C_{out}\, r(h / C_{in}), \qquad
-    r(t) = \frac{P(t)}{1 + |B(t)|}, \quad P(t) = \sum_{i=0}^{m} a_i t^i, \quad B(t) = \sum_{j=1}^{n} b_j t^j,
+    r(t) = \frac{P(t)}{1 + |B(t)|}, \quad P(t) = \sum_{i=0}^{m} a_i t^i, \quad B(t) = \sum_{j=0}^{n} b_j t^j,
 
 elementwise on ``[..., d_sae]`` pre-activations (Yin & Yu, "Rational Sparse Autoencoder", arXiv 2606.14990;
-the safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020). The
-coefficients (a, b) are shared by all latents; C_in, C_out > 0 are one scalar each or, optionally, one per
-latent, and are stored as logarithms so that gradient steps keep them positive.
+the safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020, here with a free
+constant b_0, which makes every rational with a positive denominator on [−1, 1] representable). The
+coefficients (a, b, b_0) are shared by all latents and kept in float64; C_in, C_out > 0 are one scalar each
+or, optionally, one per latent, and are stored as logarithms so that gradient steps keep them positive.
 
 Evaluation, both branches
 -------------------------
@@ -20,7 +21,7 @@ For |t| ≤ 1 the polynomials are evaluated by Horner's rule in t. For |t| > 1 t
 .. math::
 
     r(t) = σ(t)\,\frac{\tilde P(s)}{|s|^n + |\tilde B(s)|}, \qquad
-    \tilde P(s) = \sum_{i=0}^{m} a_i s^{m-i}, \quad \tilde B(s) = \sum_{j=1}^{n} b_j s^{n-j},
+    \tilde P(s) = \sum_{i=0}^{m} a_i s^{m-i}, \quad \tilde B(s) = \sum_{j=0}^{n} b_j s^{n-j},
 
 with the factor σ(t) = t^m / |t|^n = sign(t)^m |t|^{m-n} (for m < n: sign(t)^m |s|^{n-m}). Both branches are
 one Horner pass over u = t or u = s with the coefficient sequence selected per element; every power of u
