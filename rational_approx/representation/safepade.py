@@ -192,9 +192,12 @@ def polynomial_min(c: np.ndarray, lo: float, hi: float) -> float:
     Candidates: the ends, the (nearly) real critical points (roots of c' with |Im| ≤ 1e-8, whose real parts
     are kept even when rounding pushed a double root off the axis) and a uniform grid of 2001 points as a guard.
     """
-    c = np.trim_zeros(np.asarray(c, dtype=float), "b")
-    if c.size == 0:
+    c = np.asarray(c, dtype=float)
+    big = float(np.max(np.abs(c))) if c.size else 0.0
+    if big == 0.0:
         return 0.0
+    # leading terms below 1e-17 of the largest cannot move the value on |t| ≲ 1 but wreck the roots of c'
+    c = np.trim_zeros(np.where(np.abs(c) > 1e-17 * big, c, 0.0), "b")
     P = np.polynomial.Polynomial(c)
     crit = [lo, hi, *np.linspace(lo, hi, 2001)]
     if c.size > 2:
