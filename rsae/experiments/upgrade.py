@@ -358,10 +358,12 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300, sup
         h64, target = h.double(), z_teacher.double()
         c0 = _design_scales(student, teacher, h64, mask)
         c0 = c0.expand(teacher.cfg.d_sae).clone() if per_latent else c0.reshape(())
-    # one dense pass of the fused kernel (per-latent scales broadcast over columns); off the fitted entries the
-    # residual is masked out
+    # one dense pass of the fused kernel (per-latent scales broadcast over columns), the residual masked off the
+    # fitted entries; with shared scales the fitted entries are gathered instead
     weight = mask.double() if support == "teacher" else torch.ones_like(h64)
     count = float(weight.sum())
+    if support == "teacher" and not per_latent:  # shared scales: only the fitted entries need evaluating
+        h64, target, weight = h64[mask], target[mask], torch.ones(int(count), dtype=torch.float64)
 
     a = phi.a.detach().double().clone().requires_grad_(True)
     b = phi.b.detach().double().clone().requires_grad_(True)
