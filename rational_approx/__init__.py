@@ -22,7 +22,12 @@ from rational_approx.errors import (
     TargetError,
 )
 from rational_approx.fitting.aaa import AAAResult, aaa
-from rational_approx.fitting.activation import ActivationCoefficients, activation_coefficients
+from rational_approx.fitting.activation import (
+    DEFAULT_TYPES,
+    ActivationCoefficients,
+    activation_coefficients,
+    default_type,
+)
 from rational_approx.fitting.highprec import abs_minimax, abs_minimax_table, relu_minimax
 from rational_approx.fitting.lawson import LawsonResult, lawson
 from rational_approx.fitting.minimax import MinimaxResult, minimax
@@ -49,7 +54,7 @@ from rational_approx.verification.theory import (
 from rational_approx.verification.upper_bound import certified_sup_error
 
 __all__ = [
-    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients",
+    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients", "default_type", "DEFAULT_TYPES",
     "BarycentricRational", "PolyQuotient", "Certificate", "certified_sup_error", "certify", "certify_pole_free",
     "vallee_poussin_lower_bound", "Domain", "ConvergenceError", "DegreeError", "DomainError", "IllConditionedWarning",
     "RationalApproxError", "TargetError", "local_extrema", "sup_error", "HighPrecResult", "abs_minimax",

@@ -513,10 +513,16 @@ def register_upgrade(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, help="output folder for the fine-tuned RSAE")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it is not empty")
     _add_data_options(parser, required=False)
-    parser.add_argument("--rational-type", type=_rational_type, default=(3, 2), help="rational type m,n")
-    parser.add_argument(
-        "--init-gate", type=_init_gate, default="relu", help="gate whose rational fit initialises (a, b)"
-    )
+    parser.add_argument("--rational-type", type=_rational_type, default=None,
+                        help="rational type m,n (default: the teacher gate's own, (3,2) ReLU, (9,8) JumpReLU/TopK)")
+    parser.add_argument("--init-gate", type=_init_gate, default=None,
+                        help="gate whose minimax fit initialises (a, b, b0) (default: the teacher's own gate)")
+    parser.add_argument("--variant", choices=("magnitude", "paper"), default="magnitude",
+                        help="magnitude: teacher's hard gate, rational magnitudes; paper: the rational is the gate")
+    parser.add_argument("--coefficient-sharing", choices=("sae", "latent"), default="sae",
+                        help="one (C_in, C_out) per SAE or per latent (coefficients a, b, b0 stay shared)")
+    parser.add_argument("--l1-coefficient-paper", type=float, default=None,
+                        help="λ of the paper variant's λ‖z‖₁ (default: the teacher's l1_coefficient)")
     parser.add_argument("--calibration-tokens", type=_positive_int, default=8192)
     parser.add_argument(
         "--freeze-encoder",
@@ -571,19 +577,23 @@ def _upgrade_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
         train,
         evaluation,
         finetune,
-        rational_type=tuple(args.rational_type),
+        rational_type=None if args.rational_type is None else tuple(args.rational_type),
         init_gate=args.init_gate,
         calibration_tokens=args.calibration_tokens,
         eval_tokens=args.eval_tokens,
         control=not args.no_control,
         train_encoder=not args.freeze_encoder,
         progress=not args.no_progress,
+        variant=args.variant,
+        coefficient_sharing=args.coefficient_sharing,
+        seed=args.seed,
+        l1_coefficient=args.l1_coefficient_paper,
     )
     if world()[0] != 0:
         return {"command": "upgrade", "rank": world()[0]}
     save_sae(result.student, staging, extra_cfg={"rsae_provenance": provenance, "teacher": str(args.teacher)})
     save_sae(result.student_init, staging / "init", extra_cfg={"rsae_provenance": provenance})
-    report = upgrade_report(result)
+    report = result.to_dict()
     report.update(
         {
             "command": "upgrade",
@@ -594,31 +604,6 @@ def _upgrade_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
     )
     write_json(staging / "upgrade.json", report)
     return report
-
-
-def upgrade_report(result: Any) -> dict[str, Any]:
-    """The JSON summary of an :class:`rsae.experiments.upgrade.UpgradeResult` (rows, calibration and the checks)."""
-    keys = ("mse", "fvu", "l0", "alive_fraction", "cosine_similarity")
-
-    def row(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if metrics is None else {k: metrics[k] for k in keys}
-
-    teacher, init, student = result.teacher_metrics, result.init_metrics, result.student_metrics
-    return {
-        "family": result.student.cfg.gate,
-        "teacher": row(teacher),
-        "rsae_init": row(init),
-        "rsae": row(student),
-        "teacher_finetuned_control": row(result.control_metrics),
-        "calibration": result.calibration._asdict(),
-        "checks": {
-            "init_mse_ratio": init["mse"] / teacher["mse"],
-            "init_within_2pct": abs(init["mse"] / teacher["mse"] - 1) <= 0.02,
-            "rsae_mse_ratio": student["mse"] / teacher["mse"],
-            "rsae_l0_ratio": student["l0"] / teacher["l0"],
-            "rsae_lower_mse_at_l0_le_1.05": student["mse"] < teacher["mse"] and student["l0"] <= 1.05 * teacher["l0"],
-        },
-    }
 
 
 # ----------------------------------------------------------------------------------- synthetic-study

@@ -1,9 +1,15 @@
 """Safe-Padé rationals r(t) = P(t) / (1 + |B(t)|) and the "relaxed Remez exchange" the RSAE paper fits them with.
 
-The form. P(t) = Σ_{i=0}^{m} a_i t^i, B(t) = Σ_{j=1}^{n} b_j t^j (monomials in the design variable t ∈ [−1, 1]).
-The denominator is ≥ 1 everywhere, so r has no pole (Molina et al., "Padé activation units", ICLR 2020). Where B
-keeps one sign on the domain, r is the ordinary type-(m, n) rational P/Q with Q = 1 ± B; where B changes sign, r is
-only piecewise rational, with a kink of r at each sign change. Consequences worth knowing:
+The form. P(t) = Σ_{i=0}^{m} a_i t^i, B(t) = b_0 + Σ_{j=1}^{n} b_j t^j (monomials in the design variable t ∈ [−1, 1]).
+The denominator is ≥ 1 everywhere, so r has no pole (Molina et al., "Padé activation units", ICLR 2020, whose form
+has b_0 = 0). Where B keeps one sign on the domain, r is the ordinary type-(m, n) rational P/Q with Q = 1 ± B; where
+B changes sign, r is only piecewise rational, with a kink of r at each sign change. Consequences worth knowing:
+
+* The free constant b_0 makes every rational p/q with q > 0 on an interval I exactly representable there
+  (:meth:`SafePade.from_rational`): with s = 1 / min_I q, s·q ≥ 1 on I, so a = s·p, b_0 = s·q_0 − 1, b_j = s·q_j give
+  1 + |B| = 1 + (s·q − 1) = s·q and r = p/q on I. Without b_0 (the denominator's constant pinned to 1) a minimax
+  denominator whose minimum is not at t = 0 cannot be followed: the (9, 8) JumpReLU gate fit then has sup error 0.0127
+  against the minimax 6.1e-5 (docs/rational_activation.md).
 
 * If B has no sign change on the domain, ‖f − r‖ ≥ E_{m,n}(f), the best rational error (a lower bound that cannot
   be beaten). Conversely, the best rational of |x| or ReLU has an even denominator with minimum 1 at 0, so it *is*
@@ -55,40 +61,91 @@ __all__ = [
     "relaxed_remez",
     "least_squares_fit",
     "linearized_init",
+    "polynomial_min",
 ]
 
 
 @dataclass
 class SafePade:
-    """r(t) = P(t) / (1 + |B(t)|) (form "safe") or P(t) / (1 + B(t)) (form "plain").
+    """r(t) = P(t) / (1 + |B(t)|) (form "safe") or P(t) / (1 + B(t)) (form "plain"), B(t) = b_0 + Σ_{j≥1} b_j t^j.
 
     Attributes
     ----------
     a : ndarray, shape (m+1,)
         Numerator coefficients, ascending powers of t.
     b : ndarray, shape (n,)
-        b_1..b_n (no constant term: the denominator's constant is 1).
+        b_1..b_n.
     form : {"safe", "plain"}
+    b0 : float
+        The free constant b_0 of B (default 0: the Padé-activation-unit form 1 + |Σ_{j≥1} b_j t^j|).
     """
 
     a: np.ndarray
     b: np.ndarray
     form: str = "safe"
+    b0: float = 0.0
 
     def __post_init__(self) -> None:
         self.a = np.asarray(self.a, dtype=float)
         self.b = np.asarray(self.b, dtype=float)
+        self.b0 = float(self.b0)
         if self.form not in ("safe", "plain"):
             raise RationalApproxError(f"form must be 'safe' or 'plain', got {self.form!r}")
+        if not np.isfinite(self.b0):
+            raise RationalApproxError(f"b0 must be finite, got {self.b0}")
+
+    @classmethod
+    def from_rational(cls, p: np.ndarray, q: np.ndarray, interval: tuple[float, float], *,
+                      margin: float = 0.0) -> SafePade:
+        """The safe form equal to p/q on ``interval`` (module docstring), for q > 0 there.
+
+        Parameters
+        ----------
+        p, q : array_like
+            Monomial coefficients (ascending) of numerator and denominator; q may have any scaling and sign
+            convention as long as it keeps one sign on the interval (q < 0 is flipped together with p).
+        interval : (lo, hi)
+        margin : float
+            Scale by s = (1 + margin) / min q, so that B = s·q − 1 ≥ margin > 0 on the interval and B keeps its
+            sign through the rounding of a floating-point evaluation (default 0: min(1 + |B|) = 1 exactly).
+
+        Raises
+        ------
+        RationalApproxError
+            When q vanishes or changes sign on the interval (then p/q has a pole there and no pole-free form
+            equals it).
+
+        Examples
+        --------
+        >>> r = SafePade.from_rational([1.0], [2.0, 0.0, 1.0], (-1, 1))   # 1 / (2 + t²): min q = 2
+        >>> r.a.tolist(), r.b0, r.b.tolist()
+        ([0.5], 0.0, [0.0, 0.5])
+        """
+        p = np.asarray(p, dtype=float)
+        q = np.asarray(q, dtype=float)
+        lo, hi = (float(v) for v in interval)
+        qmin, qmax = polynomial_min(q, lo, hi), -polynomial_min(-q, lo, hi)
+        if qmax < 0:
+            p, q, qmin = -p, -q, -qmax
+        if not qmin > 0:
+            raise RationalApproxError(f"the denominator changes sign or vanishes on [{lo}, {hi}] (min q = {qmin:.3g}"
+                                      f" ≤ 0 < max q): p/q has a pole there and no pole-free form equals it")
+        s = (1.0 + margin) / qmin
+        return cls(s * p, s * q[1:], "safe", s * q[0] - 1.0)
 
     @property
     def type(self) -> tuple[int, int]:
         return (self.a.size - 1, self.b.size)
 
+    @property
+    def B_coefficients(self) -> np.ndarray:
+        """(b_0, b_1, ..., b_n), ascending."""
+        return np.concatenate([[self.b0], self.b])
+
     def B(self, t: np.ndarray) -> np.ndarray:
-        """B(t) = Σ_{j≥1} b_j t^j."""
+        """B(t) = b_0 + Σ_{j≥1} b_j t^j."""
         t = np.asarray(t, dtype=float)
-        return t * np.polynomial.polynomial.polyval(t, self.b) if self.b.size else np.zeros_like(t)
+        return np.polynomial.polynomial.polyval(t, self.B_coefficients) + np.zeros_like(t)
 
     def denominator(self, t: np.ndarray) -> np.ndarray:
         B = self.B(t)
@@ -99,11 +156,16 @@ class SafePade:
         return np.polynomial.polynomial.polyval(t, self.a) / self.denominator(t)
 
     def sign_changes(self, domain: Domain | tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-        """Real zeros of B inside the domain where B changes sign (kinks of the safe form; 0 counts if b_1 ≠ 0)."""
+        """Real zeros of B inside the domain where B changes sign (kinks of the safe form)."""
         dom = domain if isinstance(domain, Domain) else Domain.interval(*domain)
         if not self.b.size:
             return np.array([])
-        roots = np.polynomial.polynomial.polyroots(np.concatenate([[0.0], self.b]))
+        c = self.B_coefficients
+        big = np.max(np.abs(c))
+        if big == 0:
+            return np.array([])
+        c = np.trim_zeros(np.where(np.abs(c) > 1e-14 * big, c, 0.0), "b")  # negligible leading terms
+        roots = np.polynomial.polynomial.polyroots(c)
         if roots.size == 0:  # B ≡ 0
             return np.array([])
         real = np.unique(roots[np.abs(roots.imag) <= 1e-12 * max(1.0, float(np.max(np.abs(roots))))].real)
@@ -121,16 +183,37 @@ class SafePade:
         return self.form == "plain" or self.sign_changes(domain).size == 0
 
     def to_dict(self) -> dict:
-        return {"form": self.form, "type": list(self.type), "a": self.a.tolist(), "b": self.b.tolist()}
+        return {"form": self.form, "type": list(self.type), "a": self.a.tolist(), "b0": self.b0,
+                "b": self.b.tolist()}
+
+
+def polynomial_min(c: np.ndarray, lo: float, hi: float) -> float:
+    """Minimum over [lo, hi] of the polynomial with ascending coefficients c.
+
+    Candidates: the ends, the (nearly) real critical points (roots of c' with |Im| ≤ 1e-8, whose real parts
+    are kept even when rounding pushed a double root off the axis) and a uniform grid of 2001 points as a guard.
+    """
+    c = np.asarray(c, dtype=float)
+    big = float(np.max(np.abs(c))) if c.size else 0.0
+    if big == 0.0:
+        return 0.0
+    # leading terms below 1e-17 of the largest cannot move the value on |t| ≲ 1 but wreck the roots of c'
+    c = np.trim_zeros(np.where(np.abs(c) > 1e-17 * big, c, 0.0), "b")
+    P = np.polynomial.Polynomial(c)
+    crit = [lo, hi, *np.linspace(lo, hi, 2001)]
+    if c.size > 2:
+        crit += [z.real for z in P.deriv().roots() if abs(z.imag) <= 1e-8 and lo <= z.real <= hi]
+    return float(np.min(P(np.array(crit))))
 
 
 # ------------------------------------------------------------------------------ helpers
-def _residual_and_jac(theta: np.ndarray, t: np.ndarray, y: np.ndarray, m: int, n: int, form: str):
-    """e = y − r(t) and ∂e/∂(a, b) for r = P/(1 + |B|) or P/(1 + B)."""
+def _residual_and_jac(theta: np.ndarray, t: np.ndarray, y: np.ndarray, m: int, n: int, form: str,
+                      b0: float = 0.0):
+    """e = y − r(t) and ∂e/∂(a, b_1..b_n) for r = P/(1 + |B|) or P/(1 + B), the constant b_0 held fixed."""
     a, b = theta[: m + 1], theta[m + 1: m + 1 + n]
     V = np.vander(t, max(m + 1, n + 1), increasing=True)
     P = V[:, : m + 1] @ a
-    B = V[:, 1: n + 1] @ b if n else np.zeros_like(t)
+    B = b0 + (V[:, 1: n + 1] @ b if n else np.zeros_like(t))
     s = np.sign(B) if form == "safe" else np.ones_like(B)
     D = 1.0 + (np.abs(B) if form == "safe" else B)
     r = P / D
@@ -211,7 +294,7 @@ def relaxed_remez(
     type : (m, n)
     domain : Domain or (a, b); default the target's default domain (gapped around a jump)
     form : "safe" (P/(1 + |B|)) or "plain" (P/(1 + B))
-    init : starting coefficients; default the linearised least-squares fit on the grid
+    init : starting coefficients; default the linearised least-squares fit on the grid. Its b_0 is kept fixed.
     grid_points : size of the fitting grid (clustered at the target's singular points)
     rounds : number of (minimise, exchange) rounds; the temperature τ of the max term falls by ×0.5 per round
     w_eq, w_alt : weights of the equioscillation and sign-alternation terms
@@ -230,10 +313,12 @@ def relaxed_remez(
     K = m + n + 2
     sigma = (-1.0) ** np.arange(K)
 
-    def sup(th):
-        return float(np.max(np.abs(_residual_and_jac(th, check, y_check, m, n, form)[0])))
+    b0 = r.b0
 
-    e0 = _residual_and_jac(theta, x, y, m, n, form)[0]
+    def sup(th):
+        return float(np.max(np.abs(_residual_and_jac(th, check, y_check, m, n, form, b0)[0])))
+
+    e0 = _residual_and_jac(theta, x, y, m, n, form, b0)[0]
     idx = alternating_indices(e0, K)
     ref = x[idx] if idx.size == K else np.quantile(x, np.linspace(0, 1, K))
     E = float(np.mean(sigma[: min(K, idx.size)] * e0[idx[:K]])) if idx.size else 0.0
@@ -246,13 +331,13 @@ def relaxed_remez(
 
         def loss(p, ref=ref, scale=scale, tau=tau):
             th, Ev = p[:-1], p[-1]
-            e, J = _residual_and_jac(th, x, y, m, n, form)
+            e, J = _residual_and_jac(th, x, y, m, n, form, b0)
             ae = np.abs(e)
             w = np.exp((ae - ae.max()) / tau)
             Z = w.sum()
             L_max = (ae.max() + tau * np.log(Z)) / scale
             g = (w / Z * np.sign(e)) @ J / scale
-            er, Jr = _residual_and_jac(th, ref, tgt(ref), m, n, form)
+            er, Jr = _residual_and_jac(th, ref, tgt(ref), m, n, form, b0)
             d = er - sigma * Ev
             L_eq = w_eq * np.mean(d * d) / scale**2
             g = g + w_eq * 2.0 * (d @ Jr) / K / scale**2
@@ -269,12 +354,12 @@ def relaxed_remez(
         history.append(err)
         if err < best_err:
             best_theta, best_err = theta.copy(), err
-        e = _residual_and_jac(theta, x, y, m, n, form)[0]
+        e = _residual_and_jac(theta, x, y, m, n, form, b0)[0]
         idx = alternating_indices(e, K)
         if idx.size == K:
             ref = x[idx]
         tau_rel *= 0.5
-    r = SafePade(best_theta[: m + 1], best_theta[m + 1:], form)
+    r = SafePade(best_theta[: m + 1], best_theta[m + 1:], form, b0)
     rational = r.is_rational_on(dom)
     return SafePadeFit(r=r, level=abs(E), reference=np.sort(ref), rational=rational, history=history, target=tgt,
                        type=(m, n), domain=dom, error=best_err,
@@ -321,7 +406,7 @@ def least_squares_fit(
 
     Starts: the linearised fit, the given ``inits`` and ``random_starts`` random denominators (b ~ N(0, 1) scaled
     by 1/j, numerator then fitted linearly). A local method: the best of the starts is reported, not certified.
-    For the plain form a start whose denominator vanishes on the grid is discarded.
+    For the plain form a start whose denominator vanishes on the grid is discarded. Each start's b_0 is kept fixed.
     """
     m, n = parse_type(type)
     t = np.asarray(t, dtype=float)
@@ -339,14 +424,14 @@ def least_squares_fit(
         th0 = np.concatenate([s.a, s.b])
         if th0.size != m + n + 1:
             raise DegreeError(f"an init has type {s.type}, expected ({m}, {n})")
-        if form == "plain" and np.any(1.0 + SafePade(s.a, s.b, "plain").B(t) <= 0):
+        if form == "plain" and np.any(1.0 + SafePade(s.a, s.b, "plain", s.b0).B(t) <= 0):
             th0 = np.concatenate([s.a, np.abs(s.b) * 0.0])
 
-        def fun(th):
-            return _residual_and_jac(th, t, y, m, n, form)[0]
+        def fun(th, b0=s.b0):
+            return _residual_and_jac(th, t, y, m, n, form, b0)[0]
 
-        def jac(th):
-            return _residual_and_jac(th, t, y, m, n, form)[1]
+        def jac(th, b0=s.b0):
+            return _residual_and_jac(th, t, y, m, n, form, b0)[1]
 
         with np.errstate(all="ignore"):
             res = scipy.optimize.least_squares(fun, th0, jac=jac, method="lm", x_scale="jac",
@@ -354,7 +439,7 @@ def least_squares_fit(
         e = fun(res.x)
         if not np.all(np.isfinite(e)):
             continue
-        r = SafePade(res.x[: m + 1], res.x[m + 1:], form)
+        r = SafePade(res.x[: m + 1], res.x[m + 1:], form, s.b0)
         if form == "plain" and np.any(r.denominator(t) <= 0):
             continue
         mse = float(np.mean(e * e))

@@ -394,6 +394,10 @@ class Rational(Activation):
     * ``topk`` / ``batchtopk``: the (batch-)top-k support of h; φ is evaluated on the kept entries only.
     * ``cutoff``: one shared learned threshold τ on the rational's own output, z = u · H(u − τ), u = φ(h)
       (file tensor ``rational_cutoff`` []), penalty λ₀ · mean Σ_j H(u_j − τ).
+    * ``none``: no hard gate, z = φ(h) (the paper's reading: the rational approximates the whole gated
+      primitive), penalty λ₁ · mean Σ_j |z_j| (· ‖d_j‖).
+
+    With ``SAEConfig.rational_floor`` τ > 0 codes with |z| < τ are set to 0 (an inference floor).
 
     Parameters
     ----------
@@ -418,6 +422,7 @@ class Rational(Activation):
                 c_out=cfg.rational_c_out,
                 d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
+                b0=cfg.rational_b0,
             )
         else:
             self.phi = RationalActivation.from_gate(
@@ -426,15 +431,19 @@ class Rational(Activation):
                 d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
             )
-        # RationalActivation stores its parameters in the default dtype; set them again at the model's
-        # precision so a float64 model holds the exact coefficients and scales.
+        # Set the parameters again: the coefficients exactly (RationalActivation keeps them in float64), the
+        # scales at the model's precision.
         dtype = getattr(torch, cfg.dtype)
-        a = torch.as_tensor(cfg.rational_a if cfg.rational_a is not None else self.phi.a.detach(), dtype=dtype)
-        b = torch.as_tensor(cfg.rational_b if cfg.rational_b is not None else self.phi.b.detach(), dtype=dtype)
+        f64 = torch.float64
+        a = torch.as_tensor(cfg.rational_a if cfg.rational_a is not None else self.phi.a.detach(), dtype=f64)
+        b = torch.as_tensor(cfg.rational_b if cfg.rational_b is not None else self.phi.b.detach(), dtype=f64)
+        b0 = cfg.rational_b0 if cfg.rational_a is not None else float(self.phi.b0.detach())
+        self.floor = cfg.rational_floor
         self.phi.to(dtype)
         with torch.no_grad():
             self.phi.a.copy_(a)
             self.phi.b.copy_(b)
+            self.phi.b0.fill_(b0)
             self.phi.log_c_in.fill_(math.log(cfg.rational_c_in))
             self.phi.log_c_out.fill_(math.log(cfg.rational_c_out))
         if self.gate == "jumprelu":
@@ -456,12 +465,19 @@ class Rational(Activation):
         if latents is None:
             return phi(values)
         if phi.log_c_in.dim() == 0:
-            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out)
+            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out, phi.b0)
         big = torch.finfo(values.dtype).max
         t = (values * torch.exp(-phi.log_c_in[latents]).to(values.dtype)).clamp(-big, big)
-        return (torch.exp(phi.log_c_out[latents]).to(values.dtype) * safe_pade(t, phi.a, phi.b)).clamp(-big, big)
+        return (torch.exp(phi.log_c_out[latents]).to(values.dtype) * safe_pade(t, phi.a, phi.b, phi.b0)).clamp(
+            -big, big)
 
     def forward(self, h: Tensor) -> Tensor:
+        z = self._gated(h)
+        return torch.where(z.abs() >= self.floor, z, 0) if self.floor > 0 else z
+
+    def _gated(self, h: Tensor) -> Tensor:
+        if self.gate == "none":
+            return self.phi(h)
         if self.gate == "relu":
             return torch.where(h > 0, self.phi(h), 0)
         if self.gate == "jumprelu":
@@ -505,6 +521,8 @@ class Rational(Activation):
         return kept.new_zeros(())
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
+        if self.gate == "none":
+            return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
         if self.gate == "relu":
             on = torch.relu(h) if self.l1_on == "pre_acts" else z
             return self.l1_coefficient * _l1(on, W_dec, self.weight_by_decoder_norm)
@@ -531,6 +549,7 @@ class Rational(Activation):
         tensors = {
             "rational_a": self.phi.a.detach(),
             "rational_b": self.phi.b.detach(),
+            "rational_b0": self.phi.b0.detach(),
             "rational_c_in": self.phi.log_c_in.detach().exp(),
             "rational_c_out": self.phi.log_c_out.detach().exp(),
         }
@@ -546,6 +565,7 @@ class Rational(Activation):
     def load_file_tensors(self, tensors: dict[str, Tensor]) -> None:
         self.phi.a.copy_(tensors["rational_a"])
         self.phi.b.copy_(tensors["rational_b"])
+        self.phi.b0.copy_(tensors.get("rational_b0", torch.zeros(())))  # absent in files of the b_0 = 0 form
         self.phi.log_c_in.copy_(tensors["rational_c_in"].log())
         self.phi.log_c_out.copy_(tensors["rational_c_out"].log())
         if self.gate == "jumprelu":

@@ -29,8 +29,9 @@ __all__ = ["FAMILIES", "RATIONAL_GATES", "SAEConfig", "TrainConfig", "check_devi
 FAMILIES: tuple[str, ...] = ("relu", "jumprelu", "topk", "batchtopk", "rational")
 """The SAE families; each differs from the others only in its activation and sparsity penalty."""
 
-RATIONAL_GATES: tuple[str, ...] = ("relu", "jumprelu", "topk", "batchtopk", "cutoff")
-"""Where the exact zeros of a rational SAE come from (see :class:`rsae.core.activations.Rational`)."""
+RATIONAL_GATES: tuple[str, ...] = ("relu", "jumprelu", "topk", "batchtopk", "cutoff", "none")
+"""Where the exact zeros of a rational SAE come from (see :class:`rsae.core.activations.Rational`); ``none``: no
+hard gate, z = φ(h) (the paper's reading, in which the rational itself is the gate)."""
 
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
 
@@ -91,8 +92,10 @@ class SAEConfig:
     (default) — or ``pre_acts`` — λ₁ · mean Σ_j max(h_j, 0), the gate's own variable. The latter is not scale
     invariant (h can shrink while C_out grows) and collapsed to L0 ≈ 0 in docs/rsae.md; kept for that record."""
 
-    rational_type: tuple[int, int] = (3, 2)
-    """Type (m, n) of the safe-Padé rational r(t) = Σ_{i≤m} a_i tⁱ / (1 + |Σ_{1≤j≤n} b_j tʲ|)."""
+    rational_type: tuple[int, int] | None = None
+    """Type (m, n) of the safe-Padé rational r(t) = Σ_{i≤m} a_i tⁱ / (1 + |b_0 + Σ_{1≤j≤n} b_j tʲ|); ``None``
+    (default) takes the one table of defaults, ``rational_approx.default_type(rational_init_gate)``: (3, 2) for
+    ReLU, (9, 8) for the JumpReLU and TopK gates."""
 
     rational_init_gate: str = "relu"
     """Target gate whose rational approximation gives the initial (a, b) via
@@ -105,6 +108,14 @@ class SAEConfig:
     rational_b: tuple[float, ...] | None = None
     """Explicit initial denominator coefficients b_1..b_n; ``None`` to take them from
     ``rational_init_gate``."""
+
+    rational_b0: float = 0.0
+    """Initial free constant b_0 of the denominator 1 + |b_0 + Σ_j b_j tʲ| (0: the Padé-activation-unit form;
+    with ``rational_a = None`` the gate's fit sets it)."""
+
+    rational_floor: float = 0.0
+    """Inference floor τ ≥ 0: codes with |z| < τ are set to exactly 0 (0 disables it). Meant for a rational
+    without a hard gate (``rational_gate="none"``), whose codes are almost never exactly 0."""
 
     rational_c_in: float = 1.0
     """Initial input scale C_in > 0 of φ(h) = C_out · r(h / C_in) (the trainer re-initialises it from data
@@ -156,6 +167,16 @@ class SAEConfig:
             raise ConfigError(
                 f"SAEConfig.batchtopk_threshold_momentum must lie in (0, 1], got {self.batchtopk_threshold_momentum!r}"
             )
+        if self.rational_type is None:
+            from rational_approx.fitting.activation import default_type
+
+            try:
+                object.__setattr__(self, "rational_type", default_type(self.rational_init_gate))
+            except ValueError as exc:
+                raise ConfigError(f"SAEConfig.rational_type: {exc}") from exc
+        if not self.rational_floor >= 0 or not math.isfinite(self.rational_b0):
+            raise ConfigError(f"SAEConfig.rational_floor must be >= 0 and rational_b0 finite, got "
+                              f"{self.rational_floor!r}, {self.rational_b0!r}")
         m, n = self.rational_type
         if m < 0 or n < 0:
             raise ConfigError(f"SAEConfig.rational_type must be two non-negative integers, got {self.rational_type}")

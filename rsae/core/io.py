@@ -3,22 +3,6 @@
 Tensors (SAELens names): ``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae], ``W_dec`` [d_sae, d_in], ``b_dec``
 [d_in], and per family:
 
-==============  =============  ============================================================================
-rsae family     architecture   extra tensors
-==============  =============  ============================================================================
-``relu``        ``standard``   none
-``jumprelu``    ``jumprelu``   ``threshold`` [d_sae], > 0
-``topk``        ``topk``       none (``k`` in cfg.json)
-``batchtopk``   ``jumprelu``   ``threshold`` [d_sae], ≥ 0: the inference threshold (``k`` in cfg.json). SAELens
-                               saves BatchTopK models for inference as JumpReLU; the ``rsae`` section keeps the
-                               family.
-``rational``    ``rational``   the tensors of :meth:`rsae.core.activations.Rational.file_tensors`:
-                               ``rational_a`` [m+1], ``rational_b`` [n], ``rational_c_in`` and
-                               ``rational_c_out`` ([] shared or [d_sae] per latent, > 0); plus the gate's tensor:
-                               ``threshold`` [d_sae] for the ``jumprelu`` and ``batchtopk`` gates,
-                               ``rational_cutoff`` [] (> 0) for the ``cutoff`` gate. SAELens loads it after
-                               ``import rsae.saelens`` (:mod:`rsae.saelens`).
-==============  =============  ============================================================================
 
 ``cfg.json`` carries the SAELens keys (``architecture``, ``d_in``, ``d_sae``, ``dtype``, ``device``,
 ``apply_b_dec_to_input``, ``normalize_activations``, ``reshape_activations``, ``k``,
@@ -86,6 +70,7 @@ CFG_FILE = "cfg.json"
 """Name of the configuration file inside an SAE folder."""
 
 WEIGHTS_FILE = "sae_weights.safetensors"
+_EXACT_TENSORS = ("rational_a", "rational_b", "rational_b0")  # stored and loaded at their own precision
 """Name of the weights file inside an SAE folder."""
 
 ARCHITECTURES: dict[str, str] = {
@@ -196,7 +181,9 @@ def save_sae(sae: SAE, path: str | os.PathLike, *, extra_cfg: dict[str, Any] | N
         **sae.activation.file_tensors(),
     }
     tensors = {
-        name: t.detach().to(device="cpu", dtype=sae.dtype).contiguous().clone() for name, t in tensors.items()
+        # the rational's coefficients keep float64: float32 would perturb a (9, 8) gate fit far beyond its error
+        name: t.detach().to(device="cpu", dtype=t.dtype if name in _EXACT_TENSORS else sae.dtype).contiguous().clone()
+        for name, t in tensors.items()
     }
     cfg = sae.cfg
     document: dict[str, Any] = dict(extra_cfg or {})
@@ -523,9 +510,12 @@ def load_sae(
                 f"{file}: a rational SAE of type {cfg.rational_type} needs "
                 f"'rational_a' [{m + 1}] and 'rational_b' [{n}]"
             )
+        # Files written before the free constant b_0 existed hold the form with b_0 = 0.
+        tensors.setdefault("rational_b0", torch.zeros((), dtype=a.dtype))
         # The stored coefficients become the config's initial ones, so no fit is needed to rebuild the model.
         cfg = cfg.replace(
-            rational_a=tuple(float(v) for v in a.double()), rational_b=tuple(float(v) for v in b.double())
+            rational_a=tuple(float(v) for v in a.double()), rational_b=tuple(float(v) for v in b.double()),
+            rational_b0=float(tensors["rational_b0"].double()),
         )
     sae = SAE(cfg)
     expected = {
@@ -539,6 +529,10 @@ def load_sae(
     with torch.no_grad():
         for name in _MAIN:
             getattr(sae, name).copy_(tensors[name])
-        extras = {name: tensors[name].to(sae.dtype) for name in expected if name not in _MAIN}
+        extras = {  # rational coefficients keep their stored precision (the module holds them in float64)
+            name: tensors[name] if name in _EXACT_TENSORS else tensors[name].to(sae.dtype)
+            for name in expected
+            if name not in _MAIN
+        }
         sae.activation.load_file_tensors(extras)
     return sae.to(device).eval()

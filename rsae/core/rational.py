@@ -5,12 +5,13 @@ What it computes
 .. math::
 
     φ(h) = C_{out}\, r(h / C_{in}), \qquad
-    r(t) = \frac{P(t)}{1 + |B(t)|}, \quad P(t) = \sum_{i=0}^{m} a_i t^i, \quad B(t) = \sum_{j=1}^{n} b_j t^j,
+    r(t) = \frac{P(t)}{1 + |B(t)|}, \quad P(t) = \sum_{i=0}^{m} a_i t^i, \quad B(t) = \sum_{j=0}^{n} b_j t^j,
 
 elementwise on ``[..., d_sae]`` pre-activations (Yin & Yu, "Rational Sparse Autoencoder", arXiv 2606.14990;
-the safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020). The
-coefficients (a, b) are shared by all latents; C_in, C_out > 0 are one scalar each or, optionally, one per
-latent, and are stored as logarithms so that gradient steps keep them positive.
+the safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020, here with a free
+constant b_0, which makes every rational with a positive denominator on [−1, 1] representable). The
+coefficients (a, b, b_0) are shared by all latents and kept in float64; C_in, C_out > 0 are one scalar each
+or, optionally, one per latent, and are stored as logarithms so that gradient steps keep them positive.
 
 Evaluation, both branches
 -------------------------
@@ -20,7 +21,7 @@ For |t| ≤ 1 the polynomials are evaluated by Horner's rule in t. For |t| > 1 t
 .. math::
 
     r(t) = σ(t)\,\frac{\tilde P(s)}{|s|^n + |\tilde B(s)|}, \qquad
-    \tilde P(s) = \sum_{i=0}^{m} a_i s^{m-i}, \quad \tilde B(s) = \sum_{j=1}^{n} b_j s^{n-j},
+    \tilde P(s) = \sum_{i=0}^{m} a_i s^{m-i}, \quad \tilde B(s) = \sum_{j=0}^{n} b_j s^{n-j},
 
 with the factor σ(t) = t^m / |t|^n = sign(t)^m |t|^{m-n} (for m < n: sign(t)^m |s|^{n-m}). Both branches are
 one Horner pass over u = t or u = s with the coefficient sequence selected per element; every power of u
@@ -66,7 +67,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -84,15 +85,32 @@ __all__ = [
     "safe_pade",
 ]
 
-DEFAULT_TYPES: dict[str, tuple[int, int]] = {
-    "relu": (3, 2),
-    "jumprelu": (9, 8),
-    "topk": (9, 8),
-    "batchtopk": (9, 8),
-}
-"""Default rational type (m, n) per gate for :meth:`RationalActivation.from_gate` (as in the paper)."""
+class _DefaultTypes(Mapping[str, tuple[int, int]]):
+    """The default rational type (m, n) per SAE gate, read from the one table ``rational_approx.DEFAULT_TYPES``
+    (through ``rational_approx.default_type``, imported on first use: ``rational_approx`` is slow to import)."""
+
+    _gates = ("relu", "jumprelu", "topk", "batchtopk")
+
+    def __getitem__(self, gate: str) -> tuple[int, int]:
+        if gate not in self._gates:
+            raise KeyError(gate)
+        from rational_approx.fitting.activation import default_type
+
+        return default_type(gate)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._gates)
+
+    def __len__(self) -> int:
+        return len(self._gates)
+
+
+DEFAULT_TYPES: Mapping[str, tuple[int, int]] = _DefaultTypes()
+"""Default rational type (m, n) per SAE gate: (3, 2) for ReLU, (9, 8) for JumpReLU, TopK and BatchTopK."""
 
 _settings: dict[str, Any] = {
+    "precision": "auto",
+    "float32_tolerance": 1e-5,
     "compile": os.environ.get("RSAE_RATIONAL_COMPILE", "1") != "0",
     "min_numel": 1 << 18,
     "chunk_numel": 1 << 18,
@@ -104,11 +122,19 @@ _INDUCTOR_OPTIONS = {"cpp.max_horizontal_fusion_size": 64, "max_fusion_size": 25
 
 
 def configure_kernels(*, compile: bool | None = None, min_numel: int | None = None,
-                      chunk_numel: int | None = None) -> None:
+                      chunk_numel: int | None = None, precision: str | None = None,
+                      float32_tolerance: float | None = None) -> None:
     """Choose how the rational kernels run.
 
     Parameters
     ----------
+    precision
+        Working precision for float32 (and narrower) inputs: ``"auto"`` (default) — float32 unless
+        :func:`float32_error_bound` of the current coefficients exceeds ``float32_tolerance``, then float64;
+        ``"float32"`` — always float32 (plus the overflow fallback); ``"float64"`` — always float64.
+        Float64 inputs or parameters always compute in float64.
+    float32_tolerance
+        The threshold of ``"auto"`` (default 1e-5).
     compile
         Fuse forward and backward into one ``torch.compile`` kernel each (default True; the environment
         variable ``RSAE_RATIONAL_COMPILE=0`` sets False). If compilation fails (no C++ compiler, no Triton),
@@ -123,6 +149,14 @@ def configure_kernels(*, compile: bool | None = None, min_numel: int | None = No
     for name, value, low in (("min_numel", min_numel, 0), ("chunk_numel", chunk_numel, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+    if precision is not None:
+        if precision not in ("auto", "float32", "float64"):
+            raise ConfigError(f"precision must be 'auto', 'float32' or 'float64', got {precision!r}")
+        _settings["precision"] = precision
+    if float32_tolerance is not None:
+        if isinstance(float32_tolerance, bool) or not float32_tolerance > 0:
+            raise ConfigError(f"float32_tolerance must be a number > 0, got {float32_tolerance!r}")
+        _settings["float32_tolerance"] = float(float32_tolerance)
     if compile is not None:
         _settings["compile"] = bool(compile)
     if min_numel is not None:
@@ -148,8 +182,7 @@ def _common(h: Tensor, inv_c_in: Tensor, pt: Tensor, ht: Tensor, m: int, n: int)
     u = torch.where(big, t.reciprocal(), t)
     au = u.abs()
     p = _horner(u, big, pt)
-    hq = _horner(u, big, ht)
-    q_poly = torch.where(big, hq, hq * u)
+    q_poly = _horner(u, big, ht)
     d = torch.where(big, au**n, 1.0) + q_poly.abs()
     mag = t.abs() ** (m - n) if m >= n else au ** (n - m)
     sigma = torch.where(big, torch.sign(t) * mag if m % 2 else mag, 1.0)
@@ -172,7 +205,7 @@ def _forward_kernel(h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: 
 def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: Tensor,
                      pdt: Tensor, bdt: Tensor, m: int, n: int, omax: float, gmax: float,
                      per_latent: bool, saturating: bool) -> tuple[Tensor, ...]:
-    """Gradients wrt h, a, b, log C_in, log C_out for upstream g (h and g are [rows, d]).
+    """Gradients wrt h, a, (b_0, ..., b_n), log C_in, log C_out for upstream g (h and g are [rows, d]).
 
     Every per-element term that is not finite (overflow in the working precision, or a NaN input) makes at
     least one of the returned reductions non-finite: each element contributes f·1 to some ∂/∂a_i, f·q·sign(Q)
@@ -206,19 +239,19 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     for _ in range(max(m, n)):
         powers.append(powers[-1] * u)
     g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum() for i in range(m + 1)])
-    if n == 0:
-        return grad_h, g_a, h.new_zeros(0, dtype=pt.dtype), g_lcin, g_lcout
-    g_b = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum() for j in range(1, n + 1)])
-    return grad_h, g_a, g_b, g_lcin, g_lcout
+    g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum() for j in range(n + 1)])
+    return grad_h, g_a, g_c, g_lcin, g_lcout
 
 
-def _tables(a: Tensor, b: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Horner coefficient tables [2, K]: row 0 for |t| ≤ 1 (in t), row 1 for |t| > 1 (in s = 1/t)."""
+def _tables(a: Tensor, c: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Horner coefficient tables [2, K]: row 0 for |t| ≤ 1 (in t), row 1 for |t| > 1 (in s = 1/t).
+
+    ``c`` = (b_0, b_1, ..., b_n), the whole polynomial B inside the absolute value."""
     a = a.detach().to(dtype)
-    b = b.detach().to(dtype)
+    c = c.detach().to(dtype)
     ia = (torch.arange(a.shape[0], dtype=dtype, device=a.device) * a)[1:]
-    jb = torch.arange(1, b.shape[0] + 1, dtype=dtype, device=b.device) * b
-    return (torch.stack([a.flip(0), a]), torch.stack([b.flip(0), b]),
+    jb = (torch.arange(c.shape[0], dtype=dtype, device=c.device) * c)[1:]
+    return (torch.stack([a.flip(0), a]), torch.stack([c.flip(0), c]),
             torch.stack([ia.flip(0), ia]), torch.stack([jb.flip(0), jb]))
 
 
@@ -269,21 +302,50 @@ class _Params(NamedTuple):
     per_latent: bool
 
 
-def _params(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
+def _params(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
             dtype: torch.dtype) -> _Params:
     d = h.shape[-1] if h.dim() > 0 else 1
     h2 = h.reshape(h.numel() // d if d else 0, d)
     zero = torch.zeros((), dtype=dtype, device=h.device)
     lci = zero if log_c_in is None else log_c_in.detach().to(dtype)
     lco = zero if log_c_out is None else log_c_out.detach().to(dtype)
-    return _Params(h2, torch.exp(-lci), torch.exp(lco), _tables(a, b, dtype), a.shape[0] - 1, b.shape[0],
+    return _Params(h2, torch.exp(-lci), torch.exp(lco), _tables(a, c, dtype), a.shape[0] - 1, c.shape[0] - 1,
                    lci.dim() > 0)
 
 
-def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """float64 if any argument is float64, else float32 (also for bfloat16/float16 inputs)."""
-    wide = any(x is not None and x.dtype == torch.float64 for x in tensors)
+def _compute_dtype(h: Tensor, a: Tensor, c: Tensor, *scales: Tensor | None) -> torch.dtype:
+    """float64 if the input or a scale is float64, or the coefficients are too ill-conditioned for float32 (see
+    :func:`float32_error_bound`), else float32 (also for bfloat16/float16 inputs). Float64 coefficients alone
+    (how :class:`RationalActivation` stores them) do not force float64."""
+    wide = any(x is not None and x.dtype == torch.float64 for x in (h, *scales))
+    if not wide and _settings["precision"] == "float64":
+        wide = True
+    elif not wide and _settings["precision"] == "auto":
+        wide = _condition(a, c) * _F32_UNIT > _settings["float32_tolerance"]
     return torch.float64 if wide else torch.float32
+
+
+_F32_UNIT = 2.0**-24  # unit roundoff of float32
+
+
+def _condition(a: Tensor, c: Tensor) -> float:
+    """κ = Σ|a_i| + Σ|b_j| (b_0 included): the float32 Horner error of r on |t| ≤ 1 is ≲ (m + n + 2)·u·κ."""
+    return float(a.detach().abs().sum() + c.abs().sum())
+
+
+def float32_error_bound(a: Any, b: Any, b0: float = 0.0) -> float:
+    """u₃₂ · κ, κ = Σ|a_i| + |b_0| + Σ|b_j|: the scale of the float32 rounding error of r on [−1, 1].
+
+    P and B are each evaluated by Horner's rule with a rounding error ≲ (degree + 1)·u·Σ|coefficient| for
+    |t| ≤ 1 (Higham, "Accuracy and Stability of Numerical Algorithms", §5.1), and D = 1 + |B| ≥ 1, so the error
+    of r = P/D is ≲ (m + n + 2)·u·(Σ|a_i| + |r|·Σ|b_j|). With ``precision="auto"`` (the default of
+    :func:`configure_kernels`) the kernel computes in float64 when this scale exceeds ``float32_tolerance``
+    (default 1e-5): the (3, 2) ReLU fit (κ ≈ 5.7) stays in float32, the (9, 8) JumpReLU fit (κ ≈ 6e7) goes to
+    float64, where it keeps its minimax error (docs/rational_activation.md).
+    """
+    a_t = torch.as_tensor(np.asarray(a, dtype=np.float64))
+    c_t = torch.as_tensor(np.concatenate([[float(b0)], np.asarray(b, dtype=np.float64).reshape(-1)]))
+    return _condition(a_t, c_t) * _F32_UNIT
 
 
 def _dmin(dtype: torch.dtype) -> float:
@@ -291,10 +353,10 @@ def _dmin(dtype: torch.dtype) -> float:
     return math.sqrt(torch.finfo(dtype).tiny)
 
 
-def _forward(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
+def _forward(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
              dtype: torch.dtype) -> tuple[Tensor, bool]:
     """φ(h) computed in ``dtype``, and whether it needs the float64 path (see the module docstring)."""
-    pr = _params(h, a, b, log_c_in, log_c_out, dtype)
+    pr = _params(h, a, c, log_c_in, log_c_out, dtype)
     pt, ht, _, _ = pr.tables
     omax = torch.finfo(h.dtype).max
     compiled = _use_compiled(pr.h2.numel())
@@ -308,13 +370,13 @@ def _forward(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out
     return out.reshape(h.shape), bool(torch.stack(flags).sum() != 0)
 
 
-def _backward(g: Tensor, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
+def _backward(g: Tensor, h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
               dtype: torch.dtype, flagged: bool) -> list[Tensor]:
-    """[∂/∂h, ∂/∂a, ∂/∂b, ∂/∂log C_in, ∂/∂log C_out] computed in ``dtype`` (reductions in ``dtype``).
+    """[∂/∂h, ∂/∂a, ∂/∂(b_0..b_n), ∂/∂log C_in, ∂/∂log C_out] computed in ``dtype`` (reductions in ``dtype``).
 
     ``flagged``: the forward took the float64 path, so some outputs may have saturated.
     """
-    pr = _params(h, a, b, log_c_in, log_c_out, dtype)
+    pr = _params(h, a, c, log_c_in, log_c_out, dtype)
     g2 = g.reshape(pr.h2.shape)
     omax = torch.finfo(h.dtype).max
     compiled = _use_compiled(pr.h2.numel())
@@ -333,6 +395,8 @@ def _backward(g: Tensor, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | Non
 def _saturate(x: Tensor, dtype: torch.dtype) -> Tensor:
     """Cast to ``dtype``, clamping finite values beyond its range to ± its largest finite value."""
     big = torch.finfo(dtype).max
+    if big >= torch.finfo(x.dtype).max:  # widening (float32 reductions for float64 coefficients): exact
+        return x.to(dtype)
     return x.clamp(-big, big).to(dtype)
 
 
@@ -369,52 +433,64 @@ class _SafePadeFunction(torch.autograd.Function):
     """φ(h) = C_out · r(h / C_in) with analytic backward; see the module docstring for formulas and policy."""
 
     @staticmethod
-    def forward(ctx: Any, h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor | None,
+    def forward(ctx: Any, h: Tensor, a: Tensor, b: Tensor, b0: Tensor | None, log_c_in: Tensor | None,
                 log_c_out: Tensor | None) -> Tensor:
-        dtype = _compute_dtype(h, a, b, log_c_in, log_c_out)
+        c = _denominator_coefficients(b, b0)
+        dtype = _compute_dtype(h, a, c, log_c_in, log_c_out)
         with torch.autocast(h.device.type, enabled=False):
-            out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
+            out, fallback = _forward(h, a, c, log_c_in, log_c_out, dtype)
             ctx.flagged = fallback
             if fallback and dtype != torch.float64:
                 dtype = torch.float64
-                out, fallback = _forward(h, a, b, log_c_in, log_c_out, dtype)
+                out, fallback = _forward(h, a, c, log_c_in, log_c_out, dtype)
             if fallback:
                 out, changed = _sanitize(out, torch.isnan(h))
                 if changed:
                     _warn_sanitized()
-        ctx.save_for_backward(h, a, b, log_c_in, log_c_out)
+        ctx.save_for_backward(h, a, b, b0, log_c_in, log_c_out)
         ctx.compute_dtype = dtype
         return out
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        h, a, b, log_c_in, log_c_out = ctx.saved_tensors
+        h, a, b, b0, log_c_in, log_c_out = ctx.saved_tensors
+        c = _denominator_coefficients(b, b0)
         dtype = ctx.compute_dtype
         with torch.autocast(h.device.type, enabled=False):
-            grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype, ctx.flagged)
+            grads = _backward(g, h, a, c, log_c_in, log_c_out, dtype, ctx.flagged)
             finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite and dtype != torch.float64:
                 dtype = torch.float64
-                grads = _backward(g, h, a, b, log_c_in, log_c_out, dtype, ctx.flagged)
+                grads = _backward(g, h, a, c, log_c_in, log_c_out, dtype, ctx.flagged)
                 finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite:
                 grads = _sanitize_grads(grads, h, g)
         # ∂/∂h leaves the kernel saturated and in h's dtype; the small reductions are cast here
         grad_h = grads[0] if ctx.needs_input_grad[0] else None
-        rest = zip(grads[1:], (a, b, log_c_in, log_c_out), ctx.needs_input_grad[1:], strict=True)
+        g_a, g_c, g_lcin, g_lcout = grads[1:]
+        rest = zip((g_a, g_c[1:], g_c[0], g_lcin, g_lcout), (a, b, b0, log_c_in, log_c_out),
+                   ctx.needs_input_grad[1:], strict=True)
         return (grad_h, *(_saturate(gr, x.dtype).reshape(x.shape) if x is not None and need else None
                           for gr, x, need in rest))
 
 
-def _check_coefficients(a: Tensor, b: Tensor) -> None:
+def _denominator_coefficients(b: Tensor, b0: Tensor | None) -> Tensor:
+    """(b_0, b_1, ..., b_n) detached, with b_0 = 0 when absent (the form without the free constant)."""
+    head = b.new_zeros(1) if b0 is None else b0.detach().reshape(1).to(b.dtype)
+    return torch.cat([head, b.detach()])
+
+
+def _check_coefficients(a: Tensor, b: Tensor, b0: Tensor | None = None) -> None:
     if a.dim() != 1 or a.shape[0] < 1:
         raise ConfigError(f"numerator coefficients a must be a 1-D tensor [m+1] (a_0..a_m ascending), got "
                           f"shape {tuple(a.shape)}")
     if b.dim() != 1:
         raise ConfigError(f"denominator coefficients b must be a 1-D tensor [n] (b_1..b_n; the constant 1 is "
                           f"implicit), got shape {tuple(b.shape)}")
-    for name, x in (("a", a), ("b", b)):
-        if not x.is_floating_point():
+    if b0 is not None and (not isinstance(b0, Tensor) or b0.dim() != 0):
+        raise ConfigError(f"the denominator constant b0 must be a 0-d tensor, got {getattr(b0, 'shape', b0)!r}")
+    for name, x in (("a", a), ("b", b), ("b0", b0)):
+        if x is not None and not x.is_floating_point():
             raise ConfigError(f"coefficients {name} must be a floating-point tensor, got {x.dtype}")
 
 
@@ -428,10 +504,10 @@ def _check_input(h: Tensor, *params: Tensor) -> None:
                               f"module/coefficients with .to({str(h.device)!r})")
 
 
-def safe_pade(t: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    r"""The safe-Padé rational r(t) = Σ_{i=0}^m a_i tⁱ / (1 + |Σ_{j=1}^n b_j tʲ|), elementwise.
+def safe_pade(t: Tensor, a: Tensor, b: Tensor, b0: Tensor | None = None) -> Tensor:
+    r"""The safe-Padé rational r(t) = Σ_{i=0}^m a_i tⁱ / (1 + |b_0 + Σ_{j=1}^n b_j tʲ|), elementwise.
 
-    Differentiable in ``t``, ``a`` and ``b`` through one custom autograd function with analytic gradients;
+    Differentiable in ``t``, ``a``, ``b`` and ``b0`` through one custom autograd function with analytic gradients;
     finite for every finite float32 input (see the module docstring for the reciprocal branch and the
     saturation policy).
 
@@ -443,6 +519,8 @@ def safe_pade(t: Tensor, a: Tensor, b: Tensor) -> Tensor:
         Numerator coefficients a_0..a_m, ascending, shape [m+1], shared by all elements.
     b
         Denominator coefficients b_1..b_n (the constant 1 is implicit), shape [n] (n = 0 allowed).
+    b0
+        The free constant b_0 inside the absolute value, a 0-d tensor; ``None`` means b_0 = 0.
 
     Returns
     -------
@@ -457,19 +535,22 @@ def safe_pade(t: Tensor, a: Tensor, b: Tensor) -> Tensor:
     >>> safe_pade(torch.tensor([-1.0, 0.0, 1.0]), a, b)
     tensor([-0.0219,  0.0218,  0.9781])
     """
-    _check_coefficients(a, b)
-    _check_input(t, a, b)
-    return _SafePadeFunction.apply(t, a, b, None, None)
+    _check_coefficients(a, b, b0)
+    _check_input(t, a, b, *([] if b0 is None else [b0]))
+    return _SafePadeFunction.apply(t, a, b, b0, None, None)
 
 
-def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c_out: Tensor) -> Tensor:
+def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c_out: Tensor,
+                        b0: Tensor | None = None) -> Tensor:
     """φ(h) = exp(log_c_out) · r(h · exp(−log_c_in)) elementwise on [..., d]; differentiable in all arguments.
+
+    ``b0`` is the free constant of the denominator 1 + |b_0 + Σ_j b_j tʲ| (0-d tensor; ``None`` means 0).
 
     ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared scales) or shape [d] (one per latent, broadcast
     over the last dimension of ``h``). This is the functional form of :class:`RationalActivation`.
     """
-    _check_coefficients(a, b)
-    _check_input(h, a, b, log_c_in, log_c_out)
+    _check_coefficients(a, b, b0)
+    _check_input(h, a, b, log_c_in, log_c_out, *([] if b0 is None else [b0]))
     for name, x in (("log_c_in", log_c_in), ("log_c_out", log_c_out)):
         if x.dim() > 1 or (x.dim() == 1 and (h.dim() == 0 or x.shape[0] != h.shape[-1])):
             last = h.shape[-1] if h.dim() else "?"
@@ -477,7 +558,7 @@ def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c
                               f"dimension), got {tuple(x.shape)}")
     if log_c_in.dim() != log_c_out.dim():
         raise ConfigError("log_c_in and log_c_out must both be scalars or both per-latent [d]")
-    return _SafePadeFunction.apply(h, a, b, log_c_in, log_c_out)
+    return _SafePadeFunction.apply(h, a, b, b0, log_c_in, log_c_out)
 
 
 class RationalCoefficients(NamedTuple):
@@ -491,6 +572,8 @@ class RationalCoefficients(NamedTuple):
     """Input scale C_in > 0: shape [] (shared) or [d_sae] (per latent)."""
     c_out: np.ndarray
     """Output scale C_out > 0: shape [] (shared) or [d_sae] (per latent)."""
+    b0: float = 0.0
+    """The denominator's free constant b_0."""
 
 
 def _as_1d(name: str, x: Any) -> Tensor:
@@ -525,9 +608,11 @@ def _log_scale(name: str, c: Any, d_sae: int | None, per_latent: bool) -> Tensor
 
 
 class RationalActivation(nn.Module):
-    r"""Trainable rational activation φ(h) = C_out · r(h / C_in), r(t) = P(t) / (1 + |B(t)|).
+    r"""Trainable rational activation φ(h) = C_out · r(h / C_in), r(t) = P(t) / (1 + |b_0 + B(t)|).
 
-    Parameters ``a`` [m+1] and ``b`` [n] are shared by all latents; ``log_c_in`` and ``log_c_out`` are
+    Parameters ``a`` [m+1], ``b`` [n] and ``b0`` [] are shared by all latents and always stored in float64 (a
+    module cast such as ``.float()`` leaves them float64; the kernel picks its working precision from their
+    conditioning, see :func:`float32_error_bound`); ``log_c_in`` and ``log_c_out`` are
     scalars, or [d_sae] with ``per_latent_scales=True``. Forward and backward are one custom autograd function
     with analytic gradients, overflow-safe for any finite float32 input (module docstring of
     :mod:`rsae.core.rational`).
@@ -536,7 +621,10 @@ class RationalActivation(nn.Module):
     ----------
     a, b
         Initial numerator coefficients a_0..a_m (ascending) and denominator coefficients b_1..b_n
-        (array-like or tensor; stored in the default dtype).
+        (array-like or tensor; stored in float64; the scales in the default dtype).
+    b0
+        Initial free constant b_0 of the denominator (default 0; a state dict without ``b0``, saved before the
+        constant existed, loads with b_0 = 0).
     c_in, c_out
         Initial positive scales (a number, or an array [d_sae] with ``per_latent_scales``).
     d_sae
@@ -558,10 +646,11 @@ class RationalActivation(nn.Module):
     def __init__(self, a: Sequence[float] | np.ndarray | Tensor, b: Sequence[float] | np.ndarray | Tensor,
                  c_in: float | Sequence[float] | np.ndarray | Tensor = 1.0,
                  c_out: float | Sequence[float] | np.ndarray | Tensor = 1.0,
-                 d_sae: int | None = None, per_latent_scales: bool = False) -> None:
+                 d_sae: int | None = None, per_latent_scales: bool = False, b0: float = 0.0) -> None:
         super().__init__()
         a_t = _as_1d("a", a)
         b_t = _as_1d("b", b)
+        b0_t = _as_1d("b0", [float(b0.detach()) if isinstance(b0, Tensor) else b0])[0]
         if a_t.shape[0] < 1:
             raise ConfigError("a must hold at least a_0 (type (m, n) has m + 1 >= 1 numerator coefficients)")
         if d_sae is not None and (isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1):
@@ -571,10 +660,11 @@ class RationalActivation(nn.Module):
         dtype = torch.get_default_dtype()
         self.d_sae = d_sae
         self.per_latent_scales = bool(per_latent_scales)
-        self.a = nn.Parameter(a_t.to(dtype))
-        self.b = nn.Parameter(b_t.to(dtype))
+        self.a = nn.Parameter(a_t.to(torch.float64))
+        self.b = nn.Parameter(b_t.to(torch.float64))
         self.log_c_in = nn.Parameter(_log_scale("c_in", c_in, d_sae, self.per_latent_scales).to(dtype))
         self.log_c_out = nn.Parameter(_log_scale("c_out", c_out, d_sae, self.per_latent_scales).to(dtype))
+        self.b0 = nn.Parameter(b0_t.to(torch.float64))  # registered last: parameter order of the b_0 = 0 form
 
     @property
     def type(self) -> tuple[int, int]:
@@ -596,39 +686,56 @@ class RationalActivation(nn.Module):
             Gate name understood by ``rational_approx.activation_coefficients`` (``relu``, ``jumprelu``,
             ``topk``, ...).
         type
-            Rational type (m, n); default :data:`DEFAULT_TYPES` [gate]: (3, 2) for ReLU, (9, 8) for JumpReLU
-            and the TopK gates.
+            Rational type (m, n); default ``rational_approx.default_type(gate)`` (the one table of defaults):
+            (3, 2) for ReLU, (9, 8) for JumpReLU and the TopK gates.
         d_sae, per_latent_scales
             As in the constructor.
         **gate_kwargs
             Passed on to ``activation_coefficients`` (e.g. a threshold or domain).
         """
+        from rational_approx import activation_coefficients
+        from rational_approx.fitting.activation import default_type
+
         if type is None:
-            if gate not in DEFAULT_TYPES:
-                raise ConfigError(f"no default rational type for gate {gate!r} (defaults exist for "
-                                  f"{sorted(DEFAULT_TYPES)}); pass type=(m, n)")
-            type = DEFAULT_TYPES[gate]
+            try:
+                type = default_type(gate)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
         if len(type) != 2 or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in type):
             raise ConfigError(f"type must be a pair of non-negative ints (m, n), got {type!r}")
-        from rational_approx import activation_coefficients
-
         fit = activation_coefficients(gate, tuple(type), **gate_kwargs)
-        return cls(fit.a, fit.b, d_sae=d_sae, per_latent_scales=per_latent_scales)
+        return cls(fit.a, fit.b, d_sae=d_sae, per_latent_scales=per_latent_scales, b0=fit.b0)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> RationalActivation:
+        # The coefficients stay float64 whatever dtype the module is cast to: float32 coefficients perturb a
+        # (9, 8) gate fit by 6e-8 relative, which its cancellation amplifies to a sup error of 2.6e-3.
+        saved = [p.data for p in (self.a, self.b, self.b0)]
+        super()._apply(fn, *args, **kwargs)
+        for p, before in zip((self.a, self.b, self.b0), saved, strict=True):
+            if p.dtype != torch.float64:  # undo the cast from the saved float64 data, keep the device move
+                p.data = before.to(device=p.device, dtype=torch.float64)
+        return self
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # state dicts written before the free constant b_0 existed hold the form with b_0 = 0
+        if prefix + "a" in state_dict and prefix + "b0" not in state_dict:
+            state_dict[prefix + "b0"] = torch.zeros((), dtype=state_dict[prefix + "a"].dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, h: Tensor) -> Tensor:
         """φ(h) elementwise on [..., d_sae]; same shape and dtype as ``h``."""
         if isinstance(h, Tensor) and self.d_sae is not None and (h.dim() == 0 or h.shape[-1] != self.d_sae):
             raise ConfigError(f"input's last dimension must be d_sae = {self.d_sae}, got shape "
                               f"{tuple(h.shape)}")
-        return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out)
+        return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out, self.b0)
 
     def coefficients(self) -> RationalCoefficients:
-        """The current (a, b, C_in, C_out) as float64 numpy arrays."""
+        """The current (a, b, C_in, C_out, b_0) as float64 numpy arrays."""
         def np64(x: Tensor) -> np.ndarray:
             return x.detach().cpu().double().numpy()
 
         return RationalCoefficients(np64(self.a), np64(self.b), np.exp(np64(self.log_c_in)),
-                                    np.exp(np64(self.log_c_out)))
+                                    np.exp(np64(self.log_c_out)), float(self.b0.detach()))
 
     def extra_repr(self) -> str:
         m, n = self.type

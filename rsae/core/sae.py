@@ -113,6 +113,7 @@ class SAE(nn.Module):
             self.cfg = cfg.replace(
                 rational_a=tuple(self.activation.phi.a.detach().double().tolist()),
                 rational_b=tuple(self.activation.phi.b.detach().double().tolist()),
+                rational_b0=float(self.activation.phi.b0.detach()),
             )
 
     @classmethod

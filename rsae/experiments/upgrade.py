@@ -1,27 +1,41 @@
 r"""The RSAE two-stage upgrade of a trained ReLU, JumpReLU, TopK or BatchTopK SAE (arXiv 2606.14990,
-§Pipeline).
+§Pipeline), in two readings (docs/rsae.md, "Upgrade variants", has the maths and the measurements).
 
-1. **RSAE-init.** Copy the teacher's W_enc, b_enc, W_dec, b_dec (and its gate: thresholds θ_j, k) into a
-   rational SAE whose support is the teacher's own hard gate; plug in initial coefficients (a, b) (the
-   rational approximation of the ReLU gate from ``rational_approx`` by default, or given explicitly); then
-   *calibrate*
-   (a, b, C_in, C_out) by ℓ2 on the teacher's real pre-activations h of a token sample:
+Both start from the teacher's W_enc, b_enc, W_dec, b_dec, copied exactly, and from the minimax rational of the
+teacher's *own* gate in the safe form 1 + |b_0 + Σ_j b_j tʲ| (``rational_approx.activation_coefficients``, one table
+of default types: ReLU (3, 2); JumpReLU and supplied-threshold TopK (9, 8) on the gapped design set θ = τ = 0.5,
+gap 0.05), i.e. r(t) ≈ t·H(t − 0.5) or max(t, 0) on [−1, 1].
 
-   .. math:: \min_{a, b, C_{in}, C_{out}} \frac{1}{|S|}\sum_{(t, j) \in S} \big(\varphi(h_{tj}) -
-   z^{T}_{tj}\big)^2,
+``variant="magnitude"``
+    The teacher's hard gate gives the support (its thresholds θ_j or its k) and φ(h) = C_out·r(h/C_in) only the
+    magnitudes, z = 1[gate] · φ(h). Calibration fits (a, b, b_0, C_in, C_out) by ℓ2 on the teacher's support:
 
-   where S is the teacher's support (the kept entries, which the student shares) and z^T the teacher's codes.
-   Outside S both codes are exactly 0, so the fit is exact there. C_in starts at the largest |h| on S so the
-   kept pre-activations map into the design interval [−1, 1]. Optimised with L-BFGS (strong-Wolfe line
-   search) in float64. The student's MSE is then checked against the teacher's on held-out tokens.
-2. **Fine-tuning.** Train every parameter of the student with the teacher family's objective (MSE + the same
-   sparsity penalty and coefficient; AuxK for top-k gates) using :class:`rsae.core.trainer.Trainer`. As a control,
-   the teacher itself can be fine-tuned with the same settings, so any gain can be attributed to the rational
-   rather than to extra training.
+    .. math:: \min \frac{1}{|S|}\sum_{(t, j) \in S} (\varphi_j(h_{tj}) - z^{T}_{tj})^2 .
+
+    Off S both codes are exactly 0, so RSAE-init reproduces the teacher up to the calibration residual. Fine-tuned
+    with the teacher family's objective (MSE + its sparsity penalty; AuxK for top-k gates).
+``variant="paper"``
+    φ itself is the gate: no hard mask, z = C_out·r(h/C_in) with r ≈ the teacher's whole primitive. Calibrated on
+    *all* (token, latent) entries of a token sample (S = everything above), then every parameter fine-tuned with
+    MSE + λ‖z‖₁. Per-latent JumpReLU thresholds: C_in,j = C_out,j = θ_j / θ_design (θ_design = 0.5), so that every
+    latent's jump lands on the fit's jump and φ_j(h) = C_in,j·r(h/C_in,j) ≈ h·H(h − θ_j) for |h| ≤ 2θ_j, with the
+    coefficients (a, b, b_0) shared. TopK teachers get one supplied threshold τ_k, the (1 − k/d_sae) quantile of
+    the calibration pre-activations (so that on average k latents per token exceed it), C = τ_k / τ_design. A
+    smooth r is almost never exactly 0, so the codes are dense: L0 is reported as exact non-zeros (``l0``), as
+    |z| > ε·max|z| with ε = :data:`L0_EPS` (``l0_eps``), and, separately, with an inference floor τ that zeros
+    |z| < τ, τ chosen on a held-in sample so that L0 ≤ :data:`L0_BUDGET` × the teacher's (``rsae_floor``).
+
+Coefficient sharing. ``coefficient_sharing="sae"`` (the paper's "handful of scalars") shares (a, b, b_0) by all
+latents; scales are shared except where per-latent thresholds need them (JumpReLU). ``"latent"`` gives every latent
+its own C_in and C_out (the coefficients stay shared: the fused kernel evaluates one rational).
+
+L0 budget. A fine-tune must end with held-out L0 ≤ :data:`L0_BUDGET` × the teacher's. For JumpReLU gates (student
+and control alike) a final projection multiplies all thresholds by the smallest c ≥ 1 that brings the L0 of a
+held-in sample within the budget; rows still above it are flagged ``over_budget`` in :meth:`UpgradeResult.to_dict`.
 
 Example
 -------
-See :func:`upgrade` and docs/rsae.md for the synthetic-data table and its command.
+See :func:`upgrade`; docs/rsae.md has the synthetic-data table and its command.
 """
 
 from __future__ import annotations
@@ -35,37 +49,66 @@ from torch import Tensor
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import as_source
 from rsae.core.metrics import evaluate_sae
-from rsae.core.rational import RationalActivation, rational_activation
+from rsae.core.rational import rational_activation
 from rsae.core.sae import SAE
 from rsae.core.trainer import Trainer
 from rsae.errors import ConfigError
 
-__all__ = ["Calibration", "UpgradeResult", "rsae_init", "calibrate", "upgrade"]
+__all__ = ["Calibration", "UpgradeResult", "rsae_init", "calibrate", "upgrade", "VARIANTS", "COEFFICIENT_SHARING",
+           "L0_BUDGET", "L0_EPS", "DESIGN_THRESHOLD", "fit_gate"]
+
+VARIANTS = ("magnitude", "paper")
+"""The two readings of the upgrade (module docstring)."""
+COEFFICIENT_SHARING = ("sae", "latent")
+"""``sae``: one (a, b, b_0, C_in, C_out) per SAE (per-latent scales only for JumpReLU); ``latent``: per-latent
+scales C_in,j, C_out,j with (a, b, b_0) shared."""
+L0_BUDGET = 1.05
+"""A fine-tuned model may have at most this factor times the teacher's held-out L0 (else ``over_budget``)."""
+L0_EPS = 1e-3
+"""``l0_eps`` counts |z| > L0_EPS · max|z| (max over all evaluated codes)."""
+DESIGN_THRESHOLD = 0.5
+"""θ = τ = 0.5: where the JumpReLU and TopK gate fits jump in design units (``rational_approx`` defaults)."""
+
+_FIT_GATE = {"relu": "relu", "jumprelu": "jumprelu", "topk": "topk_gate", "batchtopk": "topk_gate"}
+
+
+def fit_gate(teacher_gate: str) -> str:
+    """The ``rational_approx`` target whose minimax fit initialises the student of a teacher with this gate."""
+    if teacher_gate not in _FIT_GATE:
+        raise ConfigError(f"cannot upgrade a {teacher_gate!r} teacher; expected one of {sorted(_FIT_GATE)}")
+    return _FIT_GATE[teacher_gate]
 
 
 class Calibration(NamedTuple):
     """Outcome of :func:`calibrate`."""
 
     loss_before: float
-    """Mean squared code error on the support before fitting (initial coefficients, C_in = max |h|)."""
+    """Mean squared code error on the fitted entries before fitting (initial coefficients and scales)."""
     loss_after: float
     """The same after fitting."""
     n_entries: int
-    """Number of (token, latent) entries in the support used for the fit."""
+    """Number of (token, latent) entries used for the fit."""
     teacher_l0: float
     """The teacher's L0 (mean non-zero codes per token) on the calibration tokens."""
     a: list[float]
     """Fitted numerator coefficients."""
     b: list[float]
-    """Fitted denominator coefficients."""
+    """Fitted denominator coefficients b_1..b_n."""
     c_in: float
-    """Fitted C_in (shared)."""
+    """Fitted C_in (the median over latents for per-latent scales)."""
     c_out: float
-    """Fitted C_out (shared)."""
+    """Fitted C_out (the median over latents for per-latent scales)."""
+    b0: float = 0.0
+    """Fitted free constant b_0 of the denominator."""
+    support: str = "teacher"
+    """Which entries were fitted: ``teacher`` (the teacher's support, variant magnitude) or ``all``."""
+    loss_scales_only: float | None = None
+    """The loss after the first stage, which fits only the scales (the second fits everything and is kept only
+    where it is lower)."""
 
 
 class UpgradeResult(NamedTuple):
-    """Outcome of :func:`upgrade`: the models and their held-out metrics."""
+    """Outcome of :func:`upgrade`: the models and their held-out metrics. :meth:`to_dict` is the report format."""
 
     student_init: SAE
     """RSAE-init: teacher weights, calibrated rational."""
@@ -81,59 +124,157 @@ class UpgradeResult(NamedTuple):
     """Held-out metrics of the fine-tuned RSAE."""
     control_metrics: dict[str, Any] | None
     """Held-out metrics of the teacher fine-tuned with the same settings (``None`` if not run)."""
+    variant: str = "magnitude"
+    """``magnitude`` or ``paper`` (module docstring)."""
+    coefficient_sharing: str = "sae"
+    """``sae`` or ``latent``."""
+    seed: int | None = None
+    """Seed of the calibration sample and the fine-tune order (``None``: ``finetune.seed``)."""
+    floor: float | None = None
+    """Inference floor τ of the paper variant (codes |z| < τ zeroed), chosen on a held-in sample."""
+    floor_metrics: dict[str, Any] | None = None
+    """Held-out metrics of the fine-tuned RSAE with the floor τ (paper variant)."""
+    budget: dict[str, Any] | None = None
+    """L0 budget bookkeeping: ``factor``, the teacher's held-out ``teacher_l0``, the threshold ``projection``
+    factors applied (student, control) and the ``over_budget`` flags."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one report format (strict JSON: non-finite numbers become ``null``).
+
+        Keys: ``variant``, ``coefficient_sharing``, ``seed``, ``family`` (the teacher's gate), ``rational_type``,
+        ``teacher``, ``rsae_init``, ``rsae``, ``rsae_floor``, ``control`` (metric dicts or ``null``), ``floor``,
+        ``l0_eps`` (the ε of the ``l0_eps`` metric), ``calibration``, ``budget`` and ``flags``: ``over_budget``
+        (the fine-tuned RSAE's held-out L0 exceeds :data:`L0_BUDGET` × the teacher's; such a row is excluded from
+        wins), ``floor_over_budget``, ``control_over_budget`` and ``init_close`` (RSAE-init MSE within 2 % of
+        the teacher's).
+        """
+        budget = dict(self.budget or {})
+        teacher = self.teacher_metrics
+        flags = {
+            "over_budget": budget.get("over_budget", False),
+            "floor_over_budget": budget.get("floor_over_budget"),
+            "control_over_budget": budget.get("control_over_budget"),
+            "init_close": bool(abs(self.init_metrics["mse"] / teacher["mse"] - 1) <= 0.02)
+            if teacher["mse"] > 0 else None,
+        }
+        return _strict_json({
+            "variant": self.variant,
+            "coefficient_sharing": self.coefficient_sharing,
+            "seed": self.seed,
+            "family": self.student.cfg.rational_gate if self.variant == "magnitude" else _teacher_gate(self),
+            "rational_type": list(self.student.cfg.rational_type),
+            "teacher": teacher,
+            "rsae_init": self.init_metrics,
+            "rsae": self.student_metrics,
+            "rsae_floor": self.floor_metrics,
+            "control": self.control_metrics,
+            "floor": self.floor,
+            "l0_eps": L0_EPS,
+            "calibration": self.calibration._asdict(),
+            "budget": budget,
+            "flags": flags,
+        })
+
+
+def _teacher_gate(result: UpgradeResult) -> str:
+    return str((result.budget or {}).get("teacher_gate", result.student.cfg.rational_gate))
+
+
+def _strict_json(value: Any) -> Any:
+    """Non-finite floats → None, tuples → lists, tensors and numpy scalars → Python numbers (strict JSON)."""
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().tolist()
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
+def _initial_coefficients(gate: str, rational_type: tuple[int, int] | None,
+                          coefficients: tuple[Any, ...] | None) -> tuple[tuple[int, int], list, list, float]:
+    """(type, a, b, b_0): explicit ``coefficients`` (a, b[, b_0]) or the minimax fit of ``gate``."""
+    if coefficients is not None:
+        a, b = (torch.as_tensor(c, dtype=torch.float64).tolist() for c in coefficients[:2])
+        b0 = float(coefficients[2]) if len(coefficients) > 2 else 0.0
+        typ = (len(a) - 1, len(b))
+        if rational_type is not None and tuple(rational_type) != typ:
+            raise ConfigError(f"coefficients have type {typ} but rational_type={tuple(rational_type)}")
+        return typ, a, b, b0
+    from rational_approx import activation_coefficients
+
+    fit = activation_coefficients(gate, None if rational_type is None else tuple(rational_type))
+    return fit.type, fit.a.tolist(), fit.b.tolist(), float(fit.b0)
 
 
 def rsae_init(
     teacher: SAE,
     *,
-    rational_type: tuple[int, int] = (3, 2),
-    init_gate: str = "relu",
-    coefficients: tuple[Any, Any] | None = None,
+    rational_type: tuple[int, int] | None = None,
+    init_gate: str | None = None,
+    coefficients: tuple[Any, ...] | None = None,
     l1_on: str = "codes",
+    variant: str = "magnitude",
+    coefficient_sharing: str = "sae",
+    l1_coefficient: float | None = None,
 ) -> SAE:
-    """A rational SAE with the teacher's weights and gate and uncalibrated initial coefficients.
+    """A rational SAE with the teacher's weights and uncalibrated initial coefficients.
 
     Parameters
     ----------
     teacher : SAE
         A ``relu``, ``jumprelu``, ``topk`` or ``batchtopk`` SAE.
-    rational_type : (int, int)
-        Type (m, n) of the rational.
-    init_gate : str
-        Gate whose rational approximation gives the initial (a, b) (``rational_approx``), unless
-        ``coefficients`` is given.
-    coefficients : (a, b), optional
-        Explicit initial coefficients a_0..a_m and b_1..b_n.
+    rational_type : (int, int), optional
+        Type (m, n) of the rational; default ``rational_approx.default_type(init_gate)``.
+    init_gate : str, optional
+        Gate whose minimax rational gives the initial (a, b, b_0), unless ``coefficients`` is given; default the
+        teacher's own gate (:func:`fit_gate`), or ``relu`` with explicit ``coefficients``.
+    coefficients : (a, b) or (a, b, b_0), optional
+        Explicit initial coefficients a_0..a_m, b_1..b_n (and b_0, default 0).
     l1_on : str
         ``SAEConfig.rational_l1_on`` for a ReLU teacher (default ``codes``, the paper's λ‖z‖₁ on z = φ(h)).
+    variant, coefficient_sharing
+        See the module docstring. The ``magnitude`` student keeps the teacher's gate (and copies its thresholds);
+        the ``paper`` student has ``rational_gate="none"``.
+    l1_coefficient : float, optional
+        λ of the paper variant's λ‖z‖₁ (default: the teacher's ``l1_coefficient``).
     """
     tc = teacher.cfg
     if tc.family == "rational":
         raise ConfigError("the teacher is already a rational SAE; upgrade a relu/jumprelu/topk/batchtopk SAE")
-    if coefficients is None:
-        init = RationalActivation.from_gate(init_gate, tuple(rational_type))
-        a, b = init.a.detach().double().tolist(), init.b.detach().double().tolist()
-    else:
-        a, b = (torch.as_tensor(c, dtype=torch.float64).tolist() for c in coefficients)
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if coefficient_sharing not in COEFFICIENT_SHARING:
+        raise ConfigError(f"coefficient_sharing must be one of {COEFFICIENT_SHARING}, got {coefficient_sharing!r}")
+    # explicit coefficients are read as a ReLU-like magnitude (initial scale max |h|) unless init_gate names their gate
+    gate = init_gate if init_gate is not None else ("relu" if coefficients is not None else fit_gate(tc.gate))
+    typ, a, b, b0 = _initial_coefficients(gate, rational_type, coefficients)
     with torch.no_grad():
         unit_rows = bool(((teacher.W_dec.norm(dim=1) - 1).abs() < 1e-3).all())
+    per_latent = coefficient_sharing == "latent" or tc.gate == "jumprelu"
     cfg = SAEConfig(
         d_in=tc.d_in,
         d_sae=tc.d_sae,
         family="rational",
-        k=tc.k,
-        rational_gate=tc.gate,
-        l1_coefficient=tc.l1_coefficient,
+        k=tc.k if variant == "magnitude" else None,
+        rational_gate=tc.gate if variant == "magnitude" else "none",
+        l1_coefficient=tc.l1_coefficient if l1_coefficient is None else l1_coefficient,
         l1_weight_by_decoder_norm=tc.l1_weight_by_decoder_norm,
         rational_l1_on=l1_on,
         l0_coefficient=tc.l0_coefficient,
         jumprelu_bandwidth=tc.jumprelu_bandwidth,
         threshold_init=tc.threshold_init,
         batchtopk_threshold_momentum=tc.batchtopk_threshold_momentum,
-        rational_type=tuple(rational_type),
-        rational_init_gate=init_gate,
+        rational_type=typ,
+        rational_init_gate=gate,
         rational_a=tuple(a),
         rational_b=tuple(b),
+        rational_b0=b0,
+        rational_per_latent_scales=per_latent,
         apply_b_dec_to_input=tc.apply_b_dec_to_input,
         normalize_decoder=tc.normalize_decoder and unit_rows,
         dtype=tc.dtype,
@@ -143,95 +284,146 @@ def rsae_init(
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(student, name).copy_(getattr(teacher, name))
-        gate_tensors = {k: v for k, v in teacher.activation.file_tensors().items() if k == "threshold"}
-        act = student.activation
-        if tc.gate == "jumprelu":
-            act.log_threshold.copy_(gate_tensors["threshold"].log())
-        elif tc.gate == "batchtopk":
-            act.batch.load_file_tensors(gate_tensors)
+        if variant == "magnitude":
+            gate_tensors = {k: v for k, v in teacher.activation.file_tensors().items() if k == "threshold"}
+            act = student.activation
+            if tc.gate == "jumprelu":
+                act.log_threshold.copy_(gate_tensors["threshold"].log())
+            elif tc.gate == "batchtopk":
+                act.batch.load_file_tensors(gate_tensors)
     return student
 
 
-def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300) -> Calibration:
-    """Fit the student's (a, b, C_in, C_out) so φ(h) matches the teacher's codes on the teacher's support.
+def _design_scales(student: SAE, teacher: SAE, h: Tensor, support: Tensor | None) -> Tensor:
+    """Initial C_in (= C_out) per the module docstring: θ_j / θ_design for a JumpReLU teacher, τ_k / τ_design for
+    a top-k teacher fitted with the TopK gate, else max |h| over the fitted entries (so they map into [−1, 1])."""
+    gate, fit = teacher.cfg.gate, student.cfg.rational_init_gate
+    if fit == "jumprelu" and gate == "jumprelu":
+        return teacher.activation.threshold.detach().double() / DESIGN_THRESHOLD
+    if fit == "topk_gate" and teacher.cfg.k is not None:
+        flat = h.flatten()
+        q = 1.0 - teacher.cfg.k / teacher.cfg.d_sae
+        sample = flat if flat.numel() <= 2**24 else flat[torch.randperm(flat.numel())[: 2**24]]
+        tau = float(torch.quantile(sample.float(), q))
+        return torch.tensor(max(tau, 1e-12) / DESIGN_THRESHOLD, dtype=torch.float64)
+    kept = h[support] if support is not None else h
+    return torch.tensor(max(float(kept.abs().max()), 1e-12), dtype=torch.float64)
+
+
+def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300, support: str | None = None,
+              max_entries: int = 1 << 22) -> Calibration:
+    """Fit the student's (a, b, b_0, C_in, C_out) so φ(h) matches the teacher's codes by least squares.
 
     Parameters
     ----------
     student : SAE
-        Output of :func:`rsae_init` (shared scales).
+        Output of :func:`rsae_init`.
     teacher : SAE
         The teacher.
     x : Tensor
         Calibration tokens [n, d_in].
     max_iter : int
-        L-BFGS iterations.
+        L-BFGS iterations per stage.
+    support : {"teacher", "all"}, optional
+        The fitted entries: the teacher's support (default for a student with a hard gate) or every (token,
+        latent) entry (default for ``rational_gate="none"``).
+    max_entries : int
+        Tokens are subsampled so that at most this many entries enter the fit.
+
+    Notes
+    -----
+    Two L-BFGS stages in float64 (strong-Wolfe line search): the scales alone (well conditioned), then every
+    parameter; the second is kept only where it lowers the loss, since the monomial coefficients of a (9, 8) gate
+    fit reach 1e7 and a full step can make things worse.
     """
     phi = student.activation.phi
-    if phi.log_c_in.dim():
-        raise ConfigError("calibration fits shared scales; build the student with rational_per_latent_scales=False")
+    if support is None:
+        support = "all" if student.cfg.rational_gate == "none" else "teacher"
+    if support not in ("teacher", "all"):
+        raise ConfigError(f"support must be 'teacher' or 'all', got {support!r}")
     teacher_mode = teacher.training
     teacher.eval()
     with torch.no_grad():
         x = x.to(teacher.device, teacher.dtype)
+        x = x[: max(1, max_entries // teacher.cfg.d_sae)]
         h = teacher.pre_acts(x)
         z_teacher = teacher.activation(h)
-        support = z_teacher != 0
-        teacher_l0 = float(support.sum(-1).float().mean())
-        h_kept = h[support].double()
-        target = z_teacher[support].double()
+        mask = z_teacher != 0
+        teacher_l0 = float(mask.sum(-1).float().mean())
     teacher.train(teacher_mode)
-    if h_kept.numel() == 0:
+    if not bool(mask.any()):
         raise ConfigError("the teacher's codes are all zero on the calibration tokens; nothing to calibrate")
+    per_latent = phi.log_c_in.dim() > 0
+    with torch.no_grad():
+        h64, target = h.double(), z_teacher.double()
+        c0 = _design_scales(student, teacher, h64, mask)
+        c0 = c0.expand(teacher.cfg.d_sae).clone() if per_latent else c0.reshape(())
+    # one dense pass of the fused kernel (per-latent scales broadcast over columns), the residual masked off the
+    # fitted entries; with shared scales the fitted entries are gathered instead
+    weight = mask.double() if support == "teacher" else torch.ones_like(h64)
+    count = float(weight.sum())
+    if support == "teacher" and not per_latent:  # shared scales: only the fitted entries need evaluating
+        h64, target, weight = h64[mask], target[mask], torch.ones(int(count), dtype=torch.float64)
+
     a = phi.a.detach().double().clone().requires_grad_(True)
     b = phi.b.detach().double().clone().requires_grad_(True)
-    log_c_in = torch.tensor(math.log(float(h_kept.abs().max())), dtype=torch.float64, requires_grad=True)
-    log_c_out = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    params = [a, b, log_c_in, log_c_out]
-    scale = float(target.pow(2).mean())
+    b0 = phi.b0.detach().double().clone().requires_grad_(True)
+    log_c_in = c0.log().requires_grad_(True)
+    log_c_out = c0.log().clone().requires_grad_(True)
+    scale = float(target.pow(2).sum()) / count or 1.0
 
     def loss_fn() -> Tensor:
-        return (rational_activation(h_kept, a, b, log_c_in, log_c_out) - target).pow(2).mean() / scale
+        out = rational_activation(h64, a, b, log_c_in, log_c_out, b0)
+        return ((out - target).pow(2) * weight).sum() / count / scale
 
+    def run(params: list[Tensor]) -> None:
+        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=20,
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-13)
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+
+    def snapshot() -> list[Tensor]:
+        return [p.detach().clone() for p in (a, b, b0, log_c_in, log_c_out)]
+
+    def restore(values: list[Tensor]) -> None:
+        with torch.no_grad():
+            for p, v in zip((a, b, b0, log_c_in, log_c_out), values, strict=True):
+                p.copy_(v)
+
+    def current() -> float:
+        with torch.no_grad():
+            value = float(loss_fn()) * scale
+        return value if math.isfinite(value) else math.inf
+
+    before = current()
+    best, best_loss = snapshot(), before
+    run([log_c_in, log_c_out])
+    scales_only = current()
+    if scales_only <= best_loss:
+        best, best_loss = snapshot(), scales_only
+    restore(best)
+    run([a, b, b0, log_c_in, log_c_out])
+    if current() < best_loss:
+        best, best_loss = snapshot(), current()
+    restore(best)
+    if not math.isfinite(best_loss):
+        raise ConfigError("calibration produced a non-finite loss; try more calibration tokens or other coefficients")
     with torch.no_grad():
-        before = float(loss_fn()) * scale
-    optimizer = torch.optim.LBFGS(
-        params,
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-12,
-        tolerance_change=1e-15,
-    )
-
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        after = float(loss_fn()) * scale
-        if not math.isfinite(after) or after > before:
-            raise ConfigError(
-                f"calibration diverged (loss {before:.3g} -> {after:.3g}); try more "
-                "calibration tokens or other initial coefficients"
-            )
         phi.a.copy_(a)
         phi.b.copy_(b)
-        phi.log_c_in.fill_(float(log_c_in.detach()))
-        phi.log_c_out.fill_(float(log_c_out.detach()))
-    return Calibration(
-        before,
-        after,
-        int(h_kept.numel()),
-        teacher_l0,
-        a.detach().tolist(),
-        b.detach().tolist(),
-        math.exp(float(log_c_in.detach())),
-        math.exp(float(log_c_out.detach())),
-    )
+        phi.b0.copy_(b0)
+        phi.log_c_in.copy_(log_c_in.to(phi.log_c_in.dtype).reshape(phi.log_c_in.shape))
+        phi.log_c_out.copy_(log_c_out.to(phi.log_c_out.dtype).reshape(phi.log_c_out.shape))
+    c_in, c_out = (float(torch.exp(v.detach()).median()) for v in (log_c_in, log_c_out))
+    return Calibration(before, best_loss, int(count), teacher_l0, a.detach().tolist(), b.detach().tolist(),
+                       c_in, c_out, float(b0.detach()), support,
+                       scales_only if math.isfinite(scales_only) else None)
 
 
 def upgrade(
@@ -240,9 +432,9 @@ def upgrade(
     eval_data: Any,
     finetune: TrainConfig,
     *,
-    rational_type: tuple[int, int] = (3, 2),
-    init_gate: str = "relu",
-    coefficients: tuple[Any, Any] | None = None,
+    rational_type: tuple[int, int] | None = None,
+    init_gate: str | None = None,
+    coefficients: tuple[Any, ...] | None = None,
     l1_on: str = "codes",
     train_encoder: bool = True,
     calibration_tokens: int = 8192,
@@ -250,6 +442,11 @@ def upgrade(
     l0_budget: float | None = None,
     control: bool = True,
     progress: bool = False,
+    variant: str = "magnitude",
+    coefficient_sharing: str = "sae",
+    seed: int | None = None,
+    l1_coefficient: float | None = None,
+    calibration_iters: int = 300,
 ) -> UpgradeResult:
     """Run the two-stage upgrade and evaluate teacher, RSAE-init, fine-tuned RSAE (and the control).
 
@@ -264,55 +461,153 @@ def upgrade(
         Fine-tuning settings (its ``init_*`` data initialisations are switched off: weights come from the
         teacher).
     rational_type, init_gate, coefficients, l1_on
-        See :func:`rsae_init`.
+        See :func:`rsae_init` (default: the minimax fit of the teacher's own gate and its default type).
     train_encoder : bool
-        Fine-tune W_enc, b_enc and b_dec too (the paper: everything). ``False`` freezes them, so the student
-        keeps exactly the teacher's support (and L0) and only φ, W_dec learn; the control is then frozen alike.
+        Fine-tune W_enc, b_enc and b_dec too (the paper: everything). ``False`` freezes them, so a magnitude
+        student keeps exactly the teacher's support (and L0) and only φ, W_dec learn; the control is frozen alike.
     calibration_tokens : int
-        Tokens of ``train_data`` used by :func:`calibrate`.
+        Tokens of ``train_data`` used by :func:`calibrate` (and, from a second sample, for the budget projection
+        and the inference floor).
     eval_tokens : int, optional
         Cap on the held-out tokens evaluated.
     l0_budget : float, optional
         Fine-tune under the constraint L0 ≤ l0_budget · (the teacher's L0 on the calibration tokens), enforced
         by the trainer's dual-ascent multiplier on the sparsity penalty (``TrainConfig.l0_target``); ``None``
-        (default) keeps the teacher's penalty unchanged. Top-k gates have a fixed L0 and no penalty, so it does nothing
-        there.
+        (default) keeps the teacher's penalty unchanged. Independent of it, the final projection and the
+        ``over_budget`` flag use :data:`L0_BUDGET`.
     control : bool
         Also fine-tune a copy of the teacher with the same settings.
     progress : bool
         Progress bars on stderr.
+    variant : {"magnitude", "paper"}
+        The reading of the upgrade (module docstring).
+    coefficient_sharing : {"sae", "latent"}
+        Shared scales or per-latent scales (module docstring).
+    seed : int, optional
+        Seed of the calibration sample and of the fine-tune's data order (default ``finetune.seed``).
+    l1_coefficient : float, optional
+        λ of the paper variant's λ‖z‖₁ (default the teacher's ``l1_coefficient``).
+    calibration_iters : int
+        L-BFGS iterations per calibration stage (:func:`calibrate`).
     """
     train_src = as_source(train_data)
-    student = rsae_init(
-        teacher, rational_type=rational_type, init_gate=init_gate, coefficients=coefficients, l1_on=l1_on
-    )
-    sample = train_src.sample(min(calibration_tokens, train_src.n_tokens), seed=finetune.seed)
-    calibration = calibrate(student, teacher, sample)
+    seed = finetune.seed if seed is None else int(seed)
+    student = rsae_init(teacher, rational_type=rational_type, init_gate=init_gate, coefficients=coefficients,
+                        l1_on=l1_on, variant=variant, coefficient_sharing=coefficient_sharing,
+                        l1_coefficient=l1_coefficient)
+    n_cal = min(calibration_tokens, train_src.n_tokens)
+    sample = train_src.sample(n_cal, seed=seed)
+    held_in = train_src.sample(n_cal, seed=seed + 1)
+    calibration = calibrate(student, teacher, sample, max_iter=calibration_iters)
     student.eval()
-    student_init = SAE(student.cfg).to(student.device)
-    student_init.load_state_dict(student.state_dict())
-    student_init.eval()
+    student_init = _copy(student)
 
     def metrics(model: SAE) -> dict[str, Any]:
-        return evaluate_sae(model, eval_data, max_tokens=eval_tokens)
+        out = dict(evaluate_sae(model, eval_data, max_tokens=eval_tokens))
+        out["l0_eps"] = _l0_eps(model, eval_data, eval_tokens)
+        return out
 
     teacher_metrics = metrics(teacher)
     init_metrics = metrics(student_init)
-    tune = finetune.replace(init_b_dec_geometric_median=False, init_rational_scale_from_data=False)
+    tune = finetune.replace(init_b_dec_geometric_median=False, init_rational_scale_from_data=False, seed=seed)
     if l0_budget is not None:
         tune = tune.replace(l0_target=l0_budget * calibration.teacher_l0)
     _fine_tune(student, tune, train_src, train_encoder, progress)
     student.eval()
+    teacher_l0_held_in = _l0(teacher, held_in)
+    budget: dict[str, Any] = {"factor": L0_BUDGET, "teacher_l0": teacher_metrics["l0"],
+                              "teacher_gate": teacher.cfg.gate,
+                              "projection": _project_thresholds(student, held_in, L0_BUDGET * teacher_l0_held_in)}
     student_metrics = metrics(student)
+    limit = L0_BUDGET * teacher_metrics["l0"]
+    budget["over_budget"] = bool(student_metrics["l0"] > limit)
+    floor, floor_metrics = None, None
+    if variant == "paper":
+        floor = _choose_floor(student, held_in, L0_BUDGET * teacher_l0_held_in)
+        floored = _copy(student, rational_floor=floor)
+        floor_metrics = metrics(floored)
+        budget["floor_over_budget"] = bool(floor_metrics["l0"] > limit)
     control_metrics = None
     if control:
-        copy = SAE(teacher.cfg).to(teacher.device)
-        copy.load_state_dict(teacher.state_dict())
+        copy = _copy(teacher)
+        copy.train()
         _fine_tune(copy, tune, train_src, train_encoder, progress)
-        control_metrics = metrics(copy.eval())
-    return UpgradeResult(
-        student_init, student, calibration, teacher_metrics, init_metrics, student_metrics, control_metrics
-    )
+        copy.eval()
+        budget["control_projection"] = _project_thresholds(copy, held_in, L0_BUDGET * teacher_l0_held_in)
+        control_metrics = metrics(copy)
+        budget["control_over_budget"] = bool(control_metrics["l0"] > limit)
+    return UpgradeResult(student_init, student, calibration, teacher_metrics, init_metrics, student_metrics,
+                         control_metrics, variant, coefficient_sharing, seed, floor, floor_metrics, budget)
+
+
+def _copy(model: SAE, **changes: Any) -> SAE:
+    """An independent copy of ``model`` in eval mode (config ``changes`` applied, e.g. ``rational_floor``)."""
+    cfg = model.cfg.replace(**changes) if changes else model.cfg
+    out = SAE(cfg).to(model.device)
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+@torch.no_grad()
+def _codes(model: SAE, x: Tensor, batch: int = 4096) -> list[Tensor]:
+    return [model.encode(x[i: i + batch].to(model.device, model.dtype)) for i in range(0, x.shape[0], batch)]
+
+
+def _l0(model: SAE, x: Tensor) -> float:
+    """Mean exact non-zeros per token of ``model``'s codes on ``x``."""
+    return float(sum(int((z != 0).sum()) for z in _codes(model, x)) / max(1, x.shape[0]))
+
+
+@torch.no_grad()
+def _l0_eps(model: SAE, data: Any, max_tokens: int | None) -> float:
+    """Mean count per token of |z| > L0_EPS · max|z| (max over all evaluated codes) on the held-out tokens."""
+    src = as_source(data)
+    n = src.n_tokens if max_tokens is None else min(max_tokens, src.n_tokens)
+    x = src.sample(n, seed=0)
+    codes = _codes(model, x)
+    top = max(float(z.abs().max()) for z in codes) if codes else 0.0
+    if top == 0.0:
+        return 0.0
+    return float(sum(int((z.abs() > L0_EPS * top).sum()) for z in codes) / n)
+
+
+@torch.no_grad()
+def _project_thresholds(model: SAE, x: Tensor, limit: float) -> float | None:
+    """For a JumpReLU gate: multiply every threshold by the smallest c ≥ 1 (bisection, relative 1e-3) with L0 ≤
+    ``limit`` on ``x``; return c (1.0 when already within). ``None`` for other gates (nothing to project)."""
+    act = model.activation
+    log_t = getattr(act, "log_threshold", None)
+    if log_t is None or model.cfg.gate != "jumprelu":
+        return None
+    if _l0(model, x) <= limit:
+        return 1.0
+    base = log_t.detach().clone()
+
+    def l0_at(c: float) -> float:
+        log_t.copy_(base + math.log(c))
+        return _l0(model, x)
+
+    lo, hi = 1.0, 2.0
+    while l0_at(hi) > limit and hi < 2.0**20:
+        lo, hi = hi, hi * 2
+    for _ in range(40):
+        if hi / lo - 1 < 1e-3:
+            break
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if l0_at(mid) > limit else (lo, mid)
+    l0_at(hi)
+    return hi
+
+
+@torch.no_grad()
+def _choose_floor(model: SAE, x: Tensor, limit: float) -> float:
+    """The smallest floor τ with mean count per token of |z| ≥ τ at most ``limit`` on ``x`` (a quantile of |z|)."""
+    mags = torch.cat([z.abs().flatten().float() for z in _codes(model, x)])
+    keep = int(math.floor(limit * x.shape[0]))
+    if keep >= mags.numel():
+        return 0.0
+    top = torch.topk(mags, keep + 1).values  # the (keep+1)-th largest |z| must fall below τ
+    return float(torch.nextafter(top[-1], torch.tensor(math.inf)))
 
 
 def _fine_tune(sae: SAE, cfg: TrainConfig, source: Any, train_encoder: bool, progress: bool) -> None:

@@ -83,3 +83,67 @@ def test_errors():
         relaxed_remez("relu", (3, -1))
     with pytest.raises(DegreeError):
         least_squares_fit(np.linspace(-1, 1, 10), np.zeros(10), (2, 1), inits=[SafePade([0.0], [1.0])])
+
+
+# ------------------------------------------------------------------------------ the free constant b_0
+@given(st.lists(st.floats(-3, 3), min_size=1, max_size=5), st.lists(st.floats(-2, 2), min_size=1, max_size=4),
+       st.floats(0.05, 5))
+@settings(max_examples=60, deadline=None)
+def test_from_rational_is_exact_where_q_is_positive(p, qtail, lift):
+    """Any q > 0 on the interval, whatever its minimum, is followed exactly by 1 + |b_0 + Σ b_j t^j|."""
+    x = np.linspace(-1, 1, 401)
+    qpoly = np.concatenate([[0.0], qtail])
+    q = qpoly.copy()
+    q[0] = lift - np.min(np.polynomial.polynomial.polyval(x, qpoly))  # min q ≈ lift > 0 on [-1, 1]
+    fine = np.linspace(-1, 1, 20001)
+    if not np.min(np.polynomial.polynomial.polyval(fine, q)) > 0:
+        return
+    r = SafePade.from_rational(p, q, (-1, 1), margin=1e-6)
+    want = np.polynomial.polynomial.polyval(x, p) / np.polynomial.polynomial.polyval(x, q)
+    assert np.allclose(r(x), want, rtol=1e-10, atol=1e-12 * max(1.0, np.max(np.abs(want))))
+    assert np.min(r.B(fine)) >= 1e-6 * (1 - 1e-6)  # B = s·q − 1 ≥ margin: |·| is inactive, r = p/q exactly
+    assert np.min(r.B(fine)) <= 1e-3  # and s = (1 + margin)/min q is the smallest such scale
+    assert r.is_rational_on((-1, 1))
+
+
+def test_from_rational_rejects_a_pole_and_flips_a_negative_q():
+    with pytest.raises(RationalApproxError, match="pole"):
+        SafePade.from_rational([1.0], [0.1, 1.0], (-1, 1))  # q = 0.1 + t vanishes at −0.1
+    r = SafePade.from_rational([1.0, 2.0], [-2.0, 0.0, -1.0], (-1, 1))  # (1 + 2t) / (−2 − t²)
+    x = np.linspace(-1, 1, 11)
+    assert np.allclose(r(x), (1 + 2 * x) / (-2 - x**2))
+    assert r.b0 == pytest.approx(0.0) and r.to_dict()["b0"] == r.b0
+
+
+def test_b0_moves_the_kink_of_the_safe_form():
+    r = SafePade([1.0], [1.0], b0=-0.5)  # B = t − 0.5 changes sign at 0.5
+    assert np.allclose(r.sign_changes(), [0.5]) and not r.is_rational_on((-1, 1))
+    assert r(np.array([0.5]))[0] == 1.0 and r(np.array([1.0]))[0] == pytest.approx(1 / 1.5)
+
+
+@pytest.mark.parametrize("gate", ["jumprelu", "topk"])
+def test_gate_fits_reach_the_minimax_error_in_the_safe_form(gate):
+    """Acceptance (issue 8): the (9, 8) safe-form fits of the JumpReLU and TopK gates (θ = τ = 0.5, gap 0.05)
+    have the minimax error to relative 1e-6, measured on the safe form itself."""
+    from rational_approx.fitting.activation import activation_coefficients
+
+    c = activation_coefficients(gate)
+    assert c.type == (9, 8) and c.method == "minimax" and c.safe_form_exact
+    assert c.domain.intervals == ((-1.0, 0.45), (0.55, 1.0))
+    assert abs(c.error / c.minimax_error - 1) < 1e-6
+    assert c.minimax_error == pytest.approx(6.1031e-5, rel=1e-4)  # REFERENCE.md
+    assert c.b0 > 1e4  # the minimum of q is far from t = 0: without b_0 the form could not follow it
+
+
+@pytest.mark.parametrize("gate", ["jumprelu", "topk"])
+def test_gate_fit_certificate(gate):
+    """A rigorous certificate of the safe form (type (5, 4), fast; the (9, 8) one and its command are in
+    docs/rational_activation.md): B > 0 on [−1, 1] proved, so the safe form is the rational P/(1 + B), and its sup
+    error enclosed within relative 1e-6 of the minimax error."""
+    from rational_approx.fitting.activation import activation_coefficients
+
+    c = activation_coefficients(gate, (5, 4))
+    cert = c.certify(rtol=1e-7)
+    assert cert["exact_form"] and cert["B_min_lower"] > 0 and cert["complete"]
+    assert cert["lower"] <= c.error * (1 + 1e-9) and cert["lower"] <= cert["upper"]
+    assert cert["upper"] <= c.minimax_error * (1 + 1e-6)

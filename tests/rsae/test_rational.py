@@ -72,11 +72,11 @@ def assert_matches_reference(h: torch.Tensor, y: torch.Tensor, a: torch.Tensor, 
 
 
 def naive(h: torch.Tensor, a: torch.Tensor, b: torch.Tensor, log_c_in: torch.Tensor,
-          log_c_out: torch.Tensor) -> torch.Tensor:
+          log_c_out: torch.Tensor, b0: torch.Tensor | None = None) -> torch.Tensor:
     """The plain formula (powers of t, autograd through |·|): a reference for moderate inputs."""
     t = h * torch.exp(-log_c_in)
     p = sum(a[i] * t**i for i in range(a.shape[0]))
-    q = sum((b[j] * t ** (j + 1) for j in range(b.shape[0])), torch.zeros_like(t))
+    q = sum((b[j] * t ** (j + 1) for j in range(b.shape[0])), torch.zeros_like(t) if b0 is None else b0)
     return torch.exp(log_c_out) * p / (1 + q.abs())
 
 
@@ -315,7 +315,7 @@ def test_bf16_autocast() -> None:
     assert h.dtype == torch.bfloat16 and y.dtype == torch.bfloat16
     torch.testing.assert_close(y, act(h.detach().float()).to(torch.bfloat16))
     y.float().sum().backward()
-    assert act.a.grad.dtype == torch.float32 and torch.isfinite(act.a.grad).all()
+    assert act.a.grad.dtype == torch.float64 and torch.isfinite(act.a.grad).all()  # coefficients are float64
     assert torch.isfinite(lin.weight.grad).all()
 
 
@@ -372,11 +372,12 @@ def test_configure_kernels_rejects_bad_values() -> None:
 
 def test_module_parameters_repr_and_coefficients() -> None:
     act = RationalActivation(RELU32_A, RELU32_B, c_in=2.0, c_out=0.5, d_sae=4)
-    assert dict(act.named_parameters()).keys() == {"a", "b", "log_c_in", "log_c_out"}
+    assert dict(act.named_parameters()).keys() == {"a", "b", "log_c_in", "log_c_out", "b0"}
     assert act.type == (3, 2)
     assert "type=(3, 2)" in repr(act) and "d_sae=4" in repr(act) and "c_in=2" in repr(act)
     coef = act.coefficients()
-    a, b, c_in, c_out = coef
+    a, b, c_in, c_out, b0 = coef
+    assert b0 == 0.0
     assert isinstance(a, np.ndarray) and a.dtype == np.float64
     np.testing.assert_allclose(a, RELU32_A, rtol=1e-7)
     np.testing.assert_allclose(b, RELU32_B, rtol=1e-7)
@@ -473,3 +474,118 @@ def test_forward_rejects_mismatched_d_sae_and_bad_inputs() -> None:
         rational_activation(torch.randn(3, 4), a, b, torch.zeros(3), torch.zeros(3))
     with pytest.raises(ConfigError, match="is on meta"):
         safe_pade(torch.randn(3), a.to("meta"), b)
+
+
+# ------------------------------------------------------------------------------- the free constant b_0
+
+
+def naive_b0(h: torch.Tensor, a: torch.Tensor, b: torch.Tensor, log_c_in: torch.Tensor, log_c_out: torch.Tensor,
+             b0: torch.Tensor) -> torch.Tensor:
+    return naive(h, a, b, log_c_in, log_c_out, b0)
+
+
+@pytest.mark.parametrize("per_latent", [False, True], ids=["shared", "per_latent"])
+@pytest.mark.parametrize("mn", [(3, 2), (9, 8), (2, 0)], ids=str)
+def test_gradcheck_float64_with_b0(mn: tuple[int, int], per_latent: bool) -> None:
+    """∂/∂b_0 and every other gradient of the form 1 + |b_0 + B(t)|, both branches (|t| ≤ 1 and > 1)."""
+    h, a, b, lci, lco = (x.detach() for x in gradcheck_inputs(*mn, d=5, per_latent=per_latent, seed=11))
+    b0 = torch.tensor(0.7, dtype=torch.float64)
+    c = torch.cat([b0.reshape(1), b])
+    t = (h * torch.exp(-lci)).detach()
+    q = sum(c[j] * t**j for j in range(c.shape[0]))
+    h = torch.where(q.abs() > 0.05, h, h + 0.3)  # keep finite differences off the kink B = 0
+    inputs = tuple(x.clone().requires_grad_() for x in (h, a, b, lci, lco, b0))
+    assert torch.autograd.gradcheck(rational_activation, inputs)
+    assert torch.autograd.gradcheck(safe_pade, (inputs[0].reshape(-1)[:12].detach().requires_grad_(), *inputs[1:3],
+                                                inputs[5]))
+
+
+def test_b0_matches_the_plain_formula_and_reaches_b0_gradient() -> None:
+    a, b = coefficients(5, 4, seed=4)
+    b0 = torch.tensor(-1.3, dtype=torch.float64, requires_grad=True)
+    h = torch.linspace(-3, 3, 61, dtype=torch.float64).reshape(-1, 1)
+    zero = torch.zeros((), dtype=torch.float64)
+    y = rational_activation(h, a, b, zero, zero, b0)
+    ref_b0 = b0.detach().clone().requires_grad_()
+    ref = naive(h, a, b, zero, zero, ref_b0)
+    torch.testing.assert_close(y, ref)
+    y.sum().backward()
+    ref.sum().backward()
+    assert b0.grad is not None and float(b0.grad) != 0.0
+    torch.testing.assert_close(b0.grad, ref_b0.grad)
+
+
+def test_b0_finite_over_the_float32_range() -> None:
+    """Finite outputs and gradients for extreme float32 inputs with the (9, 8) gate fit's large coefficients."""
+    from rational_approx import activation_coefficients
+
+    fit = activation_coefficients("jumprelu")
+    act = RationalActivation(fit.a, fit.b, b0=fit.b0, d_sae=3)
+    vals = [F32_MAX, -F32_MAX, 1e30, -1e-30, 1e-45, 0.0, 0.5, 0.4999, 0.55, 1.0, -1.0, 3e4, -7e12]
+    h = torch.tensor(vals, dtype=torch.float32).reshape(-1, 1).expand(-1, 3).contiguous().requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = act(h)
+        y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(h.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in act.parameters())
+
+
+def test_float32_kernel_keeps_the_9_8_gate_fit_accurate() -> None:
+    """The (9, 8) JumpReLU fit's monomial coefficients reach 1.5e7 and cancel: float32 Horner would have sup error
+    0.015 on the gapped domain. The kernel sees the ill-conditioning (float32_error_bound > tolerance), computes
+    in float64 from float64 coefficients, and its float32 output keeps the minimax error up to output rounding."""
+    from rational_approx import activation_coefficients
+    from rsae.core.rational import float32_error_bound
+
+    fit = activation_coefficients("jumprelu")
+    assert float32_error_bound(fit.a, fit.b, fit.b0) > 1e-5
+    act = RationalActivation(fit.a, fit.b, b0=fit.b0).float()
+    assert act.a.dtype == torch.float64  # a module cast leaves the coefficients in float64
+    t = np.concatenate([np.linspace(lo, hi, 50001) for lo, hi in fit.domain.intervals]).astype(np.float32)
+    y = act(torch.from_numpy(t)).detach()
+    assert y.dtype == torch.float32
+    t64 = t.astype(np.float64)
+    err = np.max(np.abs(y.double().numpy() - np.where(t64 > 0.5, t64, 0.0)))
+    assert fit.minimax_error * (1 - 1e-3) <= err <= fit.minimax_error + 2 * 2.0**-24  # + output rounding
+    configure_kernels(precision="float32")
+    try:
+        forced = act(torch.from_numpy(t)).detach().double().numpy()
+    finally:
+        configure_kernels(precision="auto")
+    assert np.max(np.abs(forced - np.where(t64 > 0.5, t64, 0.0))) > 100 * fit.minimax_error
+
+
+def test_state_dict_without_b0_loads_as_the_old_form() -> None:
+    act = RationalActivation(RELU32_A, RELU32_B, b0=0.25)
+    state = {k: v for k, v in act.state_dict().items() if k != "b0"}
+    fresh = RationalActivation(RELU32_A, RELU32_B, b0=0.9)
+    fresh.load_state_dict(state)
+    assert float(fresh.b0.detach()) == 0.0
+    with pytest.raises(ConfigError, match="precision"):
+        configure_kernels(precision="half")
+
+
+def test_sae_file_without_b0_loads_as_the_old_form(tmp_path) -> None:
+    """A rational SAE folder written before b_0 existed (no ``rational_b0`` tensor) loads with b_0 = 0, and a new
+    one round-trips b_0 and the float64 coefficients exactly."""
+    from safetensors.torch import load_file, save_file
+
+    from rsae.core.config import SAEConfig
+    from rsae.core.io import WEIGHTS_FILE, load_sae, save_sae
+    from rsae.core.sae import SAE
+
+    cfg = SAEConfig(d_in=4, d_sae=6, family="rational", rational_a=tuple(RELU32_A), rational_b=tuple(RELU32_B),
+                    rational_b0=0.125)
+    sae = SAE.from_config(cfg, seed=0)
+    save_sae(sae, tmp_path / "new")
+    again = load_sae(tmp_path / "new")
+    assert float(again.activation.phi.b0.detach()) == 0.125
+    assert again.activation.phi.a.dtype == torch.float64
+    assert again.activation.phi.a.tolist() == RELU32_A
+    save_sae(sae, tmp_path / "old")
+    tensors = load_file(str(tmp_path / "old" / WEIGHTS_FILE))
+    del tensors["rational_b0"]
+    save_file(tensors, str(tmp_path / "old" / WEIGHTS_FILE))
+    old = load_sae(tmp_path / "old")
+    assert float(old.activation.phi.b0.detach()) == 0.0 and old.cfg.rational_b0 == 0.0
