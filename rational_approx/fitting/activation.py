@@ -41,6 +41,7 @@ from rational_approx.fitting.minimax import minimax
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.extrema import sup_error
 from rational_approx.representation.safepade import SafePade, polynomial_min, relaxed_remez
+from rational_approx.representation.targets import resolve_target
 
 __all__ = ["ActivationCoefficients", "activation_coefficients", "default_type", "DEFAULT_TYPES", "GATE_ALIASES",
            "SAFE_MARGIN"]
@@ -130,7 +131,8 @@ class ActivationCoefficients:
         """
         from decimal import Decimal, localcontext
 
-        from rational_approx.verification.certify import certified_sup_error, certify_pole_free
+        from rational_approx.verification.pole_free import certify_pole_free
+        from rational_approx.verification.upper_bound import certified_sup_error
 
         lo, hi = self.domain.a, self.domain.b
         Bc = np.concatenate([[self.b0], self.b])
