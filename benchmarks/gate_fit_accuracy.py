@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from rational_approx import activation_coefficients
+from rational_approx import activation_coefficients, certify_activation
 from rsae.core.rational import RationalActivation, configure_kernels, float32_error_bound
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     out = {}
     for gate in ("relu", "jumprelu", "topk"):
         fit = activation_coefficients(gate)
-        cert = fit.certify(rtol=1e-7)
+        cert = certify_activation(fit, rtol=1e-7)
         out[gate] = {
             "type": list(fit.type), "domain": [list(iv) for iv in fit.domain.intervals], "b0": fit.b0,
             "max_abs_coefficient": float(max(np.abs(fit.a).max(), np.abs(fit.b).max(), abs(fit.b0))),

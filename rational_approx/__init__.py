@@ -38,6 +38,7 @@ from rational_approx.representation.domain import Domain
 from rational_approx.representation.extrema import local_extrema, sup_error
 from rational_approx.representation.safepade import SafePade, least_squares_fit, relaxed_remez
 from rational_approx.representation.targets import TARGET_NAMES, Target, get_target
+from rational_approx.verification.activation_certificate import certify_activation
 from rational_approx.verification.certify import Certificate, certify
 from rational_approx.verification.claims import claims, claims_markdown
 from rational_approx.verification.lower_bound import vallee_poussin_lower_bound
@@ -54,7 +55,8 @@ from rational_approx.verification.theory import (
 from rational_approx.verification.upper_bound import certified_sup_error
 
 __all__ = [
-    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients", "default_type", "DEFAULT_TYPES",
+    "AAAResult", "aaa", "ActivationCoefficients", "activation_coefficients", "certify_activation", "default_type",
+    "DEFAULT_TYPES",
     "BarycentricRational", "PolyQuotient", "Certificate", "certified_sup_error", "certify", "certify_pole_free",
     "vallee_poussin_lower_bound", "Domain", "ConvergenceError", "DegreeError", "DomainError", "IllConditionedWarning",
     "RationalApproxError", "TargetError", "local_extrema", "sup_error", "HighPrecResult", "abs_minimax",

@@ -41,7 +41,6 @@ from rational_approx.fitting.minimax import minimax
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.extrema import sup_error
 from rational_approx.representation.safepade import SafePade, polynomial_min, relaxed_remez
-from rational_approx.representation.targets import resolve_target
 
 __all__ = ["ActivationCoefficients", "activation_coefficients", "default_type", "DEFAULT_TYPES", "GATE_ALIASES",
            "SAFE_MARGIN"]
@@ -118,35 +117,6 @@ class ActivationCoefficients:
 
     def __call__(self, t: np.ndarray | float) -> np.ndarray:
         return self.safe_pade(t)
-
-    def certify(self, *, rtol: float = 1e-7, prec: int = 256) -> dict:
-        """Rigorous bounds on the sup error of the safe form as its float64 coefficients stand.
-
-        Two ball-arithmetic steps (:mod:`rational_approx.verification.certify`): (1) B = b_0 + Σ b_j t^j has no
-        zero on the hull of the domain (:func:`certify_pole_free` on B as a "denominator") and is positive at the
-        midpoint, so |B| = B there and the safe form *is* the rational P / (1 + B); (2) rigorous upper and lower
-        bounds of sup |gate − P/(1 + B)| over the domain (:func:`certified_sup_error`), with 1 + b_0 formed
-        exactly. Returns a strict-JSON dict: ``B_min_lower`` (a lower bound of min B), ``upper``, ``lower``,
-        ``exact_form`` (step 1 proved), ``complete`` (step 2 covered the whole domain), ``seconds``.
-        """
-        from decimal import Decimal, localcontext
-
-        from rational_approx.verification.pole_free import certify_pole_free
-        from rational_approx.verification.upper_bound import certified_sup_error
-
-        lo, hi = self.domain.a, self.domain.b
-        Bc = np.concatenate([[self.b0], self.b])
-        pole = certify_pole_free(Bc.tolist(), Domain.interval(lo, hi), prec=prec)
-        positive = bool(pole.pole_free and np.polynomial.polynomial.polyval(0.5 * (lo + hi), Bc) > 0)
-        with localcontext() as dctx:
-            dctx.prec = 80
-            one_plus_b0 = str(Decimal(1) + Decimal(float(self.b0)))  # exact: 80 digits hold 1 + a double
-        q = [one_plus_b0, *[float(v) for v in self.b]]
-        tgt = resolve_target(self.gate, **{k: v for k, v in self.params.items() if k != "gap"})
-        bound = certified_sup_error(tgt, ([float(v) for v in self.a], q), self.domain, rtol=rtol, prec=prec)
-        return {"B_min_lower": pole.min_abs_q if positive else 0.0, "exact_form": positive,
-                "upper": bound.upper if np.isfinite(bound.upper) else None, "lower": bound.lower,
-                "complete": bool(bound.complete), "seconds": pole.seconds + bound.seconds}
 
     def to_dict(self) -> dict:
         return {

@@ -71,7 +71,7 @@ __all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduc
 
 MARKER = "stage.json"
 """Name of the per-stage marker file."""
-VARIANTS = ("magnitude",)
+VARIANTS = ("magnitude", "paper")
 """Upgrade variants :func:`reproduce` can run (see :func:`_upgrade_options`)."""
 
 
@@ -136,7 +136,7 @@ class ReproduceConfig:
     """Embedded text of the harvest (:data:`rsae.lm.model.CORPORA`)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of every upgrade and control (≥ 3 for a verdict with a spread)."""
-    variants: tuple[str, ...] = ("magnitude",)
+    variants: tuple[str, ...] = VARIANTS
     """Upgrade variants (:data:`VARIANTS`)."""
     batch_size: int = 1024
     """Tokens per step."""
@@ -349,6 +349,8 @@ def _stage_approx(cfg: ReproduceConfig, figures: Path, progress: bool) -> Callab
 
 
 def _plot_gate_fits(fits: dict[str, dict[str, Any]], path: Path) -> None:
+    """Each gate (black) and its safe-Padé fit (red) on the design interval, the gap around a jump shaded; below,
+    the error r(t) − g(t) on the design set (log scale), so that a sup error of 1e-4 is visible at all."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -356,17 +358,34 @@ def _plot_gate_fits(fits: dict[str, dict[str, Any]], path: Path) -> None:
 
     from rational_approx.representation.safepade import SafePade
 
-    t = np.linspace(-1, 1, 801)
-    fig, axes = plt.subplots(1, len(fits), figsize=(3.2 * len(fits), 2.8), squeeze=False)
-    for ax, (gate, fit) in zip(axes[0], fits.items()):
-        ax.plot(t, _gate_function(gate, fit["params"])(t), "k-", lw=1, label=gate)
-        ax.plot(t, SafePade(np.array(fit["a"]), np.array(fit["b"]))(t), "C3-", lw=1.2,
-                label=f"safe-Padé {tuple(fit['type'])}")
-        ax.set_title(f"{gate}: sup err {fit['error']:.3g}", fontsize=9)
-        ax.set_xlabel("t")
-        ax.legend(fontsize=7)
+    t = np.linspace(-1, 1, 2001)
+    fig, axes = plt.subplots(2, len(fits), figsize=(4.0 * len(fits), 5.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]})
+    titles = {"relu": "ReLU: max(t, 0)", "jumprelu": "JumpReLU: t·H(t − θ)", "topk": "TopK gate: t·H(t − τ)"}
+    for col, (gate, fit) in enumerate(fits.items()):
+        top, bottom = axes[0][col], axes[1][col]
+        g = _gate_function(gate, fit["params"])(t)
+        r = SafePade(np.array(fit["a"]), np.array(fit["b"]), b0=float(fit.get("b0", 0.0)))(t)
+        inside = np.zeros_like(t, dtype=bool)
+        for lo, hi in fit["domain"]:
+            inside |= (t >= lo) & (t <= hi)
+        for (_, hi), (lo, _) in zip(fit["domain"][:-1], fit["domain"][1:]):
+            for ax in (top, bottom):
+                ax.axvspan(hi, lo, color="0.85", lw=0, label="gap (excluded)" if ax is top else None)
+        top.plot(t, g, "k-", lw=1.2, label="gate g(t)")
+        top.plot(t, r, "C3--", lw=1.2, label=f"safe-Padé r(t), type {tuple(fit['type'])}")
+        params = ", ".join(f"{k} = {v:g}" for k, v in fit["params"].items())
+        top.set_title(f"{titles.get(gate, gate)}{' (' + params + ')' if params else ''}", fontsize=10)
+        top.set_ylabel("output (design units)")
+        top.legend(fontsize=8, loc="upper left")
+        err = np.where(inside, np.abs(r - g), np.nan)
+        bottom.semilogy(t, err, "C3-", lw=0.8)
+        bottom.axhline(fit["error"], color="k", lw=0.6, ls=":")
+        bottom.set_ylabel("|r(t) − g(t)| on the design set")
+        bottom.set_xlabel("t (design units: h / C_in)")
+        bottom.set_title(f"sup error {fit['error']:.3g}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -488,22 +507,17 @@ def _stage_teacher(cfg: ReproduceConfig, setting: TeacherSetting, dead: bool, da
 
 
 def _upgrade_options(variant: str, seed: int) -> dict[str, Any]:
-    """Keyword arguments of :func:`rsae.experiments.upgrade.upgrade` for ``variant`` and ``seed``.
-
-    Today's ``upgrade`` has the ``magnitude`` variant only and takes the seed from the fine-tune's
-    :class:`TrainConfig` (set by the caller). Once it takes ``variant=`` and ``seed=``, this returns
-    ``{"variant": variant, "seed": seed}`` and :data:`VARIANTS` gains ``"paper"``.
-    """
+    """Keyword arguments of :func:`rsae.experiments.upgrade.upgrade` for ``variant`` and ``seed``."""
     if variant not in VARIANTS:
         raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    return {}
+    return {"variant": variant, "seed": seed}
 
 
 def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, teacher_dir: Path,
                    coefficients: Any, data: Callable[[], dict[str, Tensor]], device: str,
                    progress: bool) -> Callable[[Path], dict[str, Any]]:
     def run(folder: Path) -> dict[str, Any]:
-        from rsae.experiments.upgrade import _fine_tune, upgrade
+        from rsae.experiments.upgrade import upgrade
 
         tensors = data()
         train, held = tensors["train"].to(device), tensors["heldout"].to(device)
@@ -513,31 +527,33 @@ def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, t
         finetune = _train_config(cfg, cfg.finetune_steps, cfg.finetune_lr, seed)
         t0 = time.perf_counter()
         result = upgrade(teacher, train, held, finetune, coefficients=coefficients, train_encoder=not frozen,
-                         calibration_tokens=cfg.calibration_tokens, l0_budget=budget, control=False,
+                         calibration_tokens=cfg.calibration_tokens, l0_budget=budget, control=True,
                          progress=progress, **_upgrade_options(variant, seed))
-        upgrade_seconds = time.perf_counter() - t0
-        # The control: the teacher fine-tuned with the very settings of the student's fine-tune (same steps,
-        # optimiser, schedule, seed, data order, L0 target and frozen parameters).
-        tune = finetune.replace(init_b_dec_geometric_median=False, init_rational_scale_from_data=False)
-        if budget is not None:
-            tune = tune.replace(l0_target=budget * result.calibration.teacher_l0)
-        control = SAE(teacher.cfg).to(device)
-        control.load_state_dict(teacher.state_dict())
-        t0 = time.perf_counter()
-        _fine_tune(control, tune, train, not frozen, progress)
-        control_seconds = time.perf_counter() - t0
-        control.eval()
+        seconds = time.perf_counter() - t0
+        # The control is the teacher fine-tuned by upgrade() itself with the very settings of the student's
+        # fine-tune (same steps, optimiser, schedule, seed, data order, L0 target, frozen parameters and final
+        # threshold projection). The paper variant's smooth codes are almost never exactly 0: its row reports the
+        # model with the inference floor τ chosen for the L0 budget, and the unfloored model beside it.
+        rsae_model, rsae_metrics = result.student, result.student_metrics
+        over = bool(result.budget["over_budget"])
+        if variant == "paper":
+            save_sae(result.student, folder / "rsae_unfloored")
+            rsae_model = SAE(result.student.cfg.replace(rational_floor=result.floor))
+            rsae_model.load_state_dict(result.student.state_dict())
+            rsae_model = rsae_model.to(result.student.device).eval()
+            rsae_metrics, over = result.floor_metrics, bool(result.budget["floor_over_budget"])
         save_sae(result.student_init, folder / "init")
-        save_sae(result.student, folder / "rsae")
-        save_sae(control, folder / "control")
+        save_sae(rsae_model, folder / "rsae")
+        save_sae(result.control, folder / "control")
         return {
-            "seconds": upgrade_seconds,
-            "control_seconds": control_seconds,
+            "seconds": seconds,
             "encoder_frozen": frozen,
-            "over_budget_reported": bool(getattr(result, "over_budget", False)),
+            "over_budget_reported": over,
+            "floor": result.floor,
             "calibration": result.calibration._asdict(),
+            "report": result.to_dict(),
             "metrics": {"teacher": result.teacher_metrics, "init": result.init_metrics,
-                        "rsae": result.student_metrics, "control": evaluate_sae(control, held)},
+                        "rsae": rsae_metrics, "control": result.control_metrics},
             "files": [str(folder / m / "cfg.json") for m in ("init", "rsae", "control")],
         }
 
@@ -752,14 +768,14 @@ def reproduce(
                 cache[split] = _read_store(data_root / split) / harvested["scale"]
         return cache
 
+    # Every student starts from its teacher gate's own minimax fit (ReLU (3, 2); JumpReLU and the top-k gates
+    # (9, 8) on the gapped design set), which upgrade() takes from rational_approx when no coefficients are given.
     coefficients = None
-    if approx:
-        relu_fit = approx["fits"]["relu"]
-        coefficients = (relu_fit["a"], relu_fit["b"])
     train_key = {k: getattr(cfg, k) for k in ("d_sae", "teacher_max_steps", "teacher_eval_every", "batch_size", "lr",
                                               "convergence_tol", "seed")}
     upgrade_key = {k: getattr(cfg, k) for k in ("finetune_steps", "finetune_lr", "calibration_tokens", "l0_budget",
                                                 "batch_size")}
+    upgrade_key["format"] = 2  # gate-own inits, the control from upgrade(), the paper variant's floored row
 
     # teachers: (label, family, sparsity, kind, folder, stage result, stage hash)
     teacher_list: list[dict[str, Any]] = []
@@ -808,7 +824,7 @@ def reproduce(
                 "teacher_dead_fraction": t["result"]["dead_fraction"],
                 "teacher_killed_latents": t["result"]["killed_latents"],
                 "teacher_train_seconds": t["result"]["train_seconds"], "seeds": list(cfg.seeds),
-                "rsae": [], "control": [], "calibration": [], "upgrade_seconds": [], "control_seconds": [],
+                "rsae": [], "control": [], "calibration": [], "upgrade_seconds": [],
             }
             for seed in cfg.seeds:
                 name = f"upgrade-{t['label']}-{variant}-s{seed}"
@@ -828,7 +844,6 @@ def reproduce(
                 row["control"].append(dict(up["metrics"]["control"]))
                 row["calibration"].append(up["calibration"])
                 row["upgrade_seconds"].append(up["seconds"])
-                row["control_seconds"].append(up["control_seconds"])
                 row["over_budget_reported"] = row.get("over_budget_reported", False) or up["over_budget_reported"]
                 sae_paths[f"{key}/rsae-s{seed}"] = (out / name / "rsae", digest)
                 sae_paths[f"{key}/control-s{seed}"] = (out / name / "control", digest)

@@ -137,6 +137,8 @@ class UpgradeResult(NamedTuple):
     budget: dict[str, Any] | None = None
     """L0 budget bookkeeping: ``factor``, the teacher's held-out ``teacher_l0``, the threshold ``projection``
     factors applied (student, control) and the ``over_budget`` flags."""
+    control: SAE | None = None
+    """The control model: the teacher fine-tuned with the same settings (``None`` if not run)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The one report format (strict JSON: non-finite numbers become ``null``).
@@ -527,7 +529,7 @@ def upgrade(
         floored = _copy(student, rational_floor=floor)
         floor_metrics = metrics(floored)
         budget["floor_over_budget"] = bool(floor_metrics["l0"] > limit)
-    control_metrics = None
+    control_metrics, copy = None, None
     if control:
         copy = _copy(teacher)
         copy.train()
@@ -537,7 +539,7 @@ def upgrade(
         control_metrics = metrics(copy)
         budget["control_over_budget"] = bool(control_metrics["l0"] > limit)
     return UpgradeResult(student_init, student, calibration, teacher_metrics, init_metrics, student_metrics,
-                         control_metrics, variant, coefficient_sharing, seed, floor, floor_metrics, budget)
+                         control_metrics, variant, coefficient_sharing, seed, floor, floor_metrics, budget, copy)
 
 
 def _copy(model: SAE, **changes: Any) -> SAE:
