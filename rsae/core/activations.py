@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from rsae.core import distributed
 from rsae.core.config import SAEConfig
-from rsae.core.rational import RationalActivation, rational_activation, safe_pade
+from rsae.core.rational import RationalActivation, rational_activation
 from rsae.core.sparse import Support
 from rsae.errors import ConfigError
 
@@ -96,6 +96,25 @@ class _StepFunction(torch.autograd.Function):
         window = ((h - threshold).abs() < eps / 2).to(grad_out.dtype)
         grad_threshold = (grad_out * window * (-1.0 / eps)).sum_to_size(threshold.shape)
         return None, grad_threshold, None
+
+
+class _SaturatingGather(torch.autograd.Function):
+    """``param[index]`` whose backward sums the gradients of repeated indices in float64 and clamps the sum to the
+    finite range of ``param``'s dtype, so gathered per-latent scales never receive an infinite gradient."""
+
+    @staticmethod
+    def forward(ctx, param: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape, ctx.dtype = param.shape, param.dtype
+        return param[index]
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (index,) = ctx.saved_tensors
+        total = torch.zeros(ctx.shape, dtype=torch.float64, device=grad_out.device)
+        total.index_add_(0, index, grad_out.double())
+        big = torch.finfo(ctx.dtype).max
+        return total.clamp(-big, big).to(ctx.dtype), None
 
 
 def jumprelu_ste(h: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
@@ -466,10 +485,12 @@ class Rational(Activation):
             return phi(values)
         if phi.log_c_in.dim() == 0:
             return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out, phi.b0)
-        big = torch.finfo(values.dtype).max
-        t = (values * torch.exp(-phi.log_c_in[latents]).to(values.dtype)).clamp(-big, big)
-        return (torch.exp(phi.log_c_out[latents]).to(values.dtype) * safe_pade(t, phi.a, phi.b, phi.b0)).clamp(
-            -big, big)
+        # Each gathered entry is its own "latent" of the fused kernel (which saturates values and gradients); the
+        # gather's backward sums the per-entry scale gradients in float64 and saturates them too.
+        flat = latents.reshape(-1)
+        out = rational_activation(values.reshape(-1), phi.a, phi.b, _SaturatingGather.apply(phi.log_c_in, flat),
+                                  _SaturatingGather.apply(phi.log_c_out, flat), phi.b0)
+        return out.reshape(values.shape)
 
     def forward(self, h: Tensor) -> Tensor:
         z = self._gated(h)
