@@ -659,32 +659,47 @@ def results_markdown(results: dict[str, Any]) -> str:
 
 
 def _plot_shapes(shapes: list[tuple[str, str, Path]], path: Path) -> None:
+    """One panel per fine-tuned RSAE (rows: variants, columns: families): its φ on latent 0 against the teacher's
+    map, in the SAE's pre-activation units. The magnitude variant keeps the teacher's hard gate (φ dotted where the
+    gate closes); the paper variant's φ is the whole map, jumping at C_in·θ_design for JumpReLU and TopK."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, max(len(shapes), 1), figsize=(3.0 * max(len(shapes), 1), 3.0), squeeze=False)
-    for ax, (name, family, sae_path) in zip(axes[0], shapes):
-        student = load_sae(sae_path)
-        act = student.activation
+    from rsae.experiments.upgrade import DESIGN_THRESHOLD
+
+    variants = list(dict.fromkeys(name.rsplit("(", 1)[-1].rstrip(")") for name, _, _ in shapes)) or ["-"]
+    families = list(dict.fromkeys(family for _, family, _ in shapes)) or ["-"]
+    fig, axes = plt.subplots(len(variants), len(families), figsize=(4.2 * len(families), 3.4 * len(variants)),
+                             squeeze=False)
+    for name, family, sae_path in shapes:
+        ax = axes[variants.index(name.rsplit("(", 1)[-1].rstrip(")"))][families.index(family)]
+        act = load_sae(sae_path).activation
         if not hasattr(act, "magnitude"):
             continue
         with torch.no_grad():
-            c_in = float(act.phi.log_c_in.detach().exp().max())
-            h = torch.linspace(-c_in, c_in, 401, dtype=torch.float32)
+            c_in = float(act.phi.log_c_in.detach().reshape(-1)[0].exp())
+            h = torch.linspace(-c_in, c_in, 801, dtype=torch.float32)
             y = act.magnitude(h, torch.zeros(h.shape, dtype=torch.long)).numpy()
+            smooth = act.gate == "none"
+            if smooth:
+                cut = 0.0 if family == "relu" else DESIGN_THRESHOLD * c_in
+            else:
+                cut = float(act.log_threshold.detach().reshape(-1)[0].exp()) if family == "jumprelu" else 0.0
         hn = h.numpy()
-        cut = float(act.log_threshold.detach().exp().median()) if family == "jumprelu" else 0.0
-        ax.plot(hn, np.where(hn > cut, hn, 0), "k-", lw=1, label="teacher's map")
-        open_ = hn > cut
-        ax.plot(hn[open_], y[open_], "C3-", lw=1.2, label="RSAE φ(h), gate open")
-        ax.plot(hn[~open_], y[~open_], "C3:", lw=1, label="φ(h), gated to 0")
-        deviation = float(np.max(np.abs(y[open_] - hn[open_]))) if open_.any() else 0.0
-        ax.set_title(f"{name}\nmax|φ(h) − h| on the gate {deviation:.2f}", fontsize=8)
-        ax.set_xlabel("pre-activation h (x/s units)", fontsize=8)
-        ax.set_ylabel("code z", fontsize=8)
-        ax.legend(fontsize=6, loc="upper left")
+        ax.plot(hn, np.where(hn > cut, hn, 0), "k-", lw=1.2, label="teacher's map h·H(h − θ)")
+        open_ = hn > cut if not smooth else np.ones_like(hn, dtype=bool)
+        ax.plot(hn[open_], y[open_], "C3--", lw=1.4, label="RSAE φ(h)" + ("" if smooth else ", gate open"))
+        if not smooth:
+            ax.plot(hn[~open_], y[~open_], "C3:", lw=1, label="φ(h) where the gate gives 0")
+        target = np.where(hn > cut, hn, 0)
+        deviation = float(np.max(np.abs(y[open_] - target[open_]))) if open_.any() else 0.0
+        ax.set_title(f"{name}: max |φ(h) − map| = {deviation:.2f}", fontsize=9)
+        ax.set_xlabel("pre-activation h of latent 0 (store units)")
+        ax.set_ylabel("code z")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
