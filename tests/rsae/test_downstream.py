@@ -184,10 +184,10 @@ def test_cli_reports_splice_and_probes(tmp_path):
     import argparse
     import json
 
+    from rsae.cli import register_downstream
     from rsae.core.config import SAEConfig
     from rsae.core.io import save_sae
     from rsae.core.sae import SAE
-    from rsae.lm.downstream import register_downstream
 
     save_sae(SAE.from_config(SAEConfig(d_in=576, d_sae=64, family="topk", k=8), seed=0), tmp_path / "sae")
     parser = argparse.ArgumentParser(prog="rsae")

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import rsae.lm.harvest as harvest_module
+from rsae.cli import register_harvest
 from rsae.core.data import ActivationStore
 from rsae.errors import ConfigError, DataError
-from rsae.lm.harvest import harvest, register_harvest
+from rsae.lm.harvest import harvest
 from rsae.lm.model import DEFAULT_DROP_FIRST as D
 from rsae.lm.model import build_contexts, load_documents, load_language_model, residual_stream
 
