@@ -630,7 +630,7 @@ def run_synthetic_study(args: argparse.Namespace) -> dict[str, Any] | str:
 def run_harvest(args: argparse.Namespace) -> dict[str, Any]:
     """``rsae harvest`` handler: a JSON-able report (printed by :func:`rsae.cli.main`)."""
     from rsae.lm.harvest import harvest_splits
-    from rsae.lm.model import load_language_model
+    from rsae.lm.loading import load_language_model
 
     lm = load_language_model(args.model, device=args.device)
     results = harvest_splits(
@@ -671,13 +671,8 @@ def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
     The parser's default ``handler`` maps the parsed arguments to a JSON-able report dict (the convention of
     :mod:`rsae.cli`: ``main`` prints it as JSON with ``--json``, else as a summary).
     """
-    from rsae.lm.model import (
-        CORPORA,
-        DEFAULT_CONTEXT_LENGTH,
-        DEFAULT_DROP_FIRST,
-        DEFAULT_HELDOUT_FRACTION,
-        DEFAULT_LAYER,
-    )
+    from rsae.lm.corpus import CORPORA, DEFAULT_CONTEXT_LENGTH, DEFAULT_DROP_FIRST, DEFAULT_HELDOUT_FRACTION
+    from rsae.lm.hooks import DEFAULT_LAYER
 
     p = subparsers.add_parser(
         "harvest",
@@ -715,8 +710,9 @@ def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
 def run_downstream(args: argparse.Namespace) -> dict[str, Any]:
     """``rsae downstream`` handler: splice CE and probe accuracies as a JSON-able dict."""
     from rsae.core.io import load_sae
+    from rsae.lm.corpus import build_contexts, load_documents
     from rsae.lm.downstream import probe_dataset, sparse_probe, splice_metrics
-    from rsae.lm.model import build_contexts, load_documents, load_language_model
+    from rsae.lm.loading import load_language_model
 
     sae = load_sae(args.sae, device=args.device)  # the cheap check first: a bad --sae fails before the model loads
     lm = load_language_model(args.model, device=args.device)
@@ -772,8 +768,9 @@ def run_downstream(args: argparse.Namespace) -> dict[str, Any]:
 
 def register_downstream(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``downstream`` sub-command (splice CE + sparse probing of a saved SAE); returns the parser."""
+    from rsae.lm.corpus import DEFAULT_CONTEXT_LENGTH, DEFAULT_DROP_FIRST, DEFAULT_HELDOUT_FRACTION
     from rsae.lm.downstream import PROBE_TASKS
-    from rsae.lm.model import DEFAULT_CONTEXT_LENGTH, DEFAULT_DROP_FIRST, DEFAULT_HELDOUT_FRACTION, DEFAULT_LAYER
+    from rsae.lm.hooks import DEFAULT_LAYER
 
     p = subparsers.add_parser(
         "downstream",

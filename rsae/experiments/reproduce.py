@@ -63,7 +63,8 @@ from rsae.core.sae import SAE
 from rsae.core.strict_json import finite, write_json
 from rsae.errors import ConfigError, DataError
 from rsae.experiments.scoreboard import SIGMAS, plot_tradeoff, score_row, scoreboard_markdown, totals
-from rsae.lm.model import DEFAULT_DROP_FIRST, DEFAULT_LAYER, corpus_description
+from rsae.lm.corpus import DEFAULT_DROP_FIRST, corpus_description
+from rsae.lm.hooks import DEFAULT_LAYER
 
 __all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduce", "results_markdown"]
 
@@ -131,7 +132,7 @@ class ReproduceConfig:
     teachers: tuple[TeacherSetting, ...]
     """The teachers."""
     corpus: str = "pydoc"
-    """Embedded text of the harvest (:data:`rsae.lm.model.CORPORA`)."""
+    """Embedded text of the harvest (:data:`rsae.lm.corpus.CORPORA`)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of every upgrade and control (≥ 3 for a verdict with a spread)."""
     variants: tuple[str, ...] = VARIANTS
@@ -395,14 +396,14 @@ class _LM:
 
     def get(self) -> Any:
         if self._lm is None:
-            from rsae.lm.model import load_language_model
+            from rsae.lm.loading import load_language_model
 
             self._lm = load_language_model(device=self.device)
         return self._lm
 
 
 def _contexts(lm: Any, cfg: ReproduceConfig, split: str) -> Any:
-    from rsae.lm.model import build_contexts, load_documents
+    from rsae.lm.corpus import build_contexts, load_documents
 
     return build_contexts(lm.tokenizer, load_documents(corpus=cfg.corpus), context_length=cfg.context_length,
                           split=split, seed=cfg.seed)

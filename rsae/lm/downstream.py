@@ -1,6 +1,6 @@
 r"""Downstream evaluation of an SAE inside a language model: CE splicing and sparse probing.
 
-**Splicing.** With h the residual stream after block L (:mod:`rsae.lm.model` convention, ``hidden_states[L + 1]``),
+**Splicing.** With h the residual stream after block L (:mod:`rsae.lm.hooks` convention, ``hidden_states[L + 1]``),
 the LM is run three times on held-out contexts: clean; with h replaced by the SAE reconstruction
 ĥ = decode(encode(h)); and with h replaced by 0 (zero ablation). With CE the mean next-token cross entropy
 (nats) over the counted predictions,
@@ -23,7 +23,7 @@ absolute difference of class means, |E[f | y = 1] − E[f | y = 0]|, and an L2-r
 (scikit-learn ``LogisticRegression``, C = 1, on standardised features) is fitted on the top-k SAE latents, on
 the top-k raw residual dimensions (same selection rule), and on all raw dimensions. Both splits are
 class-balanced by random subsampling of the majority class, so chance accuracy is 0.5. Accuracy is measured on
-held-out documents (:func:`rsae.lm.model.split_of`).
+held-out documents (:func:`rsae.lm.corpus.split_of`).
 
 Example
 -------
@@ -47,13 +47,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from rsae.errors import ConfigError, DataError, ModelLoadError
-from rsae.lm.model import (
-    DEFAULT_DROP_FIRST,
-    ContextSet,
-    LanguageModel,
-    edit_residual,
-    residual_stream,
-)
+from rsae.lm.corpus import DEFAULT_DROP_FIRST, ContextSet
+from rsae.lm.hooks import edit_residual, residual_stream
+from rsae.lm.loading import LanguageModel
 
 __all__ = [
     "SAELike",

@@ -1,6 +1,6 @@
 r"""Harvest residual-stream activations of a language model into an activation store (:mod:`rsae.core.data`).
 
-For each context of a :class:`rsae.lm.model.ContextSet` (fixed length C, seeded order) the model runs up to block L
+For each context of a :class:`rsae.lm.corpus.ContextSet` (fixed length C, seeded order) the model runs up to block L
 only (a hook stops the forward pass), and the residual stream after block L — ``hidden_states[L + 1]``,
 SAELens ``blocks.L.hook_resid_post`` — is written for positions ``drop_first`` … C − 1, context after context,
 so the store holds C − ``drop_first`` tokens per context in context order. Token t of the store is therefore
@@ -16,7 +16,8 @@ budget, package versions.
 Example
 -------
 >>> from rsae.lm.harvest import harvest
->>> from rsae.lm.model import build_contexts, load_documents, load_language_model
+>>> from rsae.lm.corpus import build_contexts, load_documents
+>>> from rsae.lm.loading import load_language_model
 >>> lm = load_language_model()                                                       # doctest: +SKIP
 >>> ctx = build_contexts(lm.tokenizer, load_documents(), split="train", seed=0)      # doctest: +SKIP
 >>> harvest(lm, ctx, layer=15, store_path="acts/train", n_tokens=100_000)            # doctest: +SKIP
@@ -39,19 +40,17 @@ from tqdm.auto import tqdm
 
 from rsae.core.data import ActivationStore, StoreWriter
 from rsae.errors import ConfigError, DataError
-from rsae.lm.model import (
+from rsae.lm.corpus import (
     DEFAULT_CONTEXT_LENGTH,
     DEFAULT_DROP_FIRST,
     DEFAULT_HELDOUT_FRACTION,
-    DEFAULT_LAYER,
     ContextSet,
-    LanguageModel,
     build_contexts,
-    check_layer,
     corpus_description,
     load_documents,
-    residual_stream,
 )
+from rsae.lm.hooks import DEFAULT_LAYER, check_layer, residual_stream
+from rsae.lm.loading import LanguageModel
 
 __all__ = ["HARVEST_FORMAT", "OUTLIER_RATIO", "HarvestResult", "harvest", "harvest_splits"]
 
@@ -168,9 +167,9 @@ def harvest(
     Parameters
     ----------
     lm : LanguageModel
-        From :func:`rsae.lm.model.load_language_model`.
+        From :func:`rsae.lm.loading.load_language_model`.
     contexts : ContextSet
-        Token windows in harvesting order (:func:`rsae.lm.model.build_contexts`).
+        Token windows in harvesting order (:func:`rsae.lm.corpus.build_contexts`).
     layer : int
         Block index L; the stored vector is the output of block L (``hidden_states[L + 1]``).
     store_path : path
@@ -293,8 +292,8 @@ def harvest_splits(
 
     ``n_tokens`` defaults to the whole train split; ``heldout_tokens`` to a tenth of the train tokens, capped
     at what the held-out split offers. Other parameters as in :func:`harvest` and
-    :func:`rsae.lm.model.build_contexts`; ``text`` and ``corpus`` (the embedded corpus used when ``text`` is
-    empty) as in :func:`rsae.lm.model.load_documents`.
+    :func:`rsae.lm.corpus.build_contexts`; ``text`` and ``corpus`` (the embedded corpus used when ``text`` is
+    empty) as in :func:`rsae.lm.corpus.load_documents`.
     """
     documents = load_documents(text, corpus=corpus)
     source = {"text": [str(p) for p in text] if text else corpus_description(None, corpus)}

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from rsae.errors import ConfigError, DataError
+from rsae.lm.corpus import DEFAULT_DROP_FIRST as D
+from rsae.lm.corpus import build_contexts, load_documents
 from rsae.lm.downstream import (
     PROBE_TASKS,
     ProbeData,
@@ -24,8 +26,8 @@ from rsae.lm.downstream import (
     splice_metrics,
     token_labels,
 )
-from rsae.lm.model import DEFAULT_DROP_FIRST as D
-from rsae.lm.model import build_contexts, load_documents, load_language_model, residual_stream
+from rsae.lm.hooks import residual_stream
+from rsae.lm.loading import load_language_model
 
 LAYER = 3  # an early block keeps the probing forward passes cheap
 SPLICE_LAYER = 15  # the default harvesting layer
