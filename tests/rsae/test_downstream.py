@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from rsae.errors import ConfigError, DataError
+from rsae.lm.corpus import DEFAULT_DROP_FIRST as D
+from rsae.lm.corpus import build_contexts, load_documents
 from rsae.lm.downstream import (
     PROBE_TASKS,
     ProbeData,
@@ -24,8 +26,8 @@ from rsae.lm.downstream import (
     splice_metrics,
     token_labels,
 )
-from rsae.lm.model import DEFAULT_DROP_FIRST as D
-from rsae.lm.model import build_contexts, load_documents, load_language_model, residual_stream
+from rsae.lm.hooks import residual_stream
+from rsae.lm.loading import load_language_model
 
 LAYER = 3  # an early block keeps the probing forward passes cheap
 SPLICE_LAYER = 15  # the default harvesting layer
@@ -184,10 +186,10 @@ def test_cli_reports_splice_and_probes(tmp_path):
     import argparse
     import json
 
+    from rsae.cli import register_downstream
     from rsae.core.config import SAEConfig
     from rsae.core.io import save_sae
     from rsae.core.sae import SAE
-    from rsae.lm.downstream import register_downstream
 
     save_sae(SAE.from_config(SAEConfig(d_in=576, d_sae=64, family="topk", k=8), seed=0), tmp_path / "sae")
     parser = argparse.ArgumentParser(prog="rsae")

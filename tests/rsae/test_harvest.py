@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 import rsae.lm.harvest as harvest_module
+from rsae.cli import register_harvest
 from rsae.core.data import ActivationStore
 from rsae.errors import ConfigError, DataError
-from rsae.lm.harvest import harvest, register_harvest
-from rsae.lm.model import DEFAULT_DROP_FIRST as D
-from rsae.lm.model import build_contexts, load_documents, load_language_model, residual_stream
+from rsae.lm.corpus import DEFAULT_DROP_FIRST as D
+from rsae.lm.corpus import build_contexts, load_documents
+from rsae.lm.harvest import harvest
+from rsae.lm.hooks import residual_stream
+from rsae.lm.loading import load_language_model
 
 LAYER = 5  # early (cheap), and past block 2, whose " the" / " " tokens have massive norms
 CTX = 24

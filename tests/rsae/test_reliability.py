@@ -454,7 +454,7 @@ def test_damaged_checkpoint_on_the_command_line(inputs, tmp_path, capsys) -> Non
 
 # --------------------------------------------------------------------------- 10. pickled model weights
 def test_pickled_language_model_weights_are_refused(tmp_path) -> None:
-    from rsae.lm.model import load_language_model
+    from rsae.lm.loading import load_language_model
 
     folder = tmp_path / "model"
     folder.mkdir()

@@ -162,7 +162,7 @@ def test_markdown_option_prints_the_tables_of_a_results_file(tmp_path, capsys):
 
 def test_stdlib_corpus_is_one_document_per_source_file_without_tests():
     from rsae.errors import ConfigError
-    from rsae.lm.model import corpus_description, load_documents, split_of
+    from rsae.lm.corpus import corpus_description, load_documents, split_of
 
     docs = load_documents(corpus="stdlib")
     ids = [d.doc_id for d in docs]
