@@ -54,10 +54,13 @@ __all__ = [
     "JumpReLU",
     "TopK",
     "BatchTopK",
+    "CutoffGate",
+    "NoGate",
     "Rational",
     "jumprelu_ste",
     "step_ste",
     "make_activation",
+    "make_gate",
 ]
 
 
@@ -179,6 +182,10 @@ class Activation(nn.Module):
     """
 
     uses_auxk: bool = False
+    rational_state_prefix: str | None = None
+    """Where :class:`Rational` keeps this gate's tensors in its state dict (``""``: beside φ's, ``"batch."``: under
+    ``batch``), the keys of checkpoints written before the gates were modules of their own; None (new gates): under
+    ``gate_module.``."""
     sparse_max_density: float = 0.01
     """Threshold families (ReLU, JumpReLU and those gates) take the sparse path when at most this fraction of
     the batch's codes is selected; above it the dense products are faster (docs/performance.md measures the
@@ -190,6 +197,21 @@ class Activation(nn.Module):
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         """Sparsity penalty (already multiplied by its coefficient); zero for families without one."""
         return h.new_zeros(())
+
+    def gated(self, h: Tensor, magnitude) -> Tensor:
+        """z = m(h) ⊙ g(h): this family's support m applied to the magnitude map ``magnitude(values, latents)``
+        (``latents`` None when ``values`` is the full [..., d_sae] tensor). :class:`Rational` calls it with g = φ;
+        every family usable as a gate implements it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be used as a gate (no gated())")
+
+    def gated_sparse_values(self, kept: Tensor, support: Support, magnitude) -> Tensor:
+        """:meth:`sparse_values` with the magnitude map ``magnitude(values, latents)``: g(h) where h > 0, else 0."""
+        return torch.where(kept > 0, magnitude(kept, support.latents), 0)
+
+    def gated_penalty(self, h: Tensor, z: Tensor, W_dec: Tensor, magnitude) -> Tensor:
+        """:meth:`penalty` of codes ``z`` = :meth:`gated` (h, ``magnitude``); the same as :meth:`penalty` unless
+        the support depends on the magnitudes (the cutoff gate)."""
+        return self.penalty(h, z, W_dec)
 
     def magnitude(self, values: Tensor, latents: Tensor) -> Tensor:
         """Magnitude map g on gathered pre-activations ``values`` of latents ``latents`` (same shape);
@@ -208,7 +230,7 @@ class Activation(nn.Module):
     def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
         """Code values at the support from the gathered pre-activations ``kept`` [N]: g(h) where h > 0, else 0
         (the top-k families)."""
-        return torch.where(kept > 0, self.magnitude(kept, support.latents), 0)
+        return self.gated_sparse_values(kept, support, self.magnitude)
 
     def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor | None:
         """The penalty from the support alone (equal to :meth:`penalty`), or None to evaluate :meth:`penalty`
@@ -229,25 +251,35 @@ class Activation(nn.Module):
 class ReLU(Activation):
     """z = max(h, 0) with penalty λ₁ · mean_tokens Σ_j |z_j| (optionally weighted by decoder-row norms).
 
-    SAELens architecture ``standard``.
+    SAELens architecture ``standard``. As a gate of :class:`Rational`, ``l1_on="pre_acts"`` puts the L1 on
+    max(h, 0) instead of the codes (docs/rsae.md shows it to collapse); the penalty then needs the dense path.
     """
 
-    def __init__(self, l1_coefficient: float, weight_by_decoder_norm: bool = False) -> None:
+    def __init__(self, l1_coefficient: float, weight_by_decoder_norm: bool = False, l1_on: str = "codes") -> None:
         super().__init__()
         self.l1_coefficient = l1_coefficient
         self.weight_by_decoder_norm = weight_by_decoder_norm
+        self.l1_on = l1_on
 
     def forward(self, h: Tensor) -> Tensor:
         return torch.relu(h)
 
+    def gated(self, h: Tensor, magnitude) -> Tensor:
+        return torch.where(h > 0, magnitude(h, None), 0)
+
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
-        return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
+        on = torch.relu(h) if self.l1_on == "pre_acts" else z
+        return self.l1_coefficient * _l1(on, W_dec, self.weight_by_decoder_norm)
 
     @torch.no_grad()
     def select(self, h: Tensor) -> Support | None:
+        if self.l1_on == "pre_acts":
+            return None
         return _threshold_support(h > 0, self.sparse_max_density)
 
-    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor | None:
+        if self.l1_on == "pre_acts":
+            return None
         return self.l1_coefficient * _l1_sparse(values, support, W_dec, self.weight_by_decoder_norm)
 
 
@@ -256,8 +288,11 @@ class JumpReLU(Activation):
 
     The penalty λ₀ · mean_tokens Σ_j H(h_j − θ_j) and the reconstruction both reach θ through the
     rectangle-kernel straight-through estimator (see the module docstring). SAELens architecture ``jumprelu``,
-    file tensor ``threshold`` [d_sae].
+    file tensor ``threshold`` [d_sae]. As a gate of :class:`Rational`, z = g(h) · H(h − θ), so the STE gives
+    ∂z/∂θ = −g(h)/ε · K((h − θ)/ε).
     """
+
+    rational_state_prefix = ""
 
     def __init__(self, d_sae: int, l0_coefficient: float, bandwidth: float, threshold_init: float) -> None:
         super().__init__()
@@ -272,6 +307,13 @@ class JumpReLU(Activation):
 
     def forward(self, h: Tensor) -> Tensor:
         return jumprelu_ste(h, self.threshold.to(h.dtype), self.bandwidth)
+
+    def gated(self, h: Tensor, magnitude) -> Tensor:
+        return magnitude(h, None) * step_ste(h, self.threshold.to(h.dtype), self.bandwidth)
+
+    def gated_sparse_values(self, kept: Tensor, support: Support, magnitude) -> Tensor:
+        threshold = self.threshold.to(kept.dtype)[support.latents]
+        return magnitude(kept, support.latents) * step_ste(kept, threshold, self.bandwidth)
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         return self.l0_coefficient * step_ste(h, self.threshold.to(h.dtype), self.bandwidth).sum(-1).mean()
@@ -312,6 +354,11 @@ class TopK(Activation):
         idx = _topk_indices(h, self.k)
         return torch.zeros_like(h).scatter(-1, idx, self.magnitude(h.gather(-1, idx), idx))
 
+    def gated(self, h: Tensor, magnitude) -> Tensor:
+        idx = _topk_indices(h, self.k)
+        kept = h.gather(-1, idx)
+        return torch.zeros_like(h).scatter(-1, idx, torch.where(kept > 0, magnitude(kept, idx), 0))
+
     @torch.no_grad()
     def select(self, h: Tensor) -> Support:
         return Support.from_row_indices(_topk_indices(h, self.k), h.shape[-1])
@@ -328,6 +375,7 @@ class BatchTopK(Activation):
     """
 
     uses_auxk = True
+    rational_state_prefix = "batch."
 
     def __init__(self, d_sae: int, k: int, momentum: float) -> None:
         super().__init__()
@@ -366,7 +414,8 @@ class BatchTopK(Activation):
         weight = max(self.momentum, 1.0 / float(self.threshold_updates))
         self.threshold += weight * (smallest.to(self.threshold.dtype) - self.threshold)
 
-    def _gated(self, h: Tensor, magnitude) -> Tensor:
+    def gated(self, h: Tensor, magnitude) -> Tensor:
+        """Training: the batch top-k (threshold updated); inference: h > θ_j."""
         if self.training:
             idx = self.batch_mask_indices(h)
             kept = h.reshape(-1)[idx]
@@ -377,7 +426,7 @@ class BatchTopK(Activation):
         return torch.where(h > threshold, magnitude(h, None), 0)
 
     def forward(self, h: Tensor) -> Tensor:
-        return self._gated(h, self.magnitude)
+        return self.gated(h, self.magnitude)
 
     @torch.no_grad()
     def select(self, h: Tensor) -> Support | None:
@@ -396,6 +445,81 @@ class BatchTopK(Activation):
         self.threshold_updates.fill_(1)
 
 
+class CutoffGate(Activation):
+    """Gate on the magnitude itself: z = u · H(u − τ), u = g(h), with one shared learned threshold τ = exp(log_cutoff)
+    > 0 (file tensor ``rational_cutoff`` []) and penalty λ₀ · mean_tokens Σ_j H(u_j − τ), τ trained by the STE.
+    Its support depends on g, so it always takes the dense path."""
+
+    rational_state_prefix = ""
+
+    def __init__(self, l0_coefficient: float, bandwidth: float, threshold_init: float) -> None:
+        super().__init__()
+        self.l0_coefficient = l0_coefficient
+        self.bandwidth = bandwidth
+        self.log_cutoff = nn.Parameter(torch.tensor(math.log(threshold_init)))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.gated(h, self.magnitude)
+
+    def gated(self, h: Tensor, magnitude) -> Tensor:
+        u = magnitude(h, None)
+        return u * step_ste(u, self.log_cutoff.exp().to(u.dtype), self.bandwidth)
+
+    def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
+        return self.gated_penalty(h, z, W_dec, self.magnitude)
+
+    def gated_penalty(self, h: Tensor, z: Tensor, W_dec: Tensor, magnitude) -> Tensor:
+        fired = step_ste(magnitude(h, None), self.log_cutoff.exp().to(h.dtype), self.bandwidth)
+        return self.l0_coefficient * fired.sum(-1).mean()
+
+    def file_tensors(self) -> dict[str, Tensor]:
+        return {"rational_cutoff": self.log_cutoff.detach().exp()}
+
+    @torch.no_grad()
+    def load_file_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.log_cutoff.copy_(tensors["rational_cutoff"].log())
+
+
+class NoGate(Activation):
+    """No hard gate: z = g(h), penalty λ₁ · mean_tokens Σ_j |z_j| (· ‖d_j‖); always the dense path."""
+
+    def __init__(self, l1_coefficient: float, weight_by_decoder_norm: bool = False) -> None:
+        super().__init__()
+        self.l1_coefficient = l1_coefficient
+        self.weight_by_decoder_norm = weight_by_decoder_norm
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.gated(h, self.magnitude)
+
+    def gated(self, h: Tensor, magnitude) -> Tensor:
+        return magnitude(h, None)
+
+    def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
+        return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
+
+
+def make_gate(cfg: SAEConfig) -> Activation:
+    """The gate of a rational SAE, ``cfg.rational_gate``, with its settings from ``cfg``: the family of the same name
+    (ReLU, JumpReLU, TopK, BatchTopK), :class:`CutoffGate` or :class:`NoGate`."""
+    gate = cfg.rational_gate
+    if gate == "relu":
+        return ReLU(cfg.l1_coefficient, cfg.l1_weight_by_decoder_norm, cfg.rational_l1_on)
+    if gate == "jumprelu":
+        return JumpReLU(cfg.d_sae, cfg.l0_coefficient, cfg.jumprelu_bandwidth, cfg.threshold_init)
+    if gate == "topk":
+        return TopK(cfg.k)
+    if gate == "batchtopk":
+        return BatchTopK(cfg.d_sae, cfg.k, cfg.batchtopk_threshold_momentum)
+    if gate == "cutoff":
+        return CutoffGate(cfg.l0_coefficient, cfg.jumprelu_bandwidth, cfg.threshold_init)
+    if gate == "none":
+        return NoGate(cfg.l1_coefficient, cfg.l1_weight_by_decoder_norm)
+    raise ConfigError(f"unknown rational gate {gate!r}")
+
+
+_GATE_KEY = "gate_module."
+
+
 class Rational(Activation):
     r"""RSAE activation: a hard gate gives the support, the rational φ(h) = C_out · r(h / C_in) the
     magnitudes.
@@ -403,12 +527,14 @@ class Rational(Activation):
     .. math:: z_j = \mathbb{1}[\text{gate}_j(h)]\;\varphi(h_j),\qquad
               r(t) = \frac{\sum_{i\le m} a_i t^i}{1 + \left|\sum_{1\le j\le n} b_j t^j\right|}
 
-    Gates (``SAEConfig.rational_gate``):
+    The gate is an :class:`Activation` (``gate_module``, built by :func:`make_gate` from
+    ``SAEConfig.rational_gate`` unless one is passed): its :meth:`~Activation.gated` applies its support to φ, and it
+    supplies the sparse-path support, the penalty, its thresholds and their file tensors, so a new gate needs no
+    change here. The gates of the config:
 
     * ``relu``: h > 0, the paper's penalty λ₁ · mean Σ_j |z_j| (· ‖d_j‖) (or, with
       ``rational_l1_on="pre_acts"``, λ₁ · mean Σ_j max(h_j, 0), which docs/rsae.md shows to collapse).
-    * ``jumprelu``: h > θ_j with per-latent θ_j (file tensor ``threshold``), penalty λ₀ · mean Σ_j H(h_j −
-    θ_j);
+    * ``jumprelu``: h > θ_j with per-latent θ_j (file tensor ``threshold``), penalty λ₀ · mean Σ_j H(h_j − θ_j);
       z = φ(h) · H(h − θ) so the STE gives ∂z/∂θ = −φ(h)/ε · K((h − θ)/ε).
     * ``topk`` / ``batchtopk``: the (batch-)top-k support of h; φ is evaluated on the kept entries only.
     * ``cutoff``: one shared learned threshold τ on the rational's own output, z = u · H(u − τ), u = φ(h)
@@ -418,21 +544,24 @@ class Rational(Activation):
 
     With ``SAEConfig.rational_floor`` τ > 0 codes with |z| < τ are set to 0 (an inference floor).
 
+    The state dict keeps the keys of checkpoints written before the gates were modules (``log_threshold``,
+    ``log_cutoff``, ``batch.threshold``, see :attr:`Activation.rational_state_prefix`), and those names stay
+    readable as attributes (``act.log_threshold``, ``act.batch``).
+
     Parameters
     ----------
     cfg : SAEConfig
         ``family == "rational"``; the rational's type, initial coefficients and scales, and the gate settings.
+    gate : Activation, optional
+        The gate; default :func:`make_gate` (cfg).
     """
 
-    def __init__(self, cfg: SAEConfig) -> None:
+    def __init__(self, cfg: SAEConfig, gate: Activation | None = None) -> None:
         super().__init__()
         self.gate = cfg.rational_gate
-        self.l1_coefficient = cfg.l1_coefficient
-        self.weight_by_decoder_norm = cfg.l1_weight_by_decoder_norm
-        self.l1_on = cfg.rational_l1_on
-        self.l0_coefficient = cfg.l0_coefficient
-        self.bandwidth = cfg.jumprelu_bandwidth
-        self.k = cfg.k
+        # registered before φ, so the parameters keep their order (log_threshold first) for saved optimiser states
+        self.gate_module = make_gate(cfg) if gate is None else gate
+        self.uses_auxk = self.gate_module.uses_auxk
         if cfg.rational_a is not None:
             self.phi = RationalActivation(
                 cfg.rational_a,
@@ -465,14 +594,61 @@ class Rational(Activation):
             self.phi.b0.fill_(b0)
             self.phi.log_c_in.fill_(math.log(cfg.rational_c_in))
             self.phi.log_c_out.fill_(math.log(cfg.rational_c_out))
-        if self.gate == "jumprelu":
-            self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.threshold_init)))
-        elif self.gate == "cutoff":
-            self.log_cutoff = nn.Parameter(torch.tensor(math.log(cfg.threshold_init)))
-        elif self.gate == "batchtopk":
-            self.batch = BatchTopK(cfg.d_sae, cfg.k, cfg.batchtopk_threshold_momentum)
-        self.uses_auxk = self.gate in ("topk", "batchtopk")
+        post_hook = getattr(self, "register_state_dict_post_hook", None) or self._register_state_dict_hook
+        post_hook(Rational._legacy_gate_keys)
+        self.register_load_state_dict_pre_hook(Rational._current_gate_keys)
 
+    # ------------------------------------------------------------------ legacy layout of the gate's tensors
+    def _legacy_prefix(self) -> str:
+        prefix = self.gate_module.rational_state_prefix
+        return _GATE_KEY if prefix is None else prefix
+
+    @staticmethod
+    def _legacy_gate_keys(module: Rational, state_dict, prefix: str, local_metadata) -> None:
+        """State-dict hook: ``gate_module.<name>`` → ``<legacy prefix><name>``."""
+        legacy = module._legacy_prefix()
+        if legacy == _GATE_KEY:
+            return
+        old = prefix + _GATE_KEY
+        items = list(state_dict.items())  # renamed in place, in their order
+        state_dict.clear()
+        for key, value in items:
+            state_dict[prefix + legacy + key[len(old):] if key.startswith(old) else key] = value
+
+    @staticmethod
+    def _current_gate_keys(module: Rational, state_dict, prefix: str, *args) -> None:
+        """Load pre-hook: the inverse of :meth:`_legacy_gate_keys` for the gate's own tensors."""
+        legacy = module._legacy_prefix()
+        if legacy == _GATE_KEY:
+            return
+        names = [name for name, _ in module.gate_module.named_parameters()]
+        names += [name for name, _ in module.gate_module.named_buffers()]
+        for name in names:
+            if prefix + legacy + name in state_dict:
+                state_dict[prefix + _GATE_KEY + name] = state_dict.pop(prefix + legacy + name)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            gate = self._modules.get("gate_module")
+            legacy = getattr(gate, "rational_state_prefix", None)
+            if legacy is not None and legacy == name + ".":
+                return gate
+            if legacy == "" and (name in gate._parameters or name in gate._buffers):
+                return getattr(gate, name)
+            raise
+
+    @property
+    def sparse_max_density(self) -> float:  # type: ignore[override]
+        """That of the gate (which selects the support)."""
+        return self.gate_module.sparse_max_density
+
+    @sparse_max_density.setter
+    def sparse_max_density(self, value: float) -> None:
+        self.gate_module.sparse_max_density = value
+
+    # ------------------------------------------------------------------ activation
     def magnitude(self, values: Tensor, latents: Tensor | None) -> Tensor:
         """φ(values) = C_out · r(values / C_in) for gathered pre-activations of latents ``latents``
         (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor).
@@ -493,78 +669,36 @@ class Rational(Activation):
         return out.reshape(values.shape)
 
     def forward(self, h: Tensor) -> Tensor:
-        z = self._gated(h)
+        z = self.gate_module.gated(h, self.magnitude)
         return torch.where(z.abs() >= self.floor, z, 0) if self.floor > 0 else z
-
-    def _gated(self, h: Tensor) -> Tensor:
-        if self.gate == "none":
-            return self.phi(h)
-        if self.gate == "relu":
-            return torch.where(h > 0, self.phi(h), 0)
-        if self.gate == "jumprelu":
-            return self.phi(h) * step_ste(h, self.log_threshold.exp().to(h.dtype), self.bandwidth)
-        if self.gate == "cutoff":
-            u = self.phi(h)
-            return u * step_ste(u, self.log_cutoff.exp().to(u.dtype), self.bandwidth)
-        if self.gate == "topk":
-            idx = _topk_indices(h, self.k)
-            kept = h.gather(-1, idx)
-            return torch.zeros_like(h).scatter(-1, idx, torch.where(kept > 0, self.magnitude(kept, idx), 0))
-        return self.batch._gated(h, self.magnitude)
 
     @torch.no_grad()
     def select(self, h: Tensor) -> Support | None:
         """The gate's support, so that φ is evaluated on the selected entries only: always for the top-k gates,
         below ``sparse_max_density`` for the relu (L1 on the codes) and jumprelu gates; None (dense) for the
         cutoff gate, whose support depends on φ itself."""
-        if self.gate == "topk":
-            return Support.from_row_indices(_topk_indices(h, self.k), h.shape[-1])
-        if self.gate == "batchtopk":
-            return self.batch.select(h)
-        if self.gate == "relu" and self.l1_on == "codes":
-            return _threshold_support(h > 0, self.sparse_max_density)
-        if self.gate == "jumprelu":
-            return _jumprelu_support(h, self.log_threshold.exp().to(h.dtype), self.bandwidth, self.sparse_max_density)
-        return None
+        return self.gate_module.select(h)
 
     def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
-        if self.gate == "jumprelu":
-            threshold = self.log_threshold.exp().to(kept.dtype)[support.latents]
-            return self.magnitude(kept, support.latents) * step_ste(kept, threshold, self.bandwidth)
-        return super().sparse_values(kept, support)
+        return self.gate_module.gated_sparse_values(kept, support, self.magnitude)
 
-    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor:
-        if self.gate == "relu":
-            return self.l1_coefficient * _l1_sparse(values, support, W_dec, self.weight_by_decoder_norm)
-        if self.gate == "jumprelu":
-            threshold = self.log_threshold.exp().to(kept.dtype)[support.latents]
-            return self.l0_coefficient * step_ste(kept, threshold, self.bandwidth).sum() / support.n_rows
-        return kept.new_zeros(())
+    def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor | None:
+        return self.gate_module.sparse_penalty(kept, values, support, W_dec)
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
-        if self.gate == "none":
-            return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
-        if self.gate == "relu":
-            on = torch.relu(h) if self.l1_on == "pre_acts" else z
-            return self.l1_coefficient * _l1(on, W_dec, self.weight_by_decoder_norm)
-        if self.gate == "jumprelu":
-            fired = step_ste(h, self.log_threshold.exp().to(h.dtype), self.bandwidth)
-            return self.l0_coefficient * fired.sum(-1).mean()
-        if self.gate == "cutoff":
-            fired = step_ste(self.phi(h), self.log_cutoff.exp().to(h.dtype), self.bandwidth)
-            return self.l0_coefficient * fired.sum(-1).mean()
-        return h.new_zeros(())
+        return self.gate_module.gated_penalty(h, z, W_dec, self.magnitude)
 
     @torch.no_grad()
     def initialise_from_data(self, h: Tensor) -> None:
         """Set C_in to the 99.9th percentile of |h| over the sample, so the pre-activations that matter
-        fall in the design interval t ∈ [−1, 1] of the initial coefficients."""
+        fall in the design interval t ∈ [−1, 1] of the initial coefficients (and let the gate initialise)."""
         sample = h.detach().abs().flatten().float()
         if sample.numel() > 2**24:
             sample = sample[torch.randperm(sample.numel(), device=sample.device)[: 2**24]]
         scale = float(torch.quantile(sample, 0.999))
         if scale > 0 and math.isfinite(scale):
             self.phi.log_c_in.fill_(math.log(scale))
+        self.gate_module.initialise_from_data(h)
 
     def file_tensors(self) -> dict[str, Tensor]:
         tensors = {
@@ -574,13 +708,7 @@ class Rational(Activation):
             "rational_c_in": self.phi.log_c_in.detach().exp(),
             "rational_c_out": self.phi.log_c_out.detach().exp(),
         }
-        if self.gate == "jumprelu":
-            tensors["threshold"] = self.log_threshold.detach().exp()
-        elif self.gate == "cutoff":
-            tensors["rational_cutoff"] = self.log_cutoff.detach().exp()
-        elif self.gate == "batchtopk":
-            tensors["threshold"] = self.batch.threshold.detach().clone()
-        return tensors
+        return {**tensors, **self.gate_module.file_tensors()}
 
     @torch.no_grad()
     def load_file_tensors(self, tensors: dict[str, Tensor]) -> None:
@@ -589,12 +717,7 @@ class Rational(Activation):
         self.phi.b0.copy_(tensors.get("rational_b0", torch.zeros(())))  # absent in files of the b_0 = 0 form
         self.phi.log_c_in.copy_(tensors["rational_c_in"].log())
         self.phi.log_c_out.copy_(tensors["rational_c_out"].log())
-        if self.gate == "jumprelu":
-            self.log_threshold.copy_(tensors["threshold"].log())
-        elif self.gate == "cutoff":
-            self.log_cutoff.copy_(tensors["rational_cutoff"].log())
-        elif self.gate == "batchtopk":
-            self.batch.load_file_tensors({"threshold": tensors["threshold"]})
+        self.gate_module.load_file_tensors(tensors)
 
 
 def make_activation(cfg: SAEConfig) -> Activation:

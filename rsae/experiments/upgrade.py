@@ -287,12 +287,8 @@ def rsae_init(
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(student, name).copy_(getattr(teacher, name))
         if variant == "magnitude":
-            gate_tensors = {k: v for k, v in teacher.activation.file_tensors().items() if k == "threshold"}
-            act = student.activation
-            if tc.gate == "jumprelu":
-                act.log_threshold.copy_(gate_tensors["threshold"].log())
-            elif tc.gate == "batchtopk":
-                act.batch.load_file_tensors(gate_tensors)
+            # the student's gate is the teacher's family: it takes the teacher's thresholds (if it has any)
+            student.activation.gate_module.load_file_tensors(teacher.activation.file_tensors())
     return student
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsae.core.activations import jumprelu_ste, step_ste
+from rsae.core.activations import Activation, Rational, jumprelu_ste, step_ste
 from rsae.core.config import SAEConfig
 from rsae.core.sae import SAE
 from rsae.errors import ConfigError
@@ -165,3 +165,56 @@ def test_unknown_family_and_missing_k_are_config_errors() -> None:
         SAEConfig(d_in=2, d_sae=4, family="rational", rational_gate="topk")
     with pytest.raises(ConfigError, match="1 <= k <= d_sae"):
         SAEConfig(d_in=2, d_sae=4, family="topk", k=5)
+
+
+class _BandGate(Activation):
+    """A gate Rational has never heard of: keep |h| > c (one shared buffer ``band``), penalty λ · mean count."""
+
+    def __init__(self, cut: float) -> None:
+        super().__init__()
+        self.register_buffer("band", torch.tensor(cut))
+
+    def gated(self, h, magnitude):
+        return torch.where(h.abs() > self.band, magnitude(h, None), 0)
+
+    def penalty(self, h, z, W_dec):
+        return 0.5 * (h.abs() > self.band).to(h.dtype).sum(-1).mean()
+
+    def file_tensors(self):
+        return {"band": self.band.clone()}
+
+    def load_file_tensors(self, tensors):
+        self.band.copy_(tensors["band"])
+
+
+def test_new_gate_plugs_into_rational_without_changes() -> None:
+    cfg = make_config("rational-relu", dtype="float64")
+    act = Rational(cfg, gate=_BandGate(0.3))
+    h = torch.randn(7, cfg.d_sae, dtype=torch.float64, requires_grad=True)
+    z = act(h)
+    phi = act.phi(h.detach())
+    torch.testing.assert_close(z.detach(), torch.where(h.detach().abs() > 0.3, phi, 0))
+    assert float(act.penalty(h, z, torch.ones(cfg.d_sae, cfg.d_in))) == pytest.approx(
+        0.5 * float((h.abs() > 0.3).double().sum(-1).mean()))
+    z.sum().backward()  # φ's coefficients get gradients through the gate
+    assert act.phi.a.grad is not None and act.select(h.detach()) is None
+    assert "band" in act.file_tensors() and "gate_module.band" in act.state_dict()
+    other = Rational(cfg, gate=_BandGate(0.9))
+    other.load_file_tensors(act.file_tensors())
+    assert float(other.gate_module.band) == pytest.approx(0.3)
+
+
+def test_rational_gate_state_keys_are_those_of_old_checkpoints() -> None:
+    keys = {
+        "rational-jumprelu": {"log_threshold"},
+        "rational-cutoff": {"log_cutoff"},
+        "rational-batchtopk": {"batch.threshold", "batch.threshold_updates"},
+    }
+    for name, expected in keys.items():
+        sae = SAE.from_config(make_config(name), seed=0)
+        gate_keys = {k for k in sae.activation.state_dict() if not k.startswith("phi.")}
+        assert gate_keys == expected
+        again = SAE.from_config(make_config(name), seed=1)
+        again.load_state_dict(sae.state_dict())  # strict: the old keys load into the gate module
+        for key in expected:
+            torch.testing.assert_close(again.activation.state_dict()[key], sae.activation.state_dict()[key])
