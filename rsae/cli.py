@@ -363,7 +363,7 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]
 
 
 def _family_config(args: argparse.Namespace, d_in: int, true_l0: float | None) -> Any:
-    from rsae.core.config import SAEConfig
+    from rsae.core.config import SPARSITY_DEFAULTS, SAEConfig
 
     gate = (args.gate or "topk") if args.family == "rational" else None
     k = args.k if args.k is not None else (max(1, round(true_l0)) if true_l0 else 32)
@@ -380,23 +380,12 @@ def _family_config(args: argparse.Namespace, d_in: int, true_l0: float | None) -
         kwargs["rational_type"] = tuple(args.rational_type)
     if args.init_gate is not None:
         kwargs["rational_init_gate"] = args.init_gate
-    defaults = SYNTHETIC_DEFAULTS.get((args.family, gate), {})
-    kwargs.update(defaults)
+    kwargs.update(SPARSITY_DEFAULTS.get(gate if args.family == "rational" else args.family, {}))
     if args.l1 is not None:
         kwargs["l1_coefficient"] = args.l1
     if args.l0 is not None:
         kwargs["l0_coefficient"] = args.l0
     return SAEConfig(**kwargs)
-
-
-SYNTHETIC_DEFAULTS: dict[tuple[str, str | None], dict[str, Any]] = {
-    ("relu", None): {"l1_coefficient": 0.5},
-    ("jumprelu", None): {"l0_coefficient": 0.1, "threshold_init": 0.1},
-    ("rational", "relu"): {"l1_coefficient": 0.5},
-    ("rational", "jumprelu"): {"l0_coefficient": 0.1, "threshold_init": 0.1},
-    ("rational", "cutoff"): {"l0_coefficient": 0.1, "threshold_init": 0.1},
-}
-"""Sparsity coefficients used when none is given (chosen on the default synthetic data; see docs/rsae.md)."""
 
 
 _GATE_OPTIONS: dict[str, tuple[str, ...]] = {

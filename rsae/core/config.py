@@ -426,3 +426,13 @@ def _from_dict(cls: type, data: dict[str, Any], tuple_fields: tuple[str, ...]) -
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"bad {cls.__name__} fields: {exc}") from exc
+
+
+SPARSITY_DEFAULTS: dict[str, dict[str, float]] = {
+    "relu": {"l1_coefficient": 0.5},
+    "jumprelu": {"l0_coefficient": 0.1, "threshold_init": 0.1},
+    "cutoff": {"l0_coefficient": 0.1, "threshold_init": 0.1},
+}
+"""The one table of default sparsity settings per gate (the family, or a rational SAE's support gate), used when
+none is given (``rsae train``, the synthetic study); chosen on the default synthetic data (docs/rsae.md). Top-k gates
+take ``k`` instead."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from rsae.core.config import SAEConfig, TrainConfig
+from rsae.core.config import SPARSITY_DEFAULTS, SAEConfig, TrainConfig
 from rsae.core.data import TensorSource
 from rsae.core.metrics import evaluate_sae
 from rsae.core.sae import SAE
@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
-    "relu": {"family": "relu", "l1_coefficient": 0.5},
-    "jumprelu": {"family": "jumprelu", "l0_coefficient": 0.1, "threshold_init": 0.1},
+    "relu": {"family": "relu", **SPARSITY_DEFAULTS["relu"]},
+    "jumprelu": {"family": "jumprelu", **SPARSITY_DEFAULTS["jumprelu"]},
     "topk": {"family": "topk", "k": 5},
     "batchtopk": {"family": "batchtopk", "k": 5},
     "rational": {"family": "rational", "rational_gate": "topk", "k": 5},
@@ -55,12 +55,12 @@ FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
 """SAEConfig settings of the family table (sparsity coefficients chosen on this data; see docs/rsae.md)."""
 
 GATE_SETTINGS: dict[str, dict[str, Any]] = {
-    "relu": {"rational_gate": "relu", "l1_coefficient": 0.5},
-    "relu, L1 on max(h, 0)": {"rational_gate": "relu", "rational_l1_on": "pre_acts", "l1_coefficient": 0.5},
-    "jumprelu": {"rational_gate": "jumprelu", "l0_coefficient": 0.1, "threshold_init": 0.1},
+    "relu": {"rational_gate": "relu", **SPARSITY_DEFAULTS["relu"]},
+    "relu, L1 on max(h, 0)": {"rational_gate": "relu", "rational_l1_on": "pre_acts", **SPARSITY_DEFAULTS["relu"]},
+    "jumprelu": {"rational_gate": "jumprelu", **SPARSITY_DEFAULTS["jumprelu"]},
     "topk": {"rational_gate": "topk", "k": 5},
     "batchtopk": {"rational_gate": "batchtopk", "k": 5},
-    "cutoff": {"rational_gate": "cutoff", "l0_coefficient": 0.1, "threshold_init": 0.1},
+    "cutoff": {"rational_gate": "cutoff", **SPARSITY_DEFAULTS["cutoff"]},
 }
 """Rational-family settings per support gate."""
 
