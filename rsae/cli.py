@@ -191,6 +191,21 @@ def _publish(staging: Path, out: str | os.PathLike) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _staged(args: argparse.Namespace, inputs: Sequence[str | os.PathLike | None],
+            work: Any) -> dict[str, Any]:
+    """Run ``work(args, staging)`` into a checked temporary sibling of ``--out`` and publish it when it succeeds
+    (under torchrun only rank 0 publishes; the others report their ``rank``); the staging folder never outlives
+    the call."""
+    staging = _check_out(args.out, overwrite=args.overwrite, inputs=inputs)
+    try:
+        result = work(args, staging)
+        if "rank" not in result:
+            _publish(staging, args.out)
+    finally:
+        _discard(staging)
+    return result
+
+
 def _discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -429,14 +444,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         if checkpoints == out or out in checkpoints.parents:
             raise ConfigError("keep --checkpoint-dir outside --out (the output folder is replaced at the end)")
         check_checkpoint_dir(args.checkpoint_dir, resume=args.resume)
-    staging = _check_out(args.out, overwrite=args.overwrite, inputs=(args.data, args.eval_data))
-    try:
-        out = _train_into(args, staging)
-        if "rank" not in out:  # under torchrun only rank 0 writes the results
-            _publish(staging, args.out)
-    finally:
-        _discard(staging)
-    return out
+    return _staged(args, (args.data, args.eval_data), _train_into)
 
 
 def _train_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
@@ -526,14 +534,7 @@ def register_upgrade(subparsers: Any) -> None:
 
 def run_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     """Handler of ``rsae upgrade``."""
-    staging = _check_out(args.out, overwrite=args.overwrite, inputs=(args.teacher, args.data, args.eval_data))
-    try:
-        report = _upgrade_into(args, staging)
-        if "rank" not in report:  # under torchrun only rank 0 writes the results
-            _publish(staging, args.out)
-    finally:
-        _discard(staging)
-    return report
+    return _staged(args, (args.teacher, args.data, args.eval_data), _upgrade_into)
 
 
 def _upgrade_into(args: argparse.Namespace, staging: Path) -> dict[str, Any]:
