@@ -519,7 +519,7 @@ def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, t
                    coefficients: Any, data: Callable[[], dict[str, Tensor]], device: str,
                    progress: bool) -> Callable[[Path], dict[str, Any]]:
     def run(folder: Path) -> dict[str, Any]:
-        from rsae.experiments.upgrade import upgrade
+        from rsae.experiments.upgrade import copy_sae, upgrade
 
         tensors = data()
         train, held = tensors["train"].to(device), tensors["heldout"].to(device)
@@ -540,9 +540,7 @@ def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, t
         over = bool(result.budget["over_budget"])
         if variant == "paper":
             save_sae(result.student, folder / "rsae_unfloored")
-            rsae_model = SAE(result.student.cfg.replace(rational_floor=result.floor))
-            rsae_model.load_state_dict(result.student.state_dict())
-            rsae_model = rsae_model.to(result.student.device).eval()
+            rsae_model = copy_sae(result.student, rational_floor=result.floor)
             rsae_metrics, over = result.floor_metrics, bool(result.budget["floor_over_budget"])
         save_sae(result.student_init, folder / "init")
         save_sae(rsae_model, folder / "rsae")

@@ -55,7 +55,7 @@ from rsae.core.trainer import Trainer
 from rsae.errors import ConfigError
 
 __all__ = ["Calibration", "UpgradeResult", "rsae_init", "calibrate", "upgrade", "VARIANTS", "COEFFICIENT_SHARING",
-           "L0_BUDGET", "L0_EPS", "DESIGN_THRESHOLD", "fit_gate"]
+           "L0_BUDGET", "L0_EPS", "DESIGN_THRESHOLD", "fit_gate", "copy_sae"]
 
 VARIANTS = ("magnitude", "paper")
 """The two readings of the upgrade (module docstring)."""
@@ -498,7 +498,7 @@ def upgrade(
     held_in = train_src.sample(n_cal, seed=seed + 1)
     calibration = calibrate(student, teacher, sample, max_iter=calibration_iters)
     student.eval()
-    student_init = _copy(student)
+    student_init = copy_sae(student)
 
     def metrics(model: SAE) -> dict[str, Any]:
         out = dict(evaluate_sae(model, eval_data, max_tokens=eval_tokens))
@@ -522,12 +522,12 @@ def upgrade(
     floor, floor_metrics = None, None
     if variant == "paper":
         floor = _choose_floor(student, held_in, L0_BUDGET * teacher_l0_held_in)
-        floored = _copy(student, rational_floor=floor)
+        floored = copy_sae(student, rational_floor=floor)
         floor_metrics = metrics(floored)
         budget["floor_over_budget"] = bool(floor_metrics["l0"] > limit)
     control_metrics, copy = None, None
     if control:
-        copy = _copy(teacher)
+        copy = copy_sae(teacher)
         copy.train()
         _fine_tune(copy, tune, train_src, train_encoder, progress)
         copy.eval()
@@ -538,7 +538,7 @@ def upgrade(
                          control_metrics, variant, coefficient_sharing, seed, floor, floor_metrics, budget, copy)
 
 
-def _copy(model: SAE, **changes: Any) -> SAE:
+def copy_sae(model: SAE, **changes: Any) -> SAE:
     """An independent copy of ``model`` in eval mode (config ``changes`` applied, e.g. ``rational_floor``)."""
     cfg = model.cfg.replace(**changes) if changes else model.cfg
     out = SAE(cfg).to(model.device)
