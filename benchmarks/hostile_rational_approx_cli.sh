@@ -21,17 +21,17 @@ run fit --type 4,4 --method aaa --json
 run fit --type 3,2 --method aaa
 run fit --type 0,0 --json
 run study --n-max 0
-run study --n-max 2 --quiet --figure /proc/x.png
-run study --n-max 2 --quiet --json-out /tmp
-run study --n-max 2 --quiet --json-out ''
+run study --n-max 2 --no-progress --figure /proc/x.png
+run study --n-max 2 --no-progress --json-out /tmp
+run study --n-max 2 --no-progress --json-out ''
 run certify --type 4,4 --rtol nan
 run certify --type 4,4 --rtol -1
 run certify --type 4,4 --prec 8
-run certify --type 4,4 --prec 40 --json --quiet
+run certify --type 4,4 --prec 40 --json --no-progress
 run certify --type 4,4 --max-seconds -5
 run certify --target foo --type 4,4
-run certify --type 4,4 --json --quiet
-run certify --target relu --type 5,4 --json --quiet
-run certify --target sign --type 4,4 --json --quiet
+run certify --type 4,4 --json --no-progress
+run certify --target relu --type 5,4 --json --no-progress
+run certify --target sign --type 4,4 --json --no-progress
 run claims --only nope
 run nope

@@ -1,9 +1,11 @@
 """Command line: ``rational-approx fit | study | certify | certify-table | claims``.
 
 Every subcommand prints a table or, with ``--json``, one strict JSON object on stdout (no NaN / Infinity: null plus a
-``<key>_note``); progress goes to stderr. Bad input of any kind — arguments, a package error, an unwritable output
-path — gives one line on stderr and exit status 2, an unexpected internal error one line and exit status 1; never a
-traceback. Output paths are checked before the work starts.
+``<key>_note``); progress goes to stderr (``--no-progress`` silences it). Errors and exit statuses follow the
+convention of :mod:`rational_approx.cliutil` (shared with ``rsae``): one line ``rational-approx <command>: error: ...``
+on stderr, never a traceback (``--traceback`` shows it); 2 for usage or bad input (arguments, a package error such as
+an invalid target, type or domain, an unwritable output path), 1 when the work failed (a fit that does not converge,
+an I/O failure) or for an unexpected internal error, 130 on Ctrl-C. Output paths are checked before the work starts.
 
 Examples
 --------
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rational_approx.cliutil import RATIONAL_APPROX_EXIT_STATUS, OneLineParser, add_traceback_option, run_guarded
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
 from rational_approx.representation.barycentric import parse_type
 from rational_approx.representation.fit_result import json_ready
@@ -39,9 +42,10 @@ from rational_approx.representation.targets import TARGET_NAMES, resolve
 __all__ = ["main", "build_parser", "dumps"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own default prints usage too)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+def _add_progress_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--no-progress`` (the spelling of ``rsae``), and the older ``--quiet`` as a hidden alias."""
+    p.add_argument("--no-progress", action="store_true", help=help)
+    p.add_argument("--quiet", action="store_true", dest="no_progress", help=argparse.SUPPRESS)
 
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -147,7 +151,7 @@ def _study(args: argparse.Namespace) -> dict:
     check_output_file(args.json_out, "--json-out")
     check_output_file(args.figure, "--figure")
 
-    rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.quiet,
+    rows, seconds = run_study(args.n_max, json_out=args.json_out, figure=args.figure, progress=not args.no_progress,
                               docs=args.write_docs)
     return {"seconds": seconds, "json_out": args.json_out, "figure": args.figure, "rows": rows,
             "table": format_table(rows)}
@@ -171,7 +175,7 @@ def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time limit of the whole command: the approximant is computed first (it cannot be cut "
                              "short), the upper bound's subdivision gets the rest; when that runs out the bracket is "
                              "printed as it stands (rigorous, wider than --rtol, marked \"partial\": true)")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    _add_progress_option(parser, "no progress messages on stderr")
     parser.add_argument("--coefficients", action="store_true", help="include the certified coefficients")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -185,7 +189,7 @@ def _certify(args: argparse.Namespace) -> dict:
     tgt, dom = resolve(args.target, args.domain, args.gap, theta=args.theta, tau=args.tau)
 
     def progress(text: str) -> None:
-        if not args.quiet:
+        if not args.no_progress:
             print(f"rational-approx certify: {text}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
@@ -276,8 +280,8 @@ def _claims(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rational-approx", description="Rational approximation of sparsity gates.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="rational-approx", description="Rational approximation of sparsity gates.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("fit", help="fit one rational approximant")
     _add_target_arguments(p)
@@ -293,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-max", type=int, default=80, help="largest even degree (default 80)")
     p.add_argument("--json-out", default=None, help="write the table as JSON here")
     p.add_argument("--figure", default=None, help="write the log-scale figure here (PNG)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_option(p, "no progress bar")
     p.add_argument("--write-docs", default=None, metavar="MD",
                    help="write the table and the reading into the generated blocks of MD (docs/study.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -314,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("claims", help="measure every quantitative approximation claim (paper and classical)")
     _add_claims_arguments(p)
     p.set_defaults(run=_claims, show=lambda out: print(out["markdown"]))
+    add_traceback_option(parser)
     return parser
 
 
@@ -323,25 +328,25 @@ def dumps(out: object, indent: int | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand. Exit status 0 on success, 2 for bad input (one line on stderr, never a traceback), 1 for an
-    unexpected internal error (also one line), 130 on Ctrl-C."""
+    """Run one subcommand; returns the exit status of :mod:`rational_approx.cliutil` (0 success, 2 usage or bad
+    input, 1 failed work or an internal error, 130 on Ctrl-C; a failure is one line on stderr)."""
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse errors: one line and exit 2 (see _Parser)
+    args = parser.parse_args(argv)  # argparse errors: one line and exit 2 (see OneLineParser)
     run: Callable = args.run
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings(record=True) as caught:
+    caught: list[warnings.WarningMessage] = []
+
+    def work() -> object:
+        with np.errstate(all="ignore"), warnings.catch_warnings(record=True) as recorded:
             warnings.simplefilter("always")
-            out = run(args)
-    except (RationalApproxError, ValueError, OSError) as exc:
-        print(f"rational-approx {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"rational-approx {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: still one line, with what to report
-        print(f"rational-approx {args.command}: internal error ({exc.__class__.__name__}): {_one_line(exc)}; "
-              f"please report it with the command line", file=sys.stderr)
-        return 1
+            try:
+                return run(args)
+            finally:
+                caught.extend(recorded)
+
+    status, out = run_guarded(f"rational-approx {args.command}", work, RATIONAL_APPROX_EXIT_STATUS,
+                              own=(RationalApproxError,), traceback=args.traceback)
+    if status:
+        return status
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught
                     if not issubclass(w.category, DeprecationWarning | PendingDeprecationWarning)})
     if notes and isinstance(out, dict):
@@ -360,10 +365,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     return 0
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or exc.__class__.__name__
 
 
 if __name__ == "__main__":

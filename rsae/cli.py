@@ -13,16 +13,19 @@ arguments returning a JSON-able dict, or a string printed as is), plus one line 
         parser.add_argument(...)
         parser.set_defaults(handler=run_harvest)
 
-Progress bars and warnings go to stderr, the result to stdout. Every failure is one line
-``rsae <command>: error: ...`` on stderr, never a traceback (``RSAE_TRACEBACK=1`` shows it), with the exit status
+Progress bars and warnings go to stderr, the result to stdout. Errors and exit statuses follow the convention of
+:mod:`rational_approx.cliutil`, shared with ``rational-approx``: every failure is one line
+``rsae <command>: error: ...`` on stderr, never a traceback (``--traceback`` shows it; the older
+``RSAE_TRACEBACK=1`` too), and :data:`EXIT_STATUS` maps each exception class to its status:
 
 ====  ==========================================================================================================
 0     success
-1     the work failed: bad or damaged data, model or checkpoint files (:class:`rsae.errors.RSAEError`,
-      :class:`rational_approx.errors.RationalApproxError`), training diverged, an OS error (disk full,
-      permission), or an unexpected internal error (reported with its type)
-2     usage: an invalid argument or option value (argparse, :class:`rsae.errors.ConfigError`), an output that
-      would overwrite something, an option that does not apply to the chosen family
+2     usage or bad input: an invalid argument or option value (argparse, :class:`rsae.errors.ConfigError`), an
+      output that would overwrite something, an option that does not apply to the chosen family, missing, bad
+      or damaged input data, SAE, model or checkpoint files (``DataError``, ``SAEFileError``,
+      ``ModelLoadError``), an invalid target, type or domain (``RationalApproxError``)
+1     the work ran but failed: training diverged (``TrainingError``), a fit did not converge, an OS error while
+      working (disk full, permission), or an unexpected internal error (reported with its type)
 130   interrupted (Ctrl-C)
 ====  ==========================================================================================================
 
@@ -44,24 +47,38 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rational_approx.cliutil import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    RATIONAL_APPROX_EXIT_STATUS,
+    ExitTable,
+    OneLineParser,
+    add_traceback_option,
+    run_guarded,
+)
 from rational_approx.errors import RationalApproxError
-from rsae.errors import ConfigError, DataError, RSAEError
+from rsae.errors import ConfigError, DataError, ModelLoadError, RSAEError, SAEFileError, TrainingError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_STATUS"]
 
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr (exit status 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
+EXIT_STATUS: ExitTable = (
+    (TrainingError, EXIT_FAILED),  # training diverged
+    (ConfigError, EXIT_USAGE),
+    (DataError, EXIT_USAGE),  # missing or malformed input data
+    (SAEFileError, EXIT_USAGE),  # missing, malformed or damaged SAE / checkpoint folders
+    (ModelLoadError, EXIT_USAGE),  # a language model that cannot be found or loaded
+    (RSAEError, EXIT_FAILED),
+    # rsae calls rational_approx (initial coefficients): its errors keep their status; a plain ValueError raised
+    # inside rsae's work is a bug here (rsae's bad values are ConfigError), so it stays an internal error
+    *((cls, status) for cls, status in RATIONAL_APPROX_EXIT_STATUS if cls is not ValueError),
+)
+"""Exit status of each exception class (the first matching row decides; see :mod:`rational_approx.cliutil`)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``rsae`` parser with every command registered."""
-    parser = _Parser(prog="rsae", description="Rational sparse autoencoders (arXiv 2606.14990).")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="rsae", description="Rational sparse autoencoders (arXiv 2606.14990).")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for register in (
         register_train,
         register_upgrade,
@@ -72,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         register_study,
     ):
         register(subparsers)
+    add_traceback_option(parser)
     return parser
 
 
@@ -82,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> str:
         if isinstance(getattr(args, "device", None), str):
             check_device(args.device)
         for option in _OUTPUT_OPTIONS:
@@ -90,19 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _check_writable(option, getattr(args, option))
         result = args.handler(args)
         if isinstance(result, str):
-            text = result
-        elif getattr(args, "json", False):
-            text = dumps(result)
-        else:
-            text = _summary(result)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"rsae {args.command}: interrupted\n")
-        return 130
-    except Exception as exc:  # every failure is one line; the traceback only on request
-        if os.environ.get("RSAE_TRACEBACK"):
-            raise
-        sys.stderr.write(f"rsae {args.command}: error: {_one_line(exc)}\n")
-        return 2 if isinstance(exc, ConfigError) else 1
+            return result
+        return dumps(result) if getattr(args, "json", False) else _summary(result)
+
+    status, text = run_guarded(f"rsae {args.command}", work, EXIT_STATUS, own=(RSAEError, RationalApproxError),
+                               traceback=args.traceback or bool(os.environ.get("RSAE_TRACEBACK")))
+    if status:
+        return status
     if _rank() == 0:  # under torchrun only rank 0 reports
         sys.stdout.write(text + "\n")
     return 0
@@ -115,17 +128,6 @@ def _rank() -> int:
     from rsae.core.distributed import world
 
     return world()[0]
-
-
-def _one_line(exc: BaseException) -> str:
-    """The message of ``exc`` on one line; errors not raised on purpose by rsae or rational_approx are prefixed by
-    their type, as are OS errors (whose type says what went wrong)."""
-    message = " ".join(str(exc).split()) or "no message"
-    if isinstance(exc, (RSAEError, RationalApproxError)):
-        return message
-    if isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {message}"
-    return f"internal error ({type(exc).__name__}: {message}); run with RSAE_TRACEBACK=1 for the traceback"
 
 
 # --------------------------------------------------------------------------------------- output folders

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import rational_approx
 
-STAGES = {"errors": 0, "representation": 1, "fitting": 2, "verification": 3, "plotting": 4, "cli": 5, "__init__": 6,
-          "__main__": 6}
+STAGES = {"errors": 0, "representation": 1, "fitting": 2, "verification": 3, "plotting": 4, "cli": 5, "cliutil": 5,
+          "__init__": 6, "__main__": 6}
 # Known exception: run_study(figure=...) draws through plotting (a lazy import inside the function).
 ALLOWED = {("verification/study.py", "plotting")}
 

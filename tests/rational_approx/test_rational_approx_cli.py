@@ -1,4 +1,4 @@
-"""rational-approx CLI: the documented JSON keys, one-line errors with exit status 2."""
+"""rational-approx CLI: the documented JSON keys; one-line errors and the exit statuses of rational_approx.cliutil."""
 
 from __future__ import annotations
 
@@ -78,10 +78,91 @@ def test_argparse_errors_exit_2_without_usage_dump(capsys):
 
 
 def test_study_writes_json_and_figure(capsys, tmp_path):
-    code, out, _ = run(capsys, "study", "--n-max", "6", "--quiet", "--json-out", str(tmp_path / "s.json"),
+    code, out, _ = run(capsys, "study", "--n-max", "6", "--no-progress", "--json-out", str(tmp_path / "s.json"),
                        "--figure", str(tmp_path / "s.png"), "--json")
     assert code == 0
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
     assert [r["n"] for r in rows] == [2, 4, 6] and all(r["abs_converged"] for r in rows)
     assert abs(rows[0]["abs_error"] - 0.043689012692076362) < 1e-15
     assert (tmp_path / "s.png").stat().st_size > 10_000
+
+
+# ------------------------------------------------------------- the exit-status convention (rational_approx.cliutil)
+def _status(capsys, argv):
+    """(exit status, stdout, stderr) of ``rational-approx argv``, argparse's SystemExit included."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(("argv", "status", "message"), [
+    (["fit", "--type", "2,2", "--json"], 0, ""),
+    (["fit", "--type", "4,4", "--no-such-option"], 2, "rational-approx: error: unrecognized arguments"),
+    (["fit", "--type", "4,4", "--method", "newton"], 2, "rational-approx fit: error: argument --method"),
+    (["fit", "--type", "4,4", "--domain=1,-1"], 2, "rational-approx fit: error: "),
+    (["fit", "--target", "jumprelu", "--theta", "nan", "--type", "4,4"], 2, "rational-approx fit: error: "),
+    # the fit runs and does not converge (ConvergenceError): failed work
+    (["fit", "--type", "4,4", "--domain=-1e300,1e300", "--symmetry", "none"], 1, "rational-approx fit: error: "),
+])
+def test_exit_status_convention(capsys, argv, status, message):
+    code, out, err = _status(capsys, argv)
+    assert code == status, err
+    if status == 0:
+        assert err == "" and json.loads(out)["converged"] is True
+    else:
+        assert out == "" and err.count("\n") == 1 and err.startswith(message) and "Traceback" not in err
+
+
+def test_interrupt_is_130_and_one_line(capsys, monkeypatch):
+    import rational_approx.fitting.minimax as minimax_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(minimax_module, "minimax", interrupted)
+    code, out, err = _status(capsys, ["fit", "--type", "4,4"])
+    assert code == 130 and out == "" and err == "rational-approx fit: error: interrupted\n"
+
+
+def test_internal_error_is_1_with_the_hint_and_traceback_reraises(capsys, monkeypatch):
+    import rational_approx.fitting.minimax as minimax_module
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(minimax_module, "minimax", bug)
+    code, out, err = _status(capsys, ["fit", "--type", "4,4"])
+    assert code == 1 and out == ""
+    assert err == ("rational-approx fit: error: internal error (ZeroDivisionError: oops); rerun with --traceback to "
+                   "see the traceback\n")
+    with pytest.raises(ZeroDivisionError, match="oops"):
+        main(["fit", "--type", "4,4", "--traceback"])
+
+
+def test_no_progress_is_the_spelling_and_quiet_a_hidden_alias():
+    from rational_approx.cli import build_parser
+
+    parser = build_parser()
+    for flag in ("--no-progress", "--quiet"):
+        assert parser.parse_args(["study", flag]).no_progress is True
+        assert parser.parse_args(["certify", "--type", "4,4", flag]).no_progress is True
+    assert parser.parse_args(["study"]).no_progress is False
+    sub = next(a for a in parser._actions if a.dest == "command").choices["study"]
+    assert "--no-progress" in sub.format_help() and "--quiet" not in sub.format_help()
+
+
+def test_exit_table_first_matching_row_decides():
+    from rational_approx.cliutil import RATIONAL_APPROX_EXIT_STATUS, error_line, exit_status
+    from rational_approx.errors import ConvergenceError, DomainError
+
+    assert exit_status(ConvergenceError("no"), RATIONAL_APPROX_EXIT_STATUS) == 1  # before its RationalApproxError base
+    assert exit_status(DomainError("bad"), RATIONAL_APPROX_EXIT_STATUS) == 2
+    assert exit_status(ValueError("bad"), RATIONAL_APPROX_EXIT_STATUS) == 2
+    assert exit_status(OSError(28, "full"), RATIONAL_APPROX_EXIT_STATUS) == 1
+    assert exit_status(KeyboardInterrupt(), RATIONAL_APPROX_EXIT_STATUS) == 130
+    assert exit_status(TypeError("bug"), RATIONAL_APPROX_EXIT_STATUS) is None
+    assert error_line("p", DomainError("a\nb"), RATIONAL_APPROX_EXIT_STATUS, (DomainError,)) == "p: error: a b"
+    assert error_line("p", OSError(28, "full"), RATIONAL_APPROX_EXIT_STATUS, ()) == "p: error: OSError: [Errno 28] full"

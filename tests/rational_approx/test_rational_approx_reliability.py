@@ -50,7 +50,8 @@ def test_cli_turns_an_internal_error_into_one_line(capsys, monkeypatch):
 
     monkeypatch.setattr(aaa_module, "aaa", boom)
     code, out, err = run(capsys, "fit", "--type", "4,4", "--method", "aaa")
-    one_line_error(code, out, err, "internal error (TypeError): something unexpected", status=1)
+    one_line_error(code, out, err, "rational-approx fit: error: internal error (TypeError: something unexpected); "
+                   "rerun with --traceback", status=1)
 
 
 @pytest.mark.parametrize("argv", [["fit", "--type"], ["fit", "--type", "4,4", "--method", "newton"],
@@ -126,7 +127,7 @@ def test_callable_is_not_mistaken_for_a_named_target():
 # ------------------------------------------------------ item 12: poles in the domain are never "converged"
 def test_fit_with_poles_in_domain_is_not_converged_and_prints_no_warning(capsys):
     code, out, err = run(capsys, "fit", "--type", "4,4", "--domain=-1e300,1e300", "--symmetry", "none", "--json")
-    assert code == 2 and out == "" and "converge" in err and err.count("\n") == 1  # ConvergenceError, one line
+    assert code == 1 and out == "" and "converge" in err and err.count("\n") == 1  # ConvergenceError: failed work
     assert "RuntimeWarning" not in err
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow warning escapes the API either

@@ -142,7 +142,7 @@ def test_nonfinite_data_is_refused(tmp_path, capsys) -> None:
     shard[3, 2] = np.inf
     np.save(store / "shard_00000.npy", shard)
     status, _, err = run_cli(train_args(tmp_path / "out", store), capsys)
-    assert_one_line(status, err, 1, "shard_00000.npy holds NaN or inf")
+    assert_one_line(status, err, 2, "shard_00000.npy holds NaN or inf")
     assert not (tmp_path / "out").exists()
 
 
@@ -262,7 +262,7 @@ def test_api_refuses_another_runs_checkpoint_folder(tmp_path) -> None:
 
 # -------------------------------------------------------------------------------------- 5. data widths
 WIDTH_CASES = {
-    "train-eval-data": (lambda i, out: train_args(out, i["store8"], "--eval-data", i["store6"]), 1, "eval-data"),
+    "train-eval-data": (lambda i, out: train_args(out, i["store8"], "--eval-data", i["store6"]), 2, "eval-data"),
     "train-eval-data-with-synthetic": (
         lambda i, out: train_args(out, "synthetic", "--eval-data", i["store6"], "--synthetic-tokens", "2048"),
         2,
@@ -270,13 +270,13 @@ WIDTH_CASES = {
     ),
     "upgrade-data": (
         lambda i, out: ["upgrade", "--teacher", i["teacher"], "--data", i["store6"], "--out", out, *FAST],
-        1,
+        2,
         "width",
     ),
     "upgrade-eval-data": (
         lambda i, out: ["upgrade", "--teacher", i["teacher"], "--data", i["store8"], "--eval-data", i["store6"],
                         "--out", out, *FAST],
-        1,
+        2,
         "eval-data",
     ),
 }
@@ -320,10 +320,11 @@ def test_upgrade_init_gate_is_one_line(inputs, tmp_path, capsys, no_work) -> Non
 
 
 UNEXPECTED = {
-    "internal-error": (RuntimeError("boom\nsecond line"), 1, "internal error (RuntimeError: boom second line)"),
+    "internal-error": (RuntimeError("boom\nsecond line"), 1,
+                       "rsae train: error: internal error (RuntimeError: boom second line); rerun with --traceback"),
     "os-error": (OSError(28, "No space left on device"), 1, "OSError: [Errno 28] No space left on device"),
-    "rational-approx-error": (None, 1, "degenerate"),
-    "interrupt": (KeyboardInterrupt(), 130, "interrupted"),
+    "rational-approx-error": (None, 2, "degenerate"),
+    "interrupt": (KeyboardInterrupt(), 130, "rsae train: error: interrupted"),
 }
 
 
@@ -449,7 +450,7 @@ def test_damaged_checkpoint_on_the_command_line(inputs, tmp_path, capsys) -> Non
     resume = ["train", "--family", "relu", "--data", inputs["store8"], "--out", tmp_path / "out", "--checkpoint-dir",
               ckpt, "--resume", "--overwrite", *FAST]
     status, _, err = run_cli(resume, capsys)
-    assert_one_line(status, err, 1, "does not match the checksum")
+    assert_one_line(status, err, 2, "does not match the checksum")
 
 
 # --------------------------------------------------------------------------- 10. pickled model weights

@@ -11,7 +11,9 @@ import torch
 
 from rsae.cli import main
 from rsae.core.io import load_sae
-from rsae.experiments.reproduce import MARKER, PRESETS, _read_store, results_markdown
+from rsae.experiments.reproduce import PRESETS, results_markdown
+from rsae.experiments.reproduce_stages import _read_store
+from rsae.experiments.stages import MARKER
 
 
 def _finite_numbers(value):
@@ -85,7 +87,7 @@ def test_tiny_reproduce_writes_valid_outputs_and_rerun_skips_every_stage(tmp_pat
 
 
 def test_changed_config_invalidates_only_dependent_stages(tmp_path):
-    from rsae.experiments.reproduce import _Stages
+    from rsae.experiments.stages import _Stages
 
     stages = _Stages(tmp_path)
     calls = []

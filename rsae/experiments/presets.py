@@ -1,0 +1,222 @@
+"""Sizes of a ``rsae reproduce`` / ``rsae study`` run: the teachers (:class:`TeacherSetting`), the run's
+configuration (:class:`ReproduceConfig`), the upgrade :data:`VARIANTS` and the named :data:`PRESETS`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsae.core.config import SAEConfig
+from rsae.errors import ConfigError
+from rsae.lm.corpus import DEFAULT_DROP_FIRST
+from rsae.lm.hooks import DEFAULT_LAYER
+
+__all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting"]
+
+VARIANTS = ("magnitude", "paper")
+"""Upgrade variants :func:`reproduce` can run (see :func:`_upgrade_options`)."""
+
+
+@dataclass(frozen=True)
+class TeacherSetting:
+    """One teacher: a name, a family and its sparsity setting."""
+
+    name: str
+    """Folder and table name, e.g. ``topk-k32``."""
+    family: str
+    """``relu``, ``jumprelu`` or ``topk``."""
+    sparsity: float
+    """λ₁ (relu), λ₀ (jumprelu) or k (topk)."""
+    threshold_init: float = 1.0
+    """Initial JumpReLU threshold θ₀ (x/s units)."""
+    dead: bool = False
+    """Also train a copy with ``ReproduceConfig.dead_fraction`` of its latents dead (kind ``dead``)."""
+
+    def sae_config(self, d_in: int, d_sae: int) -> SAEConfig:
+        """The teacher's :class:`SAEConfig`."""
+        if self.family == "relu":
+            return SAEConfig(d_in=d_in, d_sae=d_sae, family="relu", l1_coefficient=self.sparsity)
+        if self.family == "jumprelu":
+            return SAEConfig(d_in=d_in, d_sae=d_sae, family="jumprelu", l0_coefficient=self.sparsity,
+                             threshold_init=self.threshold_init, jumprelu_bandwidth=0.1)
+        if self.family == "topk":
+            return SAEConfig(d_in=d_in, d_sae=d_sae, family="topk", k=int(self.sparsity))
+        raise ConfigError(f"teacher family must be relu, jumprelu or topk, got {self.family!r}")
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """Sizes of one run (see :data:`PRESETS`)."""
+
+    study_n_max: int
+    """Largest degree of the approximation study (0: no ``approx`` stage; the upgrade's default coefficients)."""
+    gate_types: tuple[tuple[str, tuple[int, int]], ...]
+    """(gate, rational type) of the initial-coefficient fits."""
+    train_tokens: int
+    """Harvested training tokens."""
+    heldout_tokens: int
+    """Harvested held-out tokens (SAE metrics and the convergence check)."""
+    context_length: int
+    """Tokens per context."""
+    d_sae: int
+    """Latents of every SAE."""
+    teacher_max_steps: int
+    """Most training steps of a teacher (the convergence check stops it earlier)."""
+    teacher_eval_every: int
+    """Held-out MSE is measured every this many teacher steps; the check runs at multiples of 4 × this."""
+    finetune_steps: int
+    """Fine-tuning steps of each upgrade and each control."""
+    ce_contexts: int
+    """Held-out contexts of the CE splicing."""
+    probe_train_contexts: int
+    """Training contexts of the sparse probe."""
+    probe_heldout_contexts: int
+    """Held-out contexts of the sparse probe."""
+    teachers: tuple[TeacherSetting, ...]
+    """The teachers."""
+    corpus: str = "pydoc"
+    """Embedded text of the harvest (:data:`rsae.lm.corpus.CORPORA`)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of every upgrade and control (≥ 3 for a verdict with a spread)."""
+    variants: tuple[str, ...] = VARIANTS
+    """Upgrade variants (:data:`VARIANTS`)."""
+    batch_size: int = 1024
+    """Tokens per step."""
+    lr: float = 3e-3
+    """Learning rate of the teachers (constant after warm-up)."""
+    finetune_lr: float = 1e-3
+    """Peak learning rate of the fine-tuning (warm-up 10 %, linear decay over the last 20 %)."""
+    convergence_tol: float = 0.01
+    """A teacher is converged when held-out MSE improved by less than this fraction over the last quarter."""
+    dead_fraction: float = 0.25
+    """Fraction of latents killed at initialisation in the ``dead`` teachers."""
+    dead_shift: float = 100.0
+    """b_enc of the killed latents (x/s units, negated)."""
+    calibration_tokens: int = 8192
+    """Tokens of the calibration fit."""
+    l0_budget: float = 1.05
+    """A row is over budget when an RSAE's L0 exceeds this × the teacher's; JumpReLU students fine-tune under
+    it (the trainer's dual-ascent multiplier)."""
+    layer: int = DEFAULT_LAYER
+    """Block whose output is harvested."""
+    drop_first: int = DEFAULT_DROP_FIRST
+    """Leading positions of each context skipped (attention sinks)."""
+    probe_task: str = "in_parentheses"
+    """Probing task of :data:`rsae.lm.downstream.PROBE_TASKS`."""
+    probe_k: int = 5
+    """Latents of the sparse probe."""
+    seed: int = 0
+    """Seed of the context order and of the teachers' initialisation and data order."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes recorded in the results."""
+
+    def __post_init__(self) -> None:
+        if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct and at least one, got {self.seeds}")
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown or not self.variants:
+            raise ConfigError(f"variants must be among {', '.join(VARIANTS)}, got {self.variants}")
+        if self.teacher_max_steps < 4 * self.teacher_eval_every:
+            raise ConfigError("teacher_max_steps must allow one convergence check (≥ 4 × teacher_eval_every)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dictionary."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+# Sparsity settings (x/s units). λ₁ = 5 left 78 % of the ReLU latents dead in 100-step pilots (d_sae 1152), and
+# JumpReLU's θ₀ sets much of the final L0 when the threshold moves slowly.
+_STUDY_TEACHERS = (
+    TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
+    TeacherSetting("relu-l1=2", "relu", 2.0),
+    TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0, dead=True),
+    TeacherSetting("jumprelu-l0=1", "jumprelu", 1.0, threshold_init=1.5),
+    TeacherSetting("topk-k=16", "topk", 16, dead=True),
+    TeacherSetting("topk-k=32", "topk", 32),
+)
+
+PRESETS: dict[str, ReproduceConfig] = {
+    "tiny": ReproduceConfig(
+        study_n_max=6,
+        gate_types=(("relu", (3, 2)), ("jumprelu", (3, 2)), ("topk", (3, 2))),
+        train_tokens=600,
+        heldout_tokens=200,
+        context_length=32,
+        d_sae=64,
+        teacher_max_steps=8,
+        teacher_eval_every=2,
+        finetune_steps=4,
+        ce_contexts=2,
+        probe_train_contexts=8,
+        probe_heldout_contexts=4,
+        teachers=(
+            TeacherSetting("relu-l1=2", "relu", 2.0, dead=True),
+            TeacherSetting("jumprelu-l0=0.5", "jumprelu", 0.5),
+            TeacherSetting("topk-k=4", "topk", 4),
+        ),
+        batch_size=128,
+        calibration_tokens=512,
+    ),
+    "default": ReproduceConfig(
+        study_n_max=40,
+        gate_types=(("relu", (3, 2)), ("jumprelu", (9, 8)), ("topk", (9, 8))),
+        train_tokens=40_000,
+        heldout_tokens=4_000,
+        context_length=128,
+        d_sae=2304,
+        teacher_max_steps=240,
+        teacher_eval_every=15,
+        finetune_steps=40,
+        ce_contexts=8,
+        probe_train_contexts=48,
+        probe_heldout_contexts=24,
+        teachers=(
+            TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
+            TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0, dead=True),
+            TeacherSetting("topk-k=16", "topk", 16, dead=True),
+        ),
+        batch_size=512,
+        # the paper variant's calibration over all (token, latent) entries costs minutes per JumpReLU/TopK stage on
+        # 2 cores; the default main job runs the magnitude variant, the study presets run both
+        variants=("magnitude",),
+    ),
+    "study": ReproduceConfig(
+        study_n_max=40,
+        gate_types=(("relu", (3, 2)), ("jumprelu", (9, 8)), ("topk", (9, 8))),
+        train_tokens=500_000,
+        heldout_tokens=20_000,
+        context_length=128,
+        d_sae=2304,
+        teacher_max_steps=1600,
+        teacher_eval_every=100,
+        finetune_steps=200,
+        ce_contexts=32,
+        probe_train_contexts=128,
+        probe_heldout_contexts=64,
+        teachers=_STUDY_TEACHERS,
+        corpus="stdlib",
+    ),
+    "full": ReproduceConfig(
+        study_n_max=80,
+        gate_types=(("relu", (3, 2)), ("jumprelu", (9, 8)), ("topk", (9, 8))),
+        train_tokens=2_000_000,
+        heldout_tokens=50_000,
+        context_length=128,
+        d_sae=4608,
+        teacher_max_steps=20_000,
+        teacher_eval_every=500,
+        finetune_steps=2000,
+        ce_contexts=128,
+        probe_train_contexts=512,
+        probe_heldout_contexts=128,
+        teachers=_STUDY_TEACHERS,
+        corpus="stdlib",
+        seeds=(0, 1, 2, 3, 4),
+        batch_size=4096,
+    ),
+}
+"""``tiny`` (the slow test: a few hundred tokens, tiny SAEs), ``default`` (the main job, ``make reproduce``:
+≈ 15 min on a quiet 2-core CPU), ``study`` (``rsae study``: 500k stdlib-source tokens, d_sae = 4 × d_in, nine
+rows) and ``full`` (``rsae study --device cuda``: 2M tokens, d_sae = 8 × d_in, five seeds)."""
