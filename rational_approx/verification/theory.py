@@ -149,6 +149,20 @@ class NewmanRational:
             pm = mpmath.fprod(-x + a**k for k in range(self.n))
             return x * (pp - pm) / (pp + pm)
 
+    def monomial_coefficients(self, dps: int = 60) -> tuple[list, list]:
+        """(p, q): ascending monomial coefficients (mpmath, ``dps`` digits) of r_n = p/q, with
+        p(x) = x(P(x) − P(−x)) and q(x) = P(x) + P(−x), P(x) = Π_{k<n} (x + a^k)."""
+        with mpmath.workdps(dps):
+            a = mpmath.exp(-1 / mpmath.sqrt(self.n))
+            c = [mpmath.mpf(1)]
+            for k in range(self.n):
+                c = [mpmath.mpf(0)] + c  # multiply by x ...
+                for i in range(len(c) - 1):
+                    c[i] += a**k * c[i + 1]  # ... plus a^k
+            even = [v if i % 2 == 0 else mpmath.mpf(0) for i, v in enumerate(c)]
+            odd = [v if i % 2 == 1 else mpmath.mpf(0) for i, v in enumerate(c)]
+            return [mpmath.mpf(0)] + [2 * v for v in odd], [2 * v for v in even]
+
     def error(self) -> float:
         """Measured sup_{[−1,1]} | |x| − r_n(x) |: dense log-spaced grid on (0, 1], then local refinement.
 
