@@ -21,7 +21,6 @@ conservative.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ from flint import arb
 
 from rational_approx.fitting.mp_remez import HighPrecResult
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.extrema import alternating_indices
+from rational_approx.representation.extrema import alternating_indices, golden_section_max
 from rational_approx.representation.multiprecision import abs_down, arb_from_mpf, working_precision
 from rational_approx.representation.targets import Target
 from rational_approx.verification.exact import ExactRational, domain_pieces, exact_rational, exact_target
@@ -82,15 +81,8 @@ def _auto_points(tgt: Target, dom: Domain, R: ExactRational) -> list[float]:
         if abs(e[i]) >= abs(left) and abs(e[i]) >= abs(right):
             if 0 < i < x.size - 1 and x[i] not in tgt.singular_points:
                 s = np.sign(e[i])
-                lo, hi = x[i - 1], x[i + 1]
-                g = (math.sqrt(5) - 1) / 2
-                for _ in range(60):
-                    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-                    if s * (tgt.f(np.array(c)) - R(c)) > s * (tgt.f(np.array(d)) - R(d)):
-                        hi = d
-                    else:
-                        lo = c
-                pts.append(0.5 * (lo + hi))
+                pts.append(float(golden_section_max(lambda t, s=s: s * (tgt.f(np.array(t)) - R(t)),
+                                                    float(x[i - 1]), float(x[i + 1]))))
             else:
                 pts.append(float(x[i]))
     return sorted(set(pts))
