@@ -78,6 +78,19 @@ def _check_degree(n: int, minimum: int, what: str) -> int:
     return int(n)
 
 
+def _barycentric_from_denominator(z: list, f: list, q: Callable, typ: tuple[int, int]) -> BarycentricRational:
+    """The rational p/q interpolating f at the support points z, in barycentric form (mpmath data in ``.mp``).
+
+    Weights w_k = q(z_k)/ℓ′(z_k), ℓ(x) = Π(x − z_j), make Σ w_k/(x − z_k) = q(x)/ℓ(x) exactly; they are scaled to
+    max |w_k| = 1. Call inside the mpmath precision context the data were computed in.
+    """
+    w = [q(zk) / mpmath.fprod(zk - zj for j, zj in enumerate(z) if j != k) for k, zk in enumerate(z)]
+    scale = max(abs(v) for v in w)
+    w = [v / scale for v in w]
+    as_float = [np.array([float(v) for v in arr]) for arr in (z, f, w)]
+    return BarycentricRational(*as_float, type=typ, mp=(z, f, w))
+
+
 def newman_bound(n: int) -> float:
     """Newman's upper bound 3·e^{−√n} on the error of his type-(n, n) rational for |x| on [−1, 1]."""
     return 3.0 * math.exp(-math.sqrt(_check_degree(n, 1, "n")))
@@ -206,12 +219,7 @@ class NewmanRational:
                     -x + a**k for k in range(self.n)
                 )
 
-            f = [abs(zk) for zk in z]
-            w = [q(zk) / mpmath.fprod(zk - zj for j, zj in enumerate(z) if j != k) for k, zk in enumerate(z)]
-            scale = max(abs(v) for v in w)
-            w = [v / scale for v in w]
-            as_float = [np.array([float(v) for v in arr]) for arr in (z, f, w)]
-        return BarycentricRational(*as_float, type=self.type, mp=(z, f, w))
+            return _barycentric_from_denominator(z, [abs(zk) for zk in z], q, self.type)
 
 
 def newman_rational(n: int) -> NewmanRational:
@@ -441,11 +449,7 @@ class ZolotarevSign:
             def q(x):
                 return mpmath.fprod(x * x + c for c in self.den_c)
 
-            w = [q(zk) / mpmath.fprod(zk - zj for j, zj in enumerate(z) if j != k) for k, zk in enumerate(z)]
-            scale = max(abs(v) for v in w)
-            w = [v / scale for v in w]
-            as_float = [np.array([float(v) for v in arr]) for arr in (z, f, w)]
-        return BarycentricRational(*as_float, type=self.type, mp=(z, f, w))
+            return _barycentric_from_denominator(z, f, q, self.type)
 
 
 def zolotarev_sign(n: int, ell: float, *, dps: int = 40) -> ZolotarevSign:
