@@ -30,36 +30,27 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import mpmath
 import numpy as np
-from flint import arb
 
-import rational_approx.fitting.highprec as hp
-from rational_approx.representation.multiprecision import arb_from_mpf, exact_mid, mpf_from_arb, working_precision
+from rational_approx.fitting.highprec import abs_result
+from rational_approx.fitting.highprec import sqrt_sweep as sweep_states
+from rational_approx.representation.multiprecision import arb_from_mpf, mpf_from_arb, working_precision
 
 E2 = "0.043689012692076362"
 E30 = "2.1739878201697943e-7"
 VARIANTS = {"A": {"bits": (8, 200), "jitter": 0.0}, "B": {"bits": (10, 264), "jitter": 0.1}}
 
 
-def _bits(variant: str, k: int) -> int:
+def _bits(variant: str) -> Callable[[int], int]:
+    """Working precision of run ``variant`` at type (k, k) of √t: a·k + b bits."""
     a, b = VARIANTS[variant]["bits"]
-    return a * k + b
-
-
-def _start(prev_ts: list, k: int, variant: str) -> list:
-    """Reference for type (k, k) from the converged one of k − 1: stretched in log t, jittered in run B."""
-    u = np.array([float(t.log()) for t in prev_ts[1:-1]])
-    v = hp._extrapolate_log(u, 2 * k)
-    jit = VARIANTS[variant]["jitter"]
-    if jit:
-        rng = np.random.default_rng(1000 + k)
-        v[:-1] += jit * np.diff(v) * (rng.random(v.size - 1) - 0.5)
-    return [arb(0)] + [exact_mid(arb(math.exp(x))) for x in v] + [arb(1)]
+    return lambda k: a * k + b
 
 
 def _mp(x, bits: int) -> str:
@@ -67,33 +58,28 @@ def _mp(x, bits: int) -> str:
 
 
 def sweep(variant: str, n_max: int, path: Path, resume: bool) -> None:
-    """One continuation sweep k = 1 … n_max/2, one JSON line per n appended to ``path``."""
-    ts, hist, k0 = [arb(0), arb(0.03), arb(0.4), arb(1)], [], 1
+    """One continuation sweep k = 1 … n_max/2 (:func:`rational_approx.fitting.highprec.sqrt_sweep`), one JSON line
+    per n appended to ``path``; with ``resume``, it continues after the last line."""
+    start, levels = None, []
     if resume and path.exists() and path.stat().st_size:
         *_, last = path.read_text().splitlines()
         rec = json.loads(last)
         with mpmath.workprec(rec["prec"] + 64), working_precision(rec["prec"] + 64):
-            ts = [arb_from_mpf(mpmath.mpf(t)) for t in rec["reference_t"]]
-            hist = [arb_from_mpf(mpmath.mpf(h)) for h in rec["levels"]]
-        k0 = rec["n"] // 2 + 1
+            levels = [arb_from_mpf(mpmath.mpf(h)) for h in rec["levels"]]
+            start = ([arb_from_mpf(mpmath.mpf(t)) for t in rec["reference_t"]], levels)
     t_start = time.perf_counter()
     with path.open("a") as fh:
-        for k in range(k0, n_max // 2 + 1):
-            t0 = time.perf_counter()
-            prec = _bits(variant, k)
-            with working_precision(prec):
-                start = _start(ts, k, variant) if k > 1 else ts
-                h = hist[-1] * hist[-1] / hist[-2] if len(hist) >= 2 else None
-                state = hp._sqrt_remez(start, k, h)
-            secs = time.perf_counter() - t0
-            res = hp._abs_result(state, 2 * k, prec, float("nan"), secs)
-            ts, hist = state.ts, (hist + [state.h])[-2:]
+        for state, prec, _, secs in sweep_states(n_max // 2, bits=_bits(variant),
+                                                 jitter=VARIANTS[variant]["jitter"], resume=start):
+            k = state.k
+            res = abs_result(state, 2 * k, prec, float("nan"), secs)
+            levels = (levels + [state.h])[-2:]
             with mpmath.workprec(prec):
                 rec = {"n": 2 * k, "variant": variant, "E": _mp(res.error, prec), "prec": prec,
                        "iterations": state.iterations, "level_spread": state.spread, "seconds": secs,
                        "cumulative_seconds": time.perf_counter() - t_start,
-                       "reference_t": [_mp(mpf_from_arb(t), prec) for t in ts],
-                       "levels": [_mp(mpf_from_arb(x), prec) for x in hist],
+                       "reference_t": [_mp(mpf_from_arb(t), prec) for t in state.ts],
+                       "levels": [_mp(mpf_from_arb(x), prec) for x in levels],
                        "p": [_mp(c, prec) for c in res.p], "q": [_mp(c, prec) for c in res.q],
                        "extremal_points": [_mp(x, prec) for x in res.extremal_points]}
             fh.write(json.dumps(rec) + "\n")

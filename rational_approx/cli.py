@@ -182,7 +182,7 @@ def _add_certify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _certify(args: argparse.Namespace) -> dict:
     """``rational-approx certify``: compute an approximant, certify it, return the certificate as a dict."""
-    from rational_approx.verification.certify import certify, check_certify_options
+    from rational_approx.verification.certify import approximant_to_certify, certify, check_certify_options
 
     m, n = parse_type(args.type)
     check_certify_options(rtol=args.rtol, prec=args.prec, max_seconds=args.max_seconds)
@@ -193,30 +193,7 @@ def _certify(args: argparse.Namespace) -> dict:
             print(f"rational-approx certify: {text}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    standard = dom.intervals == ((-1.0, 1.0),)
-    from rational_approx.fitting.highprec import abs_minimax, relu_minimax
-    from rational_approx.fitting.refine import refine_minimax
-
-    if args.source != "minimax" and standard and tgt.name == "abs" and m == n and n >= 2:
-        how = f"highprec.abs_minimax({n})"
-        progress(f"computing the approximant {how} …")
-        approx = abs_minimax(n, progress=progress)
-    elif (
-        args.source != "minimax" and standard and tgt.name == "relu" and m == n + 1 and n % 2 == 0 and n >= 2
-    ):
-        how = f"highprec.relu_minimax({n // 2})"
-        progress(f"computing the approximant {how} …")
-        approx = relu_minimax(n // 2, progress=progress)
-    else:
-        from rational_approx.fitting.minimax import minimax
-
-        how = "minimax (double precision)"
-        progress(f"computing the approximant: {how} …")
-        approx = minimax(tgt, (m, n), dom)
-        if args.source == "highprec":
-            how = f"minimax refined at {args.prec} bits"
-            progress(f"refining it at {args.prec} bits …")
-            approx = refine_minimax(approx, prec=args.prec)
+    approx, how = approximant_to_certify(tgt, (m, n), dom, source=args.source, prec=args.prec, progress=progress)
     t_approx = time.perf_counter() - t0
     progress(f"approximant ready ({t_approx:.1f} s); certifying: upper bound (Taylor-form subdivision) …")
     left = None if args.max_seconds is None else max(args.max_seconds - t_approx, 1e-3)

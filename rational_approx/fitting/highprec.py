@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import mpmath
@@ -48,12 +48,39 @@ from rational_approx.representation.domain import Domain
 from rational_approx.representation.multiprecision import exact_mid, mpf_from_arb, working_precision
 from rational_approx.representation.targets import get_target
 
-__all__ = ["abs_minimax", "abs_minimax_table", "relu_minimax", "abs_precision_bits"]
+__all__ = [
+    "abs_minimax",
+    "abs_minimax_table",
+    "relu_minimax",
+    "abs_precision_bits",
+    "SqrtState",
+    "sqrt_remez",
+    "sqrt_sweep",
+    "continuation_reference",
+    "abs_result",
+]
 
 
 @dataclass
-class _SqrtState:
-    """Barycentric best approximant of √t on [0, 1] of type (k, k) and its reference (exact arb points)."""
+class SqrtState:
+    """Barycentric best approximant of √t on [0, 1] of type (k, k) and its reference (exact arb points).
+
+    Returned by :func:`sqrt_remez`; :func:`abs_result` turns it into the type-(2k, 2k) approximant of |x|.
+
+    Attributes
+    ----------
+    k : int
+    ts : list of arb
+        The 2k + 2 reference points, t_0 = 0 < t_1 < … < t_{2k+1} = 1.
+    z, alpha, beta : lists of arb
+        Support points (``ts[1::2]``) and the numerator / denominator weights: r = Σα_j/(t − z_j) / Σβ_j/(t − z_j).
+    h : arb
+        The levelled error (signed); |h| is the computed E_{k,k}(√t, [0, 1]) = E_{2k,2k}(|x|, [−1, 1]).
+    iterations : int
+        Remez iterations used.
+    spread : float
+        (max − min)/max of |√t − r| over the final reference (the equioscillation defect).
+    """
 
     k: int
     ts: list  # 2k + 2 reference points, t_0 = 0, t_{2k+1} = 1
@@ -129,7 +156,26 @@ def _bary_eval(z: list, alpha: list, beta: list, t: arb, derivs: bool = False):
     return r, r1, r2
 
 
-def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtState:
+def sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> SqrtState:
+    """Remez exchange for the best type-(k, k) approximant of √t on [0, 1], from the reference ``ts``.
+
+    Works at flint's current precision (set it with
+    :class:`~rational_approx.representation.multiprecision.working_precision`, e.g. :func:`abs_precision_bits`).
+
+    Parameters
+    ----------
+    ts : list of arb
+        2k + 2 starting reference points, t_0 = 0 and t_{2k+1} = 1 (e.g. from :func:`continuation_reference`).
+    k : int
+    h : arb or None
+        A guess of the levelled error (speeds up the first levelled solve); None to solve for it from scratch.
+    maxiter : int
+
+    Raises
+    ------
+    ConvergenceError
+        When the levels have not agreed to half the working precision after ``maxiter`` iterations.
+    """
     n = 2 * k + 2
     sg = [(-1) ** (i + 1) for i in range(n)]
     tol = 2.0 ** (-ctx.prec / 2 + 8)
@@ -178,7 +224,7 @@ def _sqrt_remez(ts: list, k: int, h: arb | None, maxiter: int = 40) -> _SqrtStat
         spread = float((max(errs) - min(errs)) / max(errs))
         if spread < 2.0 ** (-ctx.prec / 2):
             z, al, be, h = _sqrt_levelled(ts, k, h)
-            return _SqrtState(k, ts, z, al, be, h, it, spread)
+            return SqrtState(k, ts, z, al, be, h, it, spread)
     raise ConvergenceError(
         f"Remez for √t of type ({k},{k}) did not converge in {maxiter} iterations (level spread {spread:.1e})"
     )
@@ -196,13 +242,35 @@ def _extrapolate_log(u: np.ndarray, newlen: int) -> np.ndarray:
     return out
 
 
+def continuation_reference(prev_ts: list, k: int, *, jitter: float = 0.0, seed: int = 1000) -> list:
+    """Starting reference for type (k, k) from the converged reference ``prev_ts`` of type (k − 1, k − 1).
+
+    The interior points are stretched in log t to 2k points (linear inter-/extrapolation in relative index).
+    ``jitter`` > 0 moves each of them (but the last) by up to ±jitter/2 of the gap to its right neighbour in log t,
+    with ``numpy.random.default_rng(seed + k)`` — an independent start for checking a result. Exact arb points, at
+    flint's current precision.
+    """
+    if len(prev_ts) != 2 * k:
+        raise DegreeError(f"the reference of type ({k - 1}, {k - 1}) has {2 * k} points, got {len(prev_ts)}")
+    u = np.array([float(t.log()) for t in prev_ts[1:-1]])
+    v = _extrapolate_log(u, 2 * k)
+    if jitter:
+        rng = np.random.default_rng(seed + k)
+        v[:-1] += jitter * np.diff(v) * (rng.random(v.size - 1) - 0.5)
+    return [arb(0)] + [exact_mid(arb(math.exp(x))) for x in v] + [arb(1)]
+
+
 def abs_precision_bits(k: int) -> int:
     """Working precision (bits) used for √t of type (k, k), i.e. |x| of type (2k, 2k): 8k + 200."""
     return 8 * k + 200
 
 
-def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: float) -> HighPrecResult:
-    """Turn the √t solution into |x|'s approximant R(x²) with monomial coefficients in x."""
+def abs_result(state: SqrtState, n: int, prec: int, digits: float, seconds: float) -> HighPrecResult:
+    """Turn the √t solution into |x|'s type-(n, n) approximant R(x²), with monomial coefficients in x.
+
+    ``n`` is 2k (or 2k + 1: the same approximant, E_{2k+1,2k+1} = E_{2k,2k}); ``prec`` the working precision
+    the state was computed at; ``digits`` and ``seconds`` are stored in the result as given.
+    """
     k = state.k
     work = max(
         4 * prec, 1024
@@ -263,23 +331,46 @@ def _abs_result(state: _SqrtState, n: int, prec: int, digits: float, seconds: fl
 
 
 
-def _sqrt_sweep(
-    k_max: int, *, check_bits: int, callback: Callable[[int, _SqrtState, float, float], None] | None
-):
-    """Continuation k = 1 … k_max; yields (state, prec, digits, seconds) per k."""
+def sqrt_sweep(
+    k_max: int,
+    *,
+    check_bits: int = 0,
+    bits: Callable[[int], int] = abs_precision_bits,
+    jitter: float = 0.0,
+    resume: tuple[list, list] | None = None,
+    callback: Callable[[int, SqrtState, float, float], None] | None = None,
+) -> Iterator[tuple[SqrtState, int, float, float]]:
+    """Continuation in k for √t on [0, 1]: yields (state, prec, digits, seconds) for k = 1 … k_max (or from resume).
+
+    Each k starts from :func:`continuation_reference` of the previous one (with ``jitter``) and from the level
+    extrapolated geometrically from the last two, and works at ``bits(k)`` bits.
+
+    Parameters
+    ----------
+    check_bits : int
+        Re-solve the levelled system at this many more bits to estimate the correct digits (0: skip; then
+        ``digits`` reflects only the level spread and the working precision).
+    resume : (reference, levels) or None
+        Continue after type (k0, k0) from its converged reference (2k0 + 2 points) and its last one or two
+        levels h (arb), as a sweep would have left them.
+    callback : called with (k, state, digits, seconds) after each k.
+    """
     ts = [arb(0), arb(0.03), arb(0.4), arb(1)]  # crude reference for k = 1; the Remez iteration fixes it
     hist: list[arb] = []
-    state = None
-    for k in range(1, k_max + 1):
+    k0 = 1
+    if resume is not None:
+        ts, hist = list(resume[0]), list(resume[1])[-2:]
+        k0 = len(ts) // 2
+        if len(ts) % 2 or k0 < 2 or not hist:
+            raise DegreeError(f"resume needs a reference of 2k + 2 ≥ 4 points and a level, got {len(ts)} points")
+    for k in range(k0, k_max + 1):
         t0 = time.perf_counter()
-        prec = abs_precision_bits(k)
+        prec = bits(k)
         with working_precision(prec):
-            if k > 1:
-                u = np.array([float(t.log()) for t in state.ts[1:-1]])
-                ts = [arb(0)] + [exact_mid(arb(math.exp(v))) for v in _extrapolate_log(u, 2 * k)] + [arb(1)]
-            h = hist[-1] * hist[-1] / hist[-2] if k >= 3 else None
-            state = _sqrt_remez(ts, k, h)
-            hist.append(state.h)
+            start = continuation_reference(ts, k, jitter=jitter) if k > 1 else ts
+            h = hist[-1] * hist[-1] / hist[-2] if len(hist) >= 2 else None
+            state = sqrt_remez(start, k, h)
+        ts, hist = state.ts, (hist + [state.h])[-2:]
         diff = 0.0
         if check_bits:
             with working_precision(prec + check_bits):
@@ -318,13 +409,13 @@ def abs_minimax(n: int, *, check_bits: int = 64, progress: Callable[[str], None]
     t0 = time.perf_counter()
     k_max = int(n) // 2
 
-    def report(k: int, state: _SqrtState, digits: float, secs: float) -> None:
+    def report(k: int, state: SqrtState, digits: float, secs: float) -> None:
         if progress is not None:
             progress(f"abs_minimax: type ({2 * k}, {2 * k}) of ({2 * k_max}, {2 * k_max}), "
                      f"E = {float(abs(state.h)):.10e} ({secs:.1f} s)")
 
-    *_, (state, prec, digits, _) = _sqrt_sweep(k_max, check_bits=check_bits, callback=report)
-    return _abs_result(state, int(n), prec, digits, time.perf_counter() - t0)
+    *_, (state, prec, digits, _) = sqrt_sweep(k_max, check_bits=check_bits, callback=report)
+    return abs_result(state, int(n), prec, digits, time.perf_counter() - t0)
 
 
 def abs_minimax_table(
@@ -338,8 +429,8 @@ def abs_minimax_table(
         raise DegreeError(f"n_max must be at least 2, got {n_max}")
     out = []
     t_start = time.perf_counter()
-    for state, prec, digits, secs in _sqrt_sweep(int(n_max) // 2, check_bits=check_bits, callback=None):
-        res = _abs_result(state, 2 * state.k, prec, digits, secs)
+    for state, prec, digits, secs in sqrt_sweep(int(n_max) // 2, check_bits=check_bits, callback=None):
+        res = abs_result(state, 2 * state.k, prec, digits, secs)
         res.notes.append(f"cumulative time {time.perf_counter() - t_start:.1f} s")
         out.append(res)
         if callback is not None:

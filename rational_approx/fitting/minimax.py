@@ -56,7 +56,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rational_approx.errors import ConvergenceError, DomainError, RationalApproxError, TargetError
-from rational_approx.representation.barycentric import BarycentricRational, parse_type
+from rational_approx.representation.barycentric import BarycentricRational, barycentric_mp, parse_type
 from rational_approx.representation.domain import Domain
 from rational_approx.representation.extrema import alternating_indices, local_extrema
 from rational_approx.representation.fit_result import FitResult
@@ -720,14 +720,7 @@ def _extrema_mp(g_mp, t_mp, v_mp, w_mp, x: np.ndarray, domain: Domain, dps: int 
     with mpmath.workdps(dps):
         def e(u):
             u = mpmath.mpf(u)
-            num = den = mpmath.mpf(0)
-            for tk, vk, wk in zip(t_mp, v_mp, w_mp):
-                if u == tk:
-                    return g_mp(u) - vk
-                c = wk / (u - tk)
-                num += c * vk
-                den += c
-            return g_mp(u) - num / den
+            return g_mp(u) - barycentric_mp(t_mp, v_mp, w_mp, u)
 
         for i in range(1, x.size - 1):
             if float(x[i]) in ends:

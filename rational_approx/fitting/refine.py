@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 import mpmath
 import numpy as np
@@ -22,11 +21,10 @@ from flint import arb, arb_mat
 
 from rational_approx.errors import ConvergenceError, TargetError
 from rational_approx.fitting.mp_remez import HighPrecResult, solve_pencil
-from rational_approx.representation.extrema import alternating_indices
+from rational_approx.representation.extrema import alternating_indices, golden_section_max
 from rational_approx.representation.multiprecision import (
     arb_from_mpf,
     cheb_to_monomial,
-    exact_mid,
     mpf_from_arb,
     working_precision,
 )
@@ -152,7 +150,8 @@ def refine_minimax(result, *, prec: int = 256, maxiter: int = 30, samples: int =
                     refined.append((arb_from_mpf(grid[i]), err(arb_from_mpf(grid[i]))))
                     continue
                 sgn = 1.0 if ev[i] > 0 else -1.0
-                xg = _golden_max(lambda x, sgn=sgn: sgn * err(x), arb_from_mpf(lo), arb_from_mpf(hi))
+                xg = golden_section_max(lambda x, sgn=sgn: sgn * err(x), arb_from_mpf(lo), arb_from_mpf(hi),
+                                        iters=80)
                 eg = err(xg)
                 for c in fixed:  # a kink inside the bracket is where the maximum sits, not next to it
                     if lo <= c <= hi:
@@ -215,20 +214,3 @@ def _local_extrema(x: np.ndarray, e: np.ndarray, fixed: set) -> list[int]:
         if x[i] in fixed or (ae[i] >= ae[i - 1] and ae[i] >= ae[i + 1] and e[i] != 0):
             idx.append(i)
     return sorted(set(idx))
-
-
-def _golden_max(g: Callable[[arb], arb], lo: arb, hi: arb, iters: int = 80) -> arb:
-    """Golden-section search for the maximum of g on [lo, hi] (unimodal near a Remez extremum)."""
-    invphi = arb((math.sqrt(5) - 1) / 2)
-    c, d = hi - invphi * (hi - lo), lo + invphi * (hi - lo)
-    gc, gd = g(exact_mid(c)), g(exact_mid(d))
-    for _ in range(iters):
-        if float(gc - gd) > 0:  # compare the difference: float(gc), float(gd) alone lose the last digits
-            hi, d, gd = d, c, gc
-            c = hi - invphi * (hi - lo)
-            gc = g(exact_mid(c))
-        else:
-            lo, c, gc = c, d, gd
-            d = lo + invphi * (hi - lo)
-            gd = g(exact_mid(d))
-    return exact_mid(c if float(gc - gd) > 0 else d)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import mpmath
 import numpy as np
@@ -36,7 +36,7 @@ import scipy.linalg
 
 from rational_approx.errors import DegreeError, IllConditionedWarning, RationalApproxError
 
-__all__ = ["BarycentricRational", "PolyQuotient", "parse_type"]
+__all__ = ["BarycentricRational", "PolyQuotient", "parse_type", "barycentric_mp"]
 
 
 def parse_type(type: int | str | Sequence[int]) -> tuple[int, int]:
@@ -109,6 +109,19 @@ class PolyQuotient(NamedTuple):
         return np.polynomial.chebyshev.chebval(s, self.p) / np.polynomial.chebyshev.chebval(s, self.q)
 
 
+def barycentric_mp(z: Sequence, f: Sequence, w: Sequence, t: Any) -> mpmath.mpf:
+    """r(t) = Σ w_k f_k/(t − z_k) / Σ w_k/(t − z_k) in mpmath at the current precision (r(z_k) = f_k exactly)."""
+    t = mpmath.mpmathify(t)
+    num = den = mpmath.mpf(0)
+    for zk, fk, wk in zip(z, f, w, strict=True):
+        if t == zk:
+            return +fk
+        c = wk / (t - zk)
+        num += c * fk
+        den += c
+    return num / den
+
+
 class BarycentricRational:
     """A rational function r = N/D in barycentric form.
 
@@ -179,23 +192,10 @@ class BarycentricRational:
             [mpmath.mpmathify(v) for v in arr.tolist()] for arr in (self.z, self.f, self.w)
         )
         z, f, w = list(z), list(f), list(w)
-
-        def one(t):
-            t = mpmath.mpmathify(t)
-            num = den = mpmath.mpf(0)
-            for zk, fk, wk in zip(z, f, w):
-                if t == zk:
-                    return +fk
-                c = wk / (t - zk)
-                num += c * fk
-                den += c
-            return num / den
-
-        ctx = mpmath.workdps(dps) if dps is not None else mpmath.workdps(mpmath.mp.dps)
-        with ctx:
+        with mpmath.workdps(dps if dps is not None else mpmath.mp.dps):
             if isinstance(x, list | tuple | np.ndarray):
-                return [one(t) for t in x]
-            return one(x)
+                return [barycentric_mp(z, f, w, t) for t in x]
+            return barycentric_mp(z, f, w, x)
 
     # ------------------------------------------------------------------ poles, zeros, residues
     def _arrowhead_eig(self, top: np.ndarray) -> np.ndarray:

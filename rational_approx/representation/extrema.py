@@ -16,6 +16,7 @@ The result is every local extremum of |e| with its signed value, sorted by absci
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -26,34 +27,62 @@ from flint import arb
 
 from rational_approx.representation.domain import Domain
 
-__all__ = ["local_extrema", "sup_error", "alternating_indices"]
+__all__ = ["local_extrema", "sup_error", "alternating_indices", "golden_section_max"]
 
-_GOLD = (np.sqrt(5.0) - 1.0) / 2.0
+_GOLD = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def golden_section_max(g: Callable[[Any], Any], lo: Any, hi: Any, *, iters: int = 60,
+                       xtol: float | None = None) -> Any:
+    """Golden-section search for the maximiser of a unimodal g on [lo, hi] (one evaluation per iteration).
+
+    Generic over the number type of ``lo`` and ``hi``:
+
+    * floats: a scalar search;
+    * numpy arrays: one independent search per entry, vectorised (g must map an array of points to an array);
+    * python-flint ``arb``: g is evaluated at exact midpoints, and g(c) and g(d) are compared through the midpoint
+      of g(c) − g(d) (their floats alone would tie once the values agree to 16 digits).
+
+    Each iteration shrinks the bracket by 0.618… (in floats about 75 iterations reach the rounding level, and more
+    do not help; in balls the ratio is taken at the working precision). ``xtol`` (relative) stops early once every
+    bracket is at most xtol·max(|lo|, |hi|) wide (None: always ``iters`` iterations). Returns the better of the
+    last two interior points (an array of them for arrays). On a flat maximum the abscissa is resolved only to
+    about √(rounding / curvature) relative to the bracket: the value is what golden section pins down well.
+    """
+    ball = isinstance(lo, arb) or isinstance(hi, arb)
+    # The reused interior point stays at the golden position only as well as the ratio is known (the error grows
+    # by 1.618 per iteration): in balls, take the ratio at the working precision, not the float's 53 bits.
+    gold = (arb(5).sqrt() - 1) / 2 if ball else _GOLD
+
+    def point(x):
+        return x.mid() if ball else x
+
+    def at_least(u, v):  # u ≥ v, elementwise for arrays
+        return float(u - v) >= 0 if ball else u >= v
+
+    def pick(cond, u, v):
+        return np.where(cond, u, v) if isinstance(cond, np.ndarray) else (u if cond else v)
+
+    a, b = lo, hi
+    c, d = point(b - gold * (b - a)), point(a + gold * (b - a))
+    gc, gd = g(c), g(d)
+    for _ in range(iters):
+        left = at_least(gc, gd)  # a maximiser lies in [a, d]: d becomes the right end, c the new d
+        a, b = pick(left, a, c), pick(left, d, b)
+        new = point(pick(left, b - gold * (b - a), a + gold * (b - a)))
+        g_new = g(new)
+        c, d, gc, gd = pick(left, new, d), pick(left, c, new), pick(left, g_new, gd), pick(left, gc, g_new)
+        if xtol is not None:
+            fa, fb = (float(a), float(b)) if ball else (a, b)
+            if np.all(fb - fa <= xtol * np.maximum(np.abs(fa), np.abs(fb)) + 1e-300):
+                break
+    return pick(at_least(gc, gd), c, d)
 
 
 def _polish(err: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, sgn: np.ndarray,
             iters: int = 60) -> np.ndarray:
-    """Golden-section maximisation of sgn·e on [lo, hi], vectorised over intervals."""
-    a, b = lo.copy(), hi.copy()
-    c = b - _GOLD * (b - a)
-    d = a + _GOLD * (b - a)
-    fc = sgn * err(c)
-    fd = sgn * err(d)
-    for _ in range(iters):
-        left = fc >= fd  # maximum in [a, d]
-        b = np.where(left, d, b)
-        a = np.where(left, a, c)
-        new_c = b - _GOLD * (b - a)
-        new_d = a + _GOLD * (b - a)
-        c_next = np.where(left, new_c, d)
-        d_next = np.where(left, c, new_d)
-        f_eval = sgn * err(np.where(left, new_c, new_d))
-        fd_next = np.where(left, fc, f_eval)
-        fc_next = np.where(left, f_eval, fd)
-        c, d, fc, fd = c_next, d_next, fc_next, fd_next
-        if np.all(b - a <= 4e-16 * np.maximum(np.abs(a), np.abs(b)) + 1e-300):
-            break
-    x = np.where(fc >= fd, c, d)
+    """Maximise sgn·e on [lo, hi], vectorised over intervals: golden section, then two parabola steps."""
+    x = golden_section_max(lambda t: sgn * err(t), lo.copy(), hi.copy(), iters=iters, xtol=4e-16)
     # Golden section on a flat maximum resolves x only to ≈ √(rounding/curvature); a parabola through three points
     # a small step apart, whose spread in e is far above rounding, places the vertex an order of magnitude closer.
     for s in (1e-2, 1e-3):

@@ -11,9 +11,9 @@ arithmetic (upper: Taylor-model subdivision; lower: de la Vallée Poussin). Case
 * |x| on [−1, 1] at every even n ≤ ``abs_n_max`` (one continuation sweep of
   :func:`~rational_approx.fitting.highprec.abs_minimax_table`).
 
-Approximants: :func:`~rational_approx.fitting.highprec.abs_minimax` /
-:func:`~rational_approx.fitting.highprec.relu_minimax` where they apply, otherwise
-:func:`~rational_approx.fitting.minimax.minimax` refined at 256 bits by
+Approximants: :func:`~rational_approx.verification.certify.approximant_to_certify` with source "highprec" —
+:func:`~rational_approx.fitting.highprec.abs_minimax` / :func:`~rational_approx.fitting.highprec.relu_minimax` where
+they apply, otherwise :func:`~rational_approx.fitting.minimax.minimax` refined at 256 bits by
 :func:`~rational_approx.fitting.refine.refine_minimax`. On a gapped domain the certified lower bound may hold only
 for competitors with no pole in the gap; the column ``lower bound covers`` says so for each row.
 
@@ -49,20 +49,6 @@ def library_cases() -> list[tuple[str, dict, tuple[int, int], float | None]]:
     return cases
 
 
-def _approximant(tgt, typ: tuple[int, int], dom) -> tuple[object, str]:
-    from rational_approx.fitting.highprec import abs_minimax, relu_minimax
-    from rational_approx.fitting.minimax import minimax
-    from rational_approx.fitting.refine import refine_minimax
-
-    m, n = typ
-    plain = dom.intervals == ((-1.0, 1.0),)
-    if plain and tgt.name == "abs" and m == n and n >= 2:
-        return abs_minimax(n), f"highprec.abs_minimax({n})"
-    if plain and tgt.name == "relu" and m == n + 1 and n % 2 == 0 and n >= 2:
-        return relu_minimax(n // 2), f"highprec.relu_minimax({n // 2})"
-    return refine_minimax(minimax(tgt, typ, dom), prec=256), "minimax, refine_minimax at 256 bits"
-
-
 def _row(tgt, typ, dom, cert, how: str, approx_seconds: float) -> dict:
     if cert.lower_class == "hull" and dom.gaps():
         covers = "competitors with no pole in " + " ∪ ".join(f"({a:g}, {b:g})" for a, b in dom.gaps())
@@ -82,7 +68,7 @@ def certified_table(abs_n_max: int = 80, *, cases: Sequence[tuple] | None = None
     Returns {"rows": [...], "seconds": total, "abs_n_max": …}; rows as in :func:`certified_table_markdown`.
     """
     from rational_approx.fitting.highprec import abs_minimax_table
-    from rational_approx.verification.certify import certify
+    from rational_approx.verification.certify import approximant_to_certify, certify
 
     t0 = time.perf_counter()
     rows = []
@@ -92,7 +78,7 @@ def certified_table(abs_n_max: int = 80, *, cases: Sequence[tuple] | None = None
         if progress:
             progress(f"{name} {typ} on {dom}")
         ta = time.perf_counter()
-        approx, how = _approximant(tgt, tuple(typ), dom)
+        approx, how = approximant_to_certify(tgt, tuple(typ), dom, source="highprec", prec=256)
         ta = time.perf_counter() - ta
         rows.append(_row(tgt, typ, dom, certify(tgt, approx, dom, type=tuple(typ)), how, ta))
     if abs_n_max >= 2:

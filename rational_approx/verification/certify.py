@@ -44,7 +44,7 @@ from rational_approx.verification.lower_bound import LowerBound, vallee_poussin_
 from rational_approx.verification.pole_free import certify_pole_free
 from rational_approx.verification.upper_bound import SupBound, certified_sup_error
 
-__all__ = ["Certificate", "certify", "check_certify_options"]
+__all__ = ["Certificate", "certify", "check_certify_options", "approximant_to_certify", "APPROXIMANT_SOURCES"]
 
 _INF = math.inf
 
@@ -61,6 +61,50 @@ def check_certify_options(*, rtol: float, prec: int, max_intervals: int = 1, max
     if max_seconds is not None and not (isinstance(max_seconds, int | float) and max_seconds > 0
                                         and math.isfinite(max_seconds)):
         raise RationalApproxError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+
+
+#: Where :func:`approximant_to_certify` takes the approximant from (the ``--source`` of ``rational-approx certify``).
+APPROXIMANT_SOURCES = ("auto", "highprec", "minimax")
+
+
+def approximant_to_certify(target: Target, type: tuple[int, int], domain: Domain, *, source: str = "highprec",
+                           prec: int = 256, progress: Callable[[str], None] | None = None) -> tuple[Any, str]:
+    """A best type-(m, n) approximant of ``target`` on ``domain`` to hand to :func:`certify`, and how it was made.
+
+    ``source``: "auto" — the multiprecision Remez of :mod:`rational_approx.fitting.highprec` for |x| of type (n, n)
+    and ReLU of type (2k + 1, 2k) on [−1, 1] (``abs_minimax`` / ``relu_minimax``), else the double-precision
+    :func:`~rational_approx.fitting.minimax.minimax`; "highprec" — the same, with that minimax refined at ``prec``
+    bits by :func:`~rational_approx.fitting.refine.refine_minimax`; "minimax" — always the double-precision minimax.
+    ``progress`` receives one-line status messages. Returns (approximant, description).
+    """
+    if source not in APPROXIMANT_SOURCES:
+        raise RationalApproxError(f"source must be one of {', '.join(APPROXIMANT_SOURCES)}, got {source!r}")
+    from rational_approx.fitting.highprec import abs_minimax, relu_minimax
+    from rational_approx.fitting.minimax import minimax
+    from rational_approx.fitting.refine import refine_minimax
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
+    m, n = type
+    standard = source != "minimax" and domain.intervals == ((-1.0, 1.0),)
+    if standard and target.name == "abs" and m == n and n >= 2:
+        how = f"highprec.abs_minimax({n})"
+        say(f"computing the approximant {how} …")
+        return abs_minimax(n, progress=progress), how
+    if standard and target.name == "relu" and m == n + 1 and n % 2 == 0 and n >= 2:
+        how = f"highprec.relu_minimax({n // 2})"
+        say(f"computing the approximant {how} …")
+        return relu_minimax(n // 2, progress=progress), how
+    how = "minimax (double precision)"
+    say(f"computing the approximant: {how} …")
+    approx = minimax(target, (m, n), domain)
+    if source == "highprec":
+        how = f"minimax refined at {prec} bits"
+        say(f"refining it at {prec} bits …")
+        approx = refine_minimax(approx, prec=prec)
+    return approx, how
 
 
 @dataclass

@@ -81,20 +81,6 @@ def _lower_class_text(lower_class: str, domain: Domain) -> str:
     return "lower bound for every competitor of the type"
 
 
-def _newman_pq(n: int, dps: int = 60) -> tuple[list, list]:
-    """Monomial coefficients of Newman's numerator x(p(x) − p(−x)) and denominator p(x) + p(−x) in mpmath."""
-    with mpmath.workdps(dps):
-        a = mpmath.exp(-1 / mpmath.sqrt(n))
-        c = [mpmath.mpf(1)]
-        for k in range(n):
-            c = [mpmath.mpf(0)] + c  # multiply by x ...
-            for i in range(len(c) - 1):
-                c[i] += a**k * c[i + 1]  # ... plus a^k
-        even = [v if i % 2 == 0 else mpmath.mpf(0) for i, v in enumerate(c)]
-        odd = [v if i % 2 == 1 else mpmath.mpf(0) for i, v in enumerate(c)]
-        return [mpmath.mpf(0)] + [2 * v for v in odd], [2 * v for v in even]
-
-
 def _abs_minimax_errors(degrees: Sequence[int]) -> dict[int, float]:
     """E_{n,n}(|x|) from the double-precision ``minimax`` (≈ 5 digits near n = 80; see :func:`_abs_highprec`)."""
     from rational_approx.fitting.minimax import minimax
@@ -125,7 +111,7 @@ def _newman() -> dict:
     rows, all_cert = {}, True
     for n in (4, 16, 64):
         measured = newman_rational(n).error()
-        sup = certified_sup_error("abs", _newman_pq(n), rtol=1e-6)
+        sup = certified_sup_error("abs", newman_rational(n).monomial_coefficients(), rtol=1e-6)
         all_cert &= sup.complete and sup.upper <= newman_bound(n)
         rows[n] = {"bound": newman_bound(n), "measured": measured, "certified_upper": sup.upper}
     best = _abs_minimax_errors([n for n in NEWMAN_TABLE if n % 2 == 0 and n <= 64])

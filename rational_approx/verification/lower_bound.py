@@ -21,7 +21,6 @@ conservative.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ from flint import arb
 
 from rational_approx.fitting.mp_remez import HighPrecResult
 from rational_approx.representation.domain import Domain
-from rational_approx.representation.extrema import alternating_indices
+from rational_approx.representation.extrema import alternating_indices, golden_section_max
 from rational_approx.representation.multiprecision import abs_down, arb_from_mpf, working_precision
 from rational_approx.representation.targets import Target
 from rational_approx.verification.exact import ExactRational, domain_pieces, exact_rational, exact_target
@@ -71,6 +70,13 @@ class LowerBound:
     notes: list[str] = field(default_factory=list)
 
 
+def _bound(lower: float, holds: bool, cls: str, points: list, defect: int, required: int,
+           notes: list[str]) -> LowerBound:
+    """A :class:`LowerBound` whose points and errors are those of ``points`` ((x, e ball, sign) triples)."""
+    return LowerBound(lower, holds, cls, [float(x) for x, _, _ in points], [float(e.mid()) for _, e, _ in points],
+                      defect, required, notes)
+
+
 def _auto_points(tgt: Target, dom: Domain, R: ExactRational) -> list[float]:
     """Local extrema of f − r (float64 search on a cluster-aware grid, refined by golden-section search)."""
     x = dom.sample(6000, cluster=tgt.singular_points, depth=40)
@@ -82,15 +88,8 @@ def _auto_points(tgt: Target, dom: Domain, R: ExactRational) -> list[float]:
         if abs(e[i]) >= abs(left) and abs(e[i]) >= abs(right):
             if 0 < i < x.size - 1 and x[i] not in tgt.singular_points:
                 s = np.sign(e[i])
-                lo, hi = x[i - 1], x[i + 1]
-                g = (math.sqrt(5) - 1) / 2
-                for _ in range(60):
-                    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-                    if s * (tgt.f(np.array(c)) - R(c)) > s * (tgt.f(np.array(d)) - R(d)):
-                        hi = d
-                    else:
-                        lo = c
-                pts.append(0.5 * (lo + hi))
+                pts.append(float(golden_section_max(lambda t, s=s: s * (tgt.f(np.array(t)) - R(t)),
+                                                    float(x[i - 1]), float(x[i + 1]))))
             else:
                 pts.append(float(x[i]))
     return sorted(set(pts))
@@ -176,20 +175,9 @@ def vallee_poussin_lower_bound(
                 break
         if best is None:
             required = m + n + 2 - d
-            return LowerBound(
-                0.0,
-                False,
-                "domain",
-                [float(x) for x, _, _ in alt],
-                [float(e.mid()) for _, e, _ in alt],
-                d,
-                required,
-                notes
-                + [
-                    f"only {len(alt)} certified alternating points; (VP) needs {required} "
-                    f"(type {(m, n)}, defect {d})"
-                ],
-            )
+            return _bound(0.0, False, "domain", alt, d, required,
+                          notes + [f"only {len(alt)} certified alternating points; (VP) needs {required} "
+                                   f"(type {(m, n)}, defect {d})"])
         low, window, cls = best
         crossings = sum(
             1 for a_, b_ in zip(window, window[1:], strict=False) if interval_of(a_[0]) != interval_of(b_[0])
@@ -198,16 +186,8 @@ def vallee_poussin_lower_bound(
         region = dom if cls == "domain" else Domain.interval(dom.a, dom.b)
         pf = certify_pole_free(R, region, prec=prec)
         if not pf.pole_free:
-            return LowerBound(
-                0.0,
-                False,
-                cls,
-                [float(x) for x, _, _ in window],
-                [float(e.mid()) for _, e, _ in window],
-                d,
-                required,
-                notes + [f"q not proved zero-free on {region}: " + "; ".join(pf.notes)],
-            )
+            return _bound(0.0, False, cls, window, d, required,
+                          notes + [f"q not proved zero-free on {region}: " + "; ".join(pf.notes)])
         if cls == "hull":
             notes.append(
                 "gapped domain with too few alternations for r* with poles in the gaps: the bound holds for "
@@ -217,14 +197,5 @@ def vallee_poussin_lower_bound(
             f"type {(m, n)}, deg p ≤ {dp}, deg q ≤ {dq}, defect {d}; {len(window)} alternating points "
             f"({crossings} across gaps), {required} required"
         )
-    return LowerBound(
-        low,
-        True,
-        cls,
-        [float(x) for x, _, _ in window],
-        [float(e.mid()) for _, e, _ in window],
-        d,
-        required,
-        notes,
-    )
+    return _bound(low, True, cls, window, d, required, notes)
 

@@ -63,6 +63,12 @@ class PoleFreeCertificate:
     notes: list[str] = field(default_factory=list)
 
 
+def _not_proved(form: str, method: str, t0: float, notes: list[str],
+                zero_in: tuple[float, float] | None = None) -> PoleFreeCertificate:
+    """The certificate of a denominator not proved zero-free (min |q| bound 0)."""
+    return PoleFreeCertificate(False, 0.0, form, zero_in, method, time.perf_counter() - t0, notes)
+
+
 def _denominator_poly(p_or_r: Any, prec: int) -> arb_poly:
     if isinstance(p_or_r, arb_poly):
         return p_or_r
@@ -137,45 +143,20 @@ def certify_pole_free(
                             sign_seen = (s, float(pt.mid()))
                         elif s != sign_seen[0]:
                             xa, xb = sorted((sign_seen[1], float(pt.mid())))
-                            return PoleFreeCertificate(
-                                False,
-                                0.0,
-                                form,
-                                (xa, xb),
-                                "interval subdivision",
-                                time.perf_counter() - t0,
-                                [
-                                    f"q changes sign between {xa:.17g} and {xb:.17g}: "
-                                    f"a certified zero (pole of r unless cancelled)"
-                                ],
-                            )
+                            return _not_proved(form, "interval subdivision", t0,
+                                               [f"q changes sign between {xa:.17g} and {xb:.17g}: "
+                                                f"a certified zero (pole of r unless cancelled)"], zero_in=(xa, xb))
                 if not encl.contains(0):
                     min_abs = min(min_abs, abs_down(encl))
                     continue
                 if depth >= max_depth or not mid.is_exact():
-                    return PoleFreeCertificate(
-                        False,
-                        0.0,
-                        form,
-                        None,
-                        "interval subdivision",
-                        time.perf_counter() - t0,
-                        [
-                            f"could not exclude a zero of q in [{float(lo.mid()):.17g}, "
-                            f"{float(hi.mid()):.17g}] (depth {depth})"
-                        ],
-                    )
+                    return _not_proved(form, "interval subdivision", t0,
+                                       [f"could not exclude a zero of q in [{float(lo.mid()):.17g}, "
+                                        f"{float(hi.mid()):.17g}] (depth {depth})"])
                 stack.append((lo, mid, depth + 1))
                 stack.append((mid, hi, depth + 1))
-    return PoleFreeCertificate(
-        True,
-        min_abs,
-        form,
-        None,
-        "interval subdivision (mean-value form)",
-        time.perf_counter() - t0,
-        [f"|q| ≥ {min_abs:.6g} on {dom}"],
-    )
+    return PoleFreeCertificate(True, min_abs, form, None, "interval subdivision (mean-value form)",
+                               time.perf_counter() - t0, [f"|q| ≥ {min_abs:.6g} on {dom}"])
 
 
 def _safe_pade_pole_free(
@@ -184,15 +165,7 @@ def _safe_pade_pole_free(
     """Safe-Padé denominators are ≥ 1 by construction; certify the floating-point evaluation of that form."""
     b = np.asarray(getattr(b_coeffs, "b", b_coeffs), dtype=float).ravel()
     if not np.all(np.isfinite(b)):
-        return PoleFreeCertificate(
-            False,
-            0.0,
-            form,
-            None,
-            "form",
-            time.perf_counter() - t0,
-            ["denominator coefficients are not all finite"],
-        )
+        return _not_proved(form, "form", t0, ["denominator coefficients are not all finite"])
     if dtype not in ("float64", "float32"):
         raise RationalApproxError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     ftype = np.float64 if dtype == "float64" else np.float32
@@ -209,15 +182,8 @@ def _safe_pade_pole_free(
         big = round_up(bound)
         fmax = float(np.finfo(ftype).max)
         if not big < fmax / 4:
-            return PoleFreeCertificate(
-                False,
-                0.0,
-                form,
-                None,
-                "form + overflow bound",
-                time.perf_counter() - t0,
-                notes + [f"Σ|b_j||x|^j reaches {big:.3g} on the domain: {dtype} may overflow"],
-            )
+            return _not_proved(form, "form + overflow bound", t0,
+                               notes + [f"Σ|b_j||x|^j reaches {big:.3g} on the domain: {dtype} may overflow"])
         # The float formula: Horner for B, then 1 + |B| (or 1 + Σ|b_j||x|^j). Check it at sample points
         # against the exact form with the Horner bound |fl(B) − B| ≤ γ_{2n} Σ|b_j||x|^j, γ_k = ku/(1 − ku).
         u = float(np.finfo(ftype).eps) / 2
@@ -244,19 +210,9 @@ def _safe_pade_pole_free(
             allowed = round_up(absum * gamma + exact * u) * 2
             dev = abs_up(arb_from_mpf(float(qf)) - exact)
             if not (float(qf) >= 1.0 and math.isfinite(float(qf))) or dev > allowed:
-                return PoleFreeCertificate(
-                    False,
-                    0.0,
-                    form,
-                    None,
-                    "form + float check",
-                    time.perf_counter() - t0,
-                    notes
-                    + [
-                        f"{dtype} evaluation at x = {float(xv):.9g} gives {float(qf)!r}, "
-                        f"exact form {exact.str(10)}: the float formula is not the form"
-                    ],
-                )
+                return _not_proved(form, "form + float check", t0,
+                                   notes + [f"{dtype} evaluation at x = {float(xv):.9g} gives {float(qf)!r}, "
+                                            f"exact form {exact.str(10)}: the float formula is not the form"])
             worst = max(worst, dev / max(allowed, 1e-300))
     notes.append(
         f"{dtype} formula finite (|B| ≤ {big:.3g}) and ≥ 1 on the domain; it matches the exact form within "

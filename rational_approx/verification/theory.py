@@ -78,6 +78,19 @@ def _check_degree(n: int, minimum: int, what: str) -> int:
     return int(n)
 
 
+def _barycentric_from_denominator(z: list, f: list, q: Callable, typ: tuple[int, int]) -> BarycentricRational:
+    """The rational p/q interpolating f at the support points z, in barycentric form (mpmath data in ``.mp``).
+
+    Weights w_k = q(z_k)/ℓ′(z_k), ℓ(x) = Π(x − z_j), make Σ w_k/(x − z_k) = q(x)/ℓ(x) exactly; they are scaled to
+    max |w_k| = 1. Call inside the mpmath precision context the data were computed in.
+    """
+    w = [q(zk) / mpmath.fprod(zk - zj for j, zj in enumerate(z) if j != k) for k, zk in enumerate(z)]
+    scale = max(abs(v) for v in w)
+    w = [v / scale for v in w]
+    as_float = [np.array([float(v) for v in arr]) for arr in (z, f, w)]
+    return BarycentricRational(*as_float, type=typ, mp=(z, f, w))
+
+
 def newman_bound(n: int) -> float:
     """Newman's upper bound 3·e^{−√n} on the error of his type-(n, n) rational for |x| on [−1, 1]."""
     return 3.0 * math.exp(-math.sqrt(_check_degree(n, 1, "n")))
@@ -149,6 +162,20 @@ class NewmanRational:
             pm = mpmath.fprod(-x + a**k for k in range(self.n))
             return x * (pp - pm) / (pp + pm)
 
+    def monomial_coefficients(self, dps: int = 60) -> tuple[list, list]:
+        """(p, q): ascending monomial coefficients (mpmath, ``dps`` digits) of r_n = p/q, with
+        p(x) = x(P(x) − P(−x)) and q(x) = P(x) + P(−x), P(x) = Π_{k<n} (x + a^k)."""
+        with mpmath.workdps(dps):
+            a = mpmath.exp(-1 / mpmath.sqrt(self.n))
+            c = [mpmath.mpf(1)]
+            for k in range(self.n):
+                c = [mpmath.mpf(0)] + c  # multiply by x ...
+                for i in range(len(c) - 1):
+                    c[i] += a**k * c[i + 1]  # ... plus a^k
+            even = [v if i % 2 == 0 else mpmath.mpf(0) for i, v in enumerate(c)]
+            odd = [v if i % 2 == 1 else mpmath.mpf(0) for i, v in enumerate(c)]
+            return [mpmath.mpf(0)] + [2 * v for v in odd], [2 * v for v in even]
+
     def error(self) -> float:
         """Measured sup_{[−1,1]} | |x| − r_n(x) |: dense log-spaced grid on (0, 1], then local refinement.
 
@@ -192,12 +219,7 @@ class NewmanRational:
                     -x + a**k for k in range(self.n)
                 )
 
-            f = [abs(zk) for zk in z]
-            w = [q(zk) / mpmath.fprod(zk - zj for j, zj in enumerate(z) if j != k) for k, zk in enumerate(z)]
-            scale = max(abs(v) for v in w)
-            w = [v / scale for v in w]
-            as_float = [np.array([float(v) for v in arr]) for arr in (z, f, w)]
-        return BarycentricRational(*as_float, type=self.type, mp=(z, f, w))
+            return _barycentric_from_denominator(z, [abs(zk) for zk in z], q, self.type)
 
 
 def newman_rational(n: int) -> NewmanRational:
@@ -427,11 +449,7 @@ class ZolotarevSign:
             def q(x):
                 return mpmath.fprod(x * x + c for c in self.den_c)
 
-            w = [q(zk) / mpmath.fprod(zk - zj for j, zj in enumerate(z) if j != k) for k, zk in enumerate(z)]
-            scale = max(abs(v) for v in w)
-            w = [v / scale for v in w]
-            as_float = [np.array([float(v) for v in arr]) for arr in (z, f, w)]
-        return BarycentricRational(*as_float, type=self.type, mp=(z, f, w))
+            return _barycentric_from_denominator(z, f, q, self.type)
 
 
 def zolotarev_sign(n: int, ell: float, *, dps: int = 40) -> ZolotarevSign:

@@ -185,3 +185,25 @@ def test_e30_bracketed_with_relative_width_1e_6():
     assert cert.certified
     assert cert.lower <= E30 <= cert.upper
     assert cert.relative_width <= 1e-6
+
+
+def test_approximant_to_certify_picks_the_source():
+    from rational_approx.fitting.mp_remez import HighPrecResult
+    from rational_approx.representation.targets import get_target
+    from rational_approx.verification.certify import approximant_to_certify
+
+    relu = get_target("relu")
+    dom = relu.default_domain(None)
+    seen = []
+    r, how = approximant_to_certify(relu, (3, 2), dom, source="auto", progress=seen.append)
+    assert how == "highprec.relu_minimax(1)" and isinstance(r, HighPrecResult) and seen
+    assert float(r.error) == pytest.approx(0.021844506346038181, rel=1e-15)
+    r, how = approximant_to_certify(relu, (3, 2), dom, source="minimax")
+    assert how == "minimax (double precision)" and not isinstance(r, HighPrecResult)
+    r, how = approximant_to_certify(relu, (2, 2), dom, source="highprec", prec=128)
+    assert how == "minimax refined at 128 bits" and isinstance(r, HighPrecResult)
+    assert float(r.error) == pytest.approx((7 - 4 * 3**0.5) / 2, rel=1e-12)  # best (2, 2) error of ReLU
+    r, how = approximant_to_certify(relu, (2, 2), dom, source="auto")
+    assert how == "minimax (double precision)"
+    with pytest.raises(RationalApproxError, match="source"):
+        approximant_to_certify(relu, (3, 2), dom, source="best")

@@ -14,7 +14,6 @@ from rational_approx.errors import RationalApproxError
 from rational_approx.verification.claims import (
     CLAIM_IDS,
     FAST_CLAIM_IDS,
-    _newman_pq,
     claims,
     claims_markdown,
     doc_tables,
@@ -97,7 +96,7 @@ def test_newman_coefficients_are_newmans_rational():
     import mpmath
 
     for n in (3, 8):
-        p, q = _newman_pq(n)
+        p, q = newman_rational(n).monomial_coefficients()
         r = newman_rational(n)
         for x in (0.37, -0.8, 1e-3):
             val = mpmath.polyval(p[::-1], x) / mpmath.polyval(q[::-1], x)

@@ -123,3 +123,34 @@ def test_e30_matches_reference():
     with mpmath.workdps(40):
         assert abs(res.error - E30) <= mpmath.mpf("0.5e-23")
     assert res.digits > 20
+
+
+def test_sqrt_sweep_resumed_matches_the_uninterrupted_sweep():
+    from rational_approx.fitting.highprec import abs_result, sqrt_sweep
+
+    full = [s for s, *_ in sqrt_sweep(5)]
+    *_, (k3, _, _, _) = sqrt_sweep(3)
+    again = [s for s, *_ in sqrt_sweep(5, resume=(k3.ts, [full[1].h, k3.h]))]
+    assert [s.k for s in again] == [4, 5]
+    for a, b in zip(full[3:], again, strict=True):
+        assert abs(float((a.h - b.h) / a.h)) < 1e-40  # same level to far beyond double precision
+    res = abs_result(full[-1], 10, 240, float("nan"), 0.0)
+    assert res.type == (10, 10) and len(res.extremal_points) == 2 * 10 + 3
+    with pytest.raises(DegreeError, match="resume"):
+        next(sqrt_sweep(5, resume=([arb(0), arb(1)], [arb(1)])))
+
+
+def test_continuation_reference_stretches_and_jitters_reproducibly():
+    from rational_approx.fitting.highprec import continuation_reference, sqrt_sweep
+
+    *_, (s3, _, _, _) = sqrt_sweep(3)
+    ref = continuation_reference(s3.ts, 4)
+    assert len(ref) == 2 * 4 + 2 and ref[0] == 0 and ref[-1] == 1
+    assert all(float(a) < float(b) for a, b in zip(ref, ref[1:]))
+    j1 = continuation_reference(s3.ts, 4, jitter=0.1)
+    j2 = continuation_reference(s3.ts, 4, jitter=0.1)
+    assert [float(x) for x in j1] == [float(x) for x in j2]  # seeded: the same start every time
+    assert [float(x) for x in j1] != [float(x) for x in ref]
+    assert all(float(a) < float(b) for a, b in zip(j1, j1[1:]))  # jitter < half a gap keeps the order
+    with pytest.raises(DegreeError, match="reference"):
+        continuation_reference(s3.ts, 5)

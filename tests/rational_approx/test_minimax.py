@@ -160,3 +160,30 @@ def test_relu_converges_at_types_2k_plus_1_2k_and_n_n():
     for n in range(1, 21):
         res = minimax("relu", (n, n))
         assert res.converged and res.alternations >= res.expected_alternations, n
+
+
+def test_golden_section_max_finds_known_maxima_in_floats_arrays_and_balls():
+    from flint import arb, ctx
+
+    from rational_approx.representation.extrema import golden_section_max
+
+    # float: the vertex of a parabola (flat maximum: the abscissa to ≈ √eps, the value to rounding)
+    x = golden_section_max(lambda t: -((t - 0.3) ** 2), 0.0, 1.0, iters=75)
+    assert abs(x - 0.3) < 1e-7 and -((x - 0.3) ** 2) > -1e-15
+    # arrays: independent searches, one per entry: sin(t + s) peaks at π/2 − s
+    lo, hi, s = np.array([0.0, 1.0, -0.5]), np.array([3.0, 2.0, 0.2]), np.array([0.0, 0.0, math.pi / 2])
+    xs = golden_section_max(lambda t: np.sin(t + s), lo, hi, xtol=4e-16)
+    assert np.allclose(xs, [math.pi / 2, math.pi / 2, 0.0], atol=1e-7)
+    # a maximum at the end of the bracket is approached, not missed
+    assert golden_section_max(lambda t: t, 0.0, 1.0, iters=75) > 1 - 1e-14
+    # balls: the ratio at the working precision resolves a 300-bit maximum far below double precision
+    old = ctx.prec
+    try:
+        ctx.prec = 300
+        third = arb(1) / 3
+        xb = golden_section_max(lambda t: -((t - third) ** 2), arb(0), arb(1), iters=400)
+        assert xb.rad() == 0 and abs(float(xb - third)) < 1e-80
+        xs = golden_section_max(lambda t: t.sin(), arb(0), arb(3), iters=400)
+        assert abs(float(xs - arb.pi() / 2)) < 1e-40  # flat maximum: √(2^-300) ≈ 1e-45
+    finally:
+        ctx.prec = old
