@@ -64,6 +64,7 @@ gradient and the coefficient gradients); ±inf inputs are outside the contract.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -81,6 +82,7 @@ __all__ = [
     "RationalActivation",
     "RationalCoefficients",
     "configure_kernels",
+    "kernel_settings",
     "rational_activation",
     "safe_pade",
 ]
@@ -163,6 +165,21 @@ def configure_kernels(*, compile: bool | None = None, min_numel: int | None = No
         _settings["min_numel"] = min_numel
     if chunk_numel is not None:
         _settings["chunk_numel"] = chunk_numel
+
+
+@contextlib.contextmanager
+def kernel_settings(**settings: Any) -> Iterator[None]:
+    """Within the block, :func:`configure_kernels` ``(**settings)``; on exit the settings named are restored.
+
+    For example ``with kernel_settings(min_numel=0):`` sends small tensors through the compiled kernels too, which
+    pays off when the same small shape is evaluated hundreds of times (the upgrade's calibration fit).
+    """
+    saved = {k: _settings[k] for k in settings if k in _settings}
+    configure_kernels(**settings)
+    try:
+        yield
+    finally:
+        _settings.update(saved)
 
 
 def _horner(u: Tensor, big: Tensor, table: Tensor) -> Tensor:

@@ -5,7 +5,8 @@ JavaScript, ``json.loads(..., parse_constant=...)`` set to raise) reject. Every 
 through this module instead:
 
 * :func:`finite` returns a JSON-able copy of a value in which each non-finite float is ``None`` (tuples become
-  lists, numpy and 0-d torch scalars become Python numbers, keys become strings);
+  lists, numpy and 0-d torch scalars become Python numbers, arrays and tensors become nested lists, keys become
+  strings);
 * :func:`dumps` serialises that copy with ``allow_nan=False`` and, when something was replaced and the value is
   a dict, adds the key :data:`REASONS_KEY` mapping the dotted path of every null it introduced to the value it
   stood for (``{"metrics.fvu": "nan"}``), so a null is never unexplained;
@@ -51,6 +52,10 @@ def _clean(value: Any, path: str, reasons: dict[str, str]) -> Any:
     item = getattr(value, "item", None)  # numpy scalars and 0-d arrays or tensors
     if callable(item) and getattr(value, "ndim", 0) == 0:
         return _clean(item(), path, reasons)
+    tolist = getattr(value, "tolist", None)  # numpy arrays and tensors (detached, on the CPU)
+    if callable(tolist) and getattr(value, "ndim", 0) > 0:
+        detach = getattr(value, "detach", None)
+        return _clean((detach().cpu() if callable(detach) else value).tolist(), path, reasons)
     return value
 
 

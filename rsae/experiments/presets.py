@@ -178,9 +178,6 @@ PRESETS: dict[str, ReproduceConfig] = {
             TeacherSetting("topk-k=16", "topk", 16, dead=True),
         ),
         batch_size=512,
-        # the paper variant's calibration over all (token, latent) entries costs minutes per JumpReLU/TopK stage on
-        # 2 cores; the default main job runs the magnitude variant, the study presets run both
-        variants=("magnitude",),
     ),
     "study": ReproduceConfig(
         study_n_max=40,

@@ -161,7 +161,7 @@ def reproduce(
                                               "convergence_tol", "seed")}
     upgrade_key = {k: getattr(cfg, k) for k in ("finetune_steps", "finetune_lr", "calibration_tokens", "l0_budget",
                                                 "batch_size")}
-    upgrade_key["format"] = 2  # gate-own inits, the control from upgrade(), the paper variant's floored row
+    upgrade_key["format"] = 3  # gate-own inits, the control from upgrade(), the floored paper row, sampled calibration
 
     # teachers: (label, family, sparsity, kind, folder, stage result, stage hash)
     teacher_list: list[dict[str, Any]] = []

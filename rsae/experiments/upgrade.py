@@ -49,8 +49,9 @@ from torch import Tensor
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import as_source
 from rsae.core.metrics import evaluate_sae
-from rsae.core.rational import rational_activation
+from rsae.core.rational import kernel_settings, rational_activation
 from rsae.core.sae import SAE
+from rsae.core.strict_json import finite
 from rsae.core.trainer import Trainer
 from rsae.errors import ConfigError
 
@@ -87,7 +88,7 @@ class Calibration(NamedTuple):
     loss_after: float
     """The same after fitting."""
     n_entries: int
-    """Number of (token, latent) entries used for the fit."""
+    """Number of (token, latent) entries sampled for the fit (:func:`calibrate`, Notes)."""
     teacher_l0: float
     """The teacher's L0 (mean non-zero codes per token) on the calibration tokens."""
     a: list[float]
@@ -105,6 +106,8 @@ class Calibration(NamedTuple):
     loss_scales_only: float | None = None
     """The loss after the first stage, which fits only the scales (the second fits everything and is kept only
     where it is lower)."""
+    n_represented: int | None = None
+    """Number of entries the sample stands for: |S| (``support="teacher"``) or every (token, latent) entry."""
 
 
 class UpgradeResult(NamedTuple):
@@ -159,7 +162,7 @@ class UpgradeResult(NamedTuple):
             "init_close": bool(abs(self.init_metrics["mse"] / teacher["mse"] - 1) <= 0.02)
             if teacher["mse"] > 0 else None,
         }
-        return _strict_json({
+        return finite({
             "variant": self.variant,
             "coefficient_sharing": self.coefficient_sharing,
             "seed": self.seed,
@@ -180,21 +183,6 @@ class UpgradeResult(NamedTuple):
 
 def _teacher_gate(result: UpgradeResult) -> str:
     return str((result.budget or {}).get("teacher_gate", result.student.cfg.rational_gate))
-
-
-def _strict_json(value: Any) -> Any:
-    """Non-finite floats → None, tuples → lists, tensors and numpy scalars → Python numbers (strict JSON)."""
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().tolist()
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    return value
 
 
 def _initial_coefficients(gate: str, rational_type: tuple[int, int] | None,
@@ -308,9 +296,9 @@ def _design_scales(student: SAE, teacher: SAE, h: Tensor, support: Tensor | None
     return torch.tensor(max(float(kept.abs().max()), 1e-12), dtype=torch.float64)
 
 
-def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300, support: str | None = None,
-              max_entries: int = 1 << 22) -> Calibration:
-    """Fit the student's (a, b, b_0, C_in, C_out) so φ(h) matches the teacher's codes by least squares.
+def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 100, support: str | None = None,
+              max_entries: int = 1 << 16, seed: int = 0) -> Calibration:
+    r"""Fit the student's (a, b, b_0, C_in, C_out) so φ(h) matches the teacher's codes by least squares.
 
     Parameters
     ----------
@@ -323,55 +311,84 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300, sup
     max_iter : int
         L-BFGS iterations per stage.
     support : {"teacher", "all"}, optional
-        The fitted entries: the teacher's support (default for a student with a hard gate) or every (token,
-        latent) entry (default for ``rational_gate="none"``).
+        The fitted entries: the teacher's support S = {(t, j): z^T_tj ≠ 0} (default for a student with a hard
+        gate) or every (token, latent) entry (default for ``rational_gate="none"``).
     max_entries : int
-        Tokens are subsampled so that at most this many entries enter the fit.
+        At most this many (token, latent) entries enter the fit (a seeded sample, below).
+    seed : int
+        Seed of the entry sample.
 
     Notes
     -----
-    Two L-BFGS stages in float64 (strong-Wolfe line search): the scales alone (well conditioned), then every
-    parameter; the second is kept only where it lowers the loss, since the monomial coefficients of a (9, 8) gate
-    fit reach 1e7 and a full step can make things worse.
+    The objective is the mean squared code error over the chosen entries (all of S, or all n·d_sae entries).
+    It is estimated from a stratified sample of at most ``max_entries`` entries: up to ``max_entries`` of S for
+    ``support="teacher"``; for ``support="all"`` up to half of them from S and the rest from its complement,
+    each stratum weighted by (stratum size / sampled count), so the weighted mean is an unbiased estimate of the
+    full mean while the few entries where the gate is open are not drowned by the many where it is closed.
+    Only the sampled entries are evaluated (one fused kernel pass on a [1, N] row, per-latent scales gathered per
+    entry), so the cost does not grow with d_sae. Two L-BFGS stages in float64 (strong-Wolfe line search): the
+    scales alone (well conditioned), then every parameter; the second is kept only where it lowers the loss, since
+    the monomial coefficients of a (9, 8) gate fit reach 1e7 and a full step can make things worse.
+    ``loss_before`` and ``loss_after`` are that estimate; ``n_entries`` is the number of sampled entries and
+    ``n_represented`` the number of entries they stand for.
     """
     phi = student.activation.phi
     if support is None:
         support = "all" if student.cfg.rational_gate == "none" else "teacher"
     if support not in ("teacher", "all"):
         raise ConfigError(f"support must be 'teacher' or 'all', got {support!r}")
+    if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 2:
+        raise ConfigError(f"max_entries must be an int >= 2, got {max_entries!r}")
     teacher_mode = teacher.training
     teacher.eval()
     with torch.no_grad():
         x = x.to(teacher.device, teacher.dtype)
-        x = x[: max(1, max_entries // teacher.cfg.d_sae)]
-        h = teacher.pre_acts(x)
-        z_teacher = teacher.activation(h)
+        h = torch.cat([teacher.pre_acts(x[i: i + 4096]) for i in range(0, x.shape[0], 4096)])
+        z_teacher = torch.cat([teacher.activation(h[i: i + 4096]) for i in range(0, h.shape[0], 4096)])
         mask = z_teacher != 0
         teacher_l0 = float(mask.sum(-1).float().mean())
     teacher.train(teacher_mode)
     if not bool(mask.any()):
         raise ConfigError("the teacher's codes are all zero on the calibration tokens; nothing to calibrate")
+    d_sae = teacher.cfg.d_sae
     per_latent = phi.log_c_in.dim() > 0
     with torch.no_grad():
-        h64, target = h.double(), z_teacher.double()
-        c0 = _design_scales(student, teacher, h64, mask)
-        c0 = c0.expand(teacher.cfg.d_sae).clone() if per_latent else c0.reshape(())
-    # one dense pass of the fused kernel (per-latent scales broadcast over columns), the residual masked off the
-    # fitted entries; with shared scales the fitted entries are gathered instead
-    weight = mask.double() if support == "teacher" else torch.ones_like(h64)
-    count = float(weight.sum())
-    if support == "teacher" and not per_latent:  # shared scales: only the fitted entries need evaluating
-        h64, target, weight = h64[mask], target[mask], torch.ones(int(count), dtype=torch.float64)
+        c0 = _design_scales(student, teacher, h, mask)
+        c0 = c0.expand(d_sae).clone() if per_latent else c0.reshape(())
+        gen = torch.Generator().manual_seed(int(seed))
+        flat_mask = mask.flatten().cpu()
+        strata = [flat_mask.nonzero().squeeze(1)]
+        if support == "all":
+            strata.append((~flat_mask).nonzero().squeeze(1))
+        budgets = [max_entries] if support == "teacher" else [max_entries // 2, max_entries - max_entries // 2]
+        if support == "all" and strata[0].numel() < budgets[0]:  # give S's unused share to the complement
+            budgets = [strata[0].numel(), max_entries - strata[0].numel()]
+        chosen, weights = [], []
+        for idx, budget in zip(strata, budgets, strict=True):
+            if idx.numel() == 0:
+                continue
+            take = idx if idx.numel() <= budget else idx[torch.randperm(idx.numel(), generator=gen)[:budget]]
+            chosen.append(take)
+            weights.append(torch.full((take.numel(),), idx.numel() / take.numel(), dtype=torch.float64))
+        entries = torch.cat(chosen).to(h.device)
+        weight = torch.cat(weights).to(h.device)
+        represented = sum(int(i.numel()) for i in strata)
+        h64 = h.flatten()[entries].double().reshape(1, -1)
+        target = z_teacher.flatten()[entries].double().reshape(1, -1)
+        latent = entries % d_sae
+        del h, z_teacher, mask
 
     a = phi.a.detach().double().clone().requires_grad_(True)
     b = phi.b.detach().double().clone().requires_grad_(True)
     b0 = phi.b0.detach().double().clone().requires_grad_(True)
     log_c_in = c0.log().requires_grad_(True)
     log_c_out = c0.log().clone().requires_grad_(True)
-    scale = float(target.pow(2).sum()) / count or 1.0
+    count = float(represented)
+    scale = float((target.pow(2) * weight).sum()) / count or 1.0
 
     def loss_fn() -> Tensor:
-        out = rational_activation(h64, a, b, log_c_in, log_c_out, b0)
+        lci, lco = (v.index_select(0, latent) if per_latent else v for v in (log_c_in, log_c_out))
+        out = rational_activation(h64, a, b, lci, lco, b0)
         return ((out - target).pow(2) * weight).sum() / count / scale
 
     def run(params: list[Tensor]) -> None:
@@ -399,17 +416,18 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300, sup
             value = float(loss_fn()) * scale
         return value if math.isfinite(value) else math.inf
 
-    before = current()
-    best, best_loss = snapshot(), before
-    run([log_c_in, log_c_out])
-    scales_only = current()
-    if scales_only <= best_loss:
-        best, best_loss = snapshot(), scales_only
-    restore(best)
-    run([a, b, b0, log_c_in, log_c_out])
-    if current() < best_loss:
-        best, best_loss = snapshot(), current()
-    restore(best)
+    with kernel_settings(min_numel=0):  # hundreds of passes over one [1, N] shape: the fused kernels pay off
+        before = current()
+        best, best_loss = snapshot(), before
+        run([log_c_in, log_c_out])
+        scales_only = current()
+        if scales_only <= best_loss:
+            best, best_loss = snapshot(), scales_only
+        restore(best)
+        run([a, b, b0, log_c_in, log_c_out])
+        if current() < best_loss:
+            best, best_loss = snapshot(), current()
+        restore(best)
     if not math.isfinite(best_loss):
         raise ConfigError("calibration produced a non-finite loss; try more calibration tokens or other coefficients")
     with torch.no_grad():
@@ -419,9 +437,9 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 300, sup
         phi.log_c_in.copy_(log_c_in.to(phi.log_c_in.dtype).reshape(phi.log_c_in.shape))
         phi.log_c_out.copy_(log_c_out.to(phi.log_c_out.dtype).reshape(phi.log_c_out.shape))
     c_in, c_out = (float(torch.exp(v.detach()).median()) for v in (log_c_in, log_c_out))
-    return Calibration(before, best_loss, int(count), teacher_l0, a.detach().tolist(), b.detach().tolist(),
-                       c_in, c_out, float(b0.detach()), support,
-                       scales_only if math.isfinite(scales_only) else None)
+    return Calibration(before, best_loss, int(entries.numel()), teacher_l0, a.detach().tolist(),
+                       b.detach().tolist(), c_in, c_out, float(b0.detach()), support,
+                       scales_only if math.isfinite(scales_only) else None, represented)
 
 
 def upgrade(
@@ -444,7 +462,7 @@ def upgrade(
     coefficient_sharing: str = "sae",
     seed: int | None = None,
     l1_coefficient: float | None = None,
-    calibration_iters: int = 300,
+    calibration_iters: int = 100,
 ) -> UpgradeResult:
     """Run the two-stage upgrade and evaluate teacher, RSAE-init, fine-tuned RSAE (and the control).
 
@@ -496,7 +514,7 @@ def upgrade(
     n_cal = min(calibration_tokens, train_src.n_tokens)
     sample = train_src.sample(n_cal, seed=seed)
     held_in = train_src.sample(n_cal, seed=seed + 1)
-    calibration = calibrate(student, teacher, sample, max_iter=calibration_iters)
+    calibration = calibrate(student, teacher, sample, max_iter=calibration_iters, seed=seed)
     student.eval()
     student_init = copy_sae(student)
 
