@@ -72,7 +72,7 @@ def test_harvest_matches_direct_forward_and_records_provenance(lm, contexts, exp
 
 
 def test_interrupted_harvest_resumes_exactly(lm, contexts, expected, tmp_path, monkeypatch):
-    real = harvest_module.residual_stream
+    real = harvest_module.residual_streams
     calls = []
 
     def dying(*args, **kwargs):
@@ -81,12 +81,12 @@ def test_interrupted_harvest_resumes_exactly(lm, contexts, expected, tmp_path, m
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(harvest_module, "residual_stream", dying)
+    monkeypatch.setattr(harvest_module, "residual_streams", dying)
     with pytest.raises(KeyboardInterrupt):
         harvest(lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False)
     partial = json.loads((tmp_path / "s" / "meta.json").read_text())
     assert not partial["complete"] and partial["n_tokens"] == 60  # 2 batches = 84 tokens → 2 full shards
-    monkeypatch.setattr(harvest_module, "residual_stream", real)
+    monkeypatch.setattr(harvest_module, "residual_streams", real)
     result = harvest(lm, contexts, LAYER, tmp_path / "s", n_tokens=200, batch_size=2, shard_tokens=30, progress=False)
     assert result.resumed and result.n_new_tokens == 140 and result.n_tokens == 200
     _, data = read_all(tmp_path / "s")
