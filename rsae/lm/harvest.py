@@ -235,7 +235,8 @@ def _check_rows(rows: Tensor, dtype: str) -> int:
     Raises DataError for non-finite values, or values beyond the float16 range when storing float16.
     """
     norms = torch.linalg.vector_norm(rows, dim=1)
-    peak = float(rows.abs().max())
+    low, high = torch.aminmax(rows)  # NaN propagates; no |rows| copy
+    peak = max(-float(low), float(high))
     if not np.isfinite(peak):
         raise DataError("the model produced NaN or inf activations; check the model (and the autocast setting)")
     if dtype == "float16" and peak > _FLOAT16_MAX:
