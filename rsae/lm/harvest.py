@@ -229,22 +229,33 @@ class _Store:
         self.outliers = 0
 
 
-def _check_rows(rows: Tensor, dtype: str) -> int:
-    """Number of sink-like rows (norm > OUTLIER_RATIO × median) of a float32 [n, d] batch, on its device.
+def _batch_rows(stream: Tensor, drop_first: int, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` (store order) of a block output [batch, C, d] without its first ``drop_first`` positions,
+    as one contiguous float32 CPU array.
 
-    Raises DataError for non-finite values, or values beyond the float16 range when storing float16.
+    The work is done in numpy after one device-to-host copy: on a CPU device torch's element-wise kernels run
+    on its thread pool, and on a shared 2-core machine a waiting pool thread made each of these small steps
+    ≈ 10× slower than numpy's single-threaded loop (docs/lm.md, "Throughput against the forward-only floor").
     """
-    norms = torch.linalg.vector_norm(rows, dim=1)
-    low, high = torch.aminmax(rows)  # NaN propagates; no |rows| copy
-    peak = max(-float(low), float(high))
-    if not np.isfinite(peak):
-        raise DataError("the model produced NaN or inf activations; check the model (and the autocast setting)")
-    if dtype == "float16" and peak > _FLOAT16_MAX:
-        raise DataError(
-            f"an activation exceeds the float16 range ({peak:.3g} > {_FLOAT16_MAX:.0f})"
-            " at this layer; harvest with dtype='float32' (--dtype float32)"
-        )
-    return int((norms > OUTLIER_RATIO * norms.median()).sum())
+    kept = stream[:, drop_first:].float().cpu().numpy()  # a view on CPU; one copy from a GPU
+    return np.ascontiguousarray(kept.reshape(-1, kept.shape[-1])[lo:hi])
+
+
+def _check_rows(rows: np.ndarray, dtype: str) -> int:
+    """Number of sink-like rows (norm > OUTLIER_RATIO × median norm) of a float32 [n, d] batch.
+
+    Raises DataError for values beyond the float16 range when storing float16 (non-finite values are refused by
+    the store writer).
+    """
+    if dtype == "float16":
+        peak = max(-float(rows.min()), float(rows.max()))
+        if peak > _FLOAT16_MAX:
+            raise DataError(
+                f"an activation exceeds the float16 range ({peak:.3g} > {_FLOAT16_MAX:.0f})"
+                " at this layer; harvest with dtype='float32' (--dtype float32)"
+            )
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    return int((norms > OUTLIER_RATIO * np.median(norms)).sum())
 
 
 def _harvest_stores(
@@ -322,10 +333,9 @@ def _harvest_stores(
             streams = residual_streams(lm, ids, [s.layer for s in needed], autocast=autocast)
             for s in needed:
                 # [batch, C, d] → kept positions in store order, then the part this store still lacks
-                acts = streams[s.layer][:, drop_first:].reshape(-1, lm.d_model)[s.written - t0 : t1 - t0]
-                acts = acts.float()
-                s.outliers += _check_rows(acts, dtype)
-                s.writer.append(acts.cpu().numpy())
+                rows = _batch_rows(streams[s.layer], drop_first, s.written - t0, t1 - t0)
+                s.outliers += _check_rows(rows, dtype)
+                s.writer.append(rows)
                 s.written = t1
             bar.update(t1 - max(t0, begin))
             begin = t1
