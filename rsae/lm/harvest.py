@@ -41,15 +41,14 @@ import platform
 import sys
 import time
 import warnings
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from rsae.core.data import ActivationStore, StoreWriter
 from rsae.core.distributed import all_reduce_, barrier, world

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import rsae.lm.harvest as harvest_module
 from rsae.cli import register_harvest
@@ -186,7 +187,8 @@ def test_several_layers_in_one_pass_equal_single_layer_harvests(lm, contexts, ex
     store3, data3 = read_all(tmp_path / "multi" / "layer-3")
     ref3, ref_data3 = read_all(single.path)
     np.testing.assert_array_equal(data3, ref_data3)  # same batches, same arithmetic: bit for bit
-    assert store3.meta == ref3.meta and store5.meta["layer"] == LAYER and store5.meta["hook"] == f"blocks.{LAYER}.hook_resid_post"
+    assert store3.meta == ref3.meta and store5.meta["layer"] == LAYER
+    assert store5.meta["hook"] == f"blocks.{LAYER}.hook_resid_post"
     assert results[3].n_tokens == results[LAYER].n_tokens == 100 and results[3].n_new_tokens == 100
     with pytest.raises(ConfigError, match="distinct"):
         harvest_module.harvest_layers(lm, contexts, [3, 3], tmp_path / "x", n_tokens=10, progress=False)
@@ -265,3 +267,21 @@ def test_cli_harvests_several_layers(lm, tmp_path):
             parser.parse_args(["harvest", "--layers", bad, "--out", str(tmp_path / "y")])
     with pytest.raises(SystemExit):  # --layer and --layers exclude each other
         parser.parse_args(["harvest", "--layer", "3", "--layers", "3,5", "--out", str(tmp_path / "y")])
+
+
+def test_batch_rows_and_checks_without_a_model():
+    stream = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # [batch 2, C 5, d 3]
+    rows = harvest_module._batch_rows(stream, 2, 1, 5)  # kept positions 2..4 of both contexts, store rows 1..4
+    np.testing.assert_array_equal(rows, stream[:, 2:].reshape(-1, 3)[1:5].numpy())
+    assert rows.flags.c_contiguous and rows.dtype == np.float32
+    batch = np.ones((20, 3), dtype=np.float32)
+    batch[7] = 11.0  # norm 11·√3 > 10 × the median norm √3
+    batch[8] = 9.0
+    assert harvest_module._check_rows(batch, "float32") == 1
+    batch[3, 1] = 7e4  # beyond float16's 65504
+    assert harvest_module._check_rows(batch, "float32") == 2
+    with pytest.raises(DataError, match="float16 range"):
+        harvest_module._check_rows(batch, "float16")
+    batch[3, 1] = -7e4
+    with pytest.raises(DataError, match="float16 range"):
+        harvest_module._check_rows(batch, "float16")
