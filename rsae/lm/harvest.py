@@ -357,7 +357,7 @@ def _harvest_stores(
     results = {}
     for s, (new, outliers) in zip(stores, counts.tolist()):
         new, outliers = int(new), int(outliers)
-        if outliers:
+        if outliers and rank == 0:  # the counts are global: one warning, not one per process
             warnings.warn(
                 f"{outliers} of {new} harvested tokens of layer {s.layer} have a residual norm above "
                 f"{OUTLIER_RATIO:g}× their batch median; such vectors dominate squared-error losses. If they are "

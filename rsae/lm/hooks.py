@@ -1,4 +1,5 @@
-r"""Residual-stream hooks of a language model (:class:`rsae.lm.loading.LanguageModel`): read or edit one block.
+r"""Residual-stream hooks of a language model (:class:`rsae.lm.loading.LanguageModel`): read the output of one or
+several blocks from one forward pass (optionally under ``torch.autocast``), or edit one block's output.
 
 Residual stream convention (SAELens ``blocks.L.hook_resid_post``, sparsify ``layers.L``): **layer L is the
 output of decoder block L (0-based)**, i.e. the residual stream after L + 1 blocks, which is
