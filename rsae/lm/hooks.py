@@ -1,4 +1,5 @@
-r"""Residual-stream hooks of a language model (:class:`rsae.lm.loading.LanguageModel`): read or edit one block.
+r"""Residual-stream hooks of a language model (:class:`rsae.lm.loading.LanguageModel`): read the output of one or
+several blocks from one forward pass (optionally under ``torch.autocast``), or edit one block's output.
 
 Residual stream convention (SAELens ``blocks.L.hook_resid_post``, sparsify ``layers.L``): **layer L is the
 output of decoder block L (0-based)**, i.e. the residual stream after L + 1 blocks, which is
@@ -9,8 +10,8 @@ block is only exposed after the final RMSNorm.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,6 +27,9 @@ __all__ = [
     "decoder_layers",
     "check_layer",
     "residual_stream",
+    "residual_streams",
+    "autocast_context",
+    "AUTOCAST_DTYPES",
     "edit_residual",
 ]
 
@@ -71,28 +75,70 @@ class _StopForward(Exception):
     """Raised from a hook once the wanted block has run, to skip the rest of the forward pass."""
 
 
-def residual_stream(lm: LanguageModel, input_ids: Tensor, layer: int) -> Tensor:
-    """Residual stream after block ``layer`` (= ``hidden_states[layer + 1]``), float32 [batch, ctx, d_model].
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+"""Names accepted by ``autocast`` (:func:`autocast_context`)."""
 
-    The forward pass stops right after that block (a hook raises), so the remaining blocks and the LM head
-    are never computed. The result is on the model's device.
+
+def autocast_context(device: torch.device | str, autocast: str | None) -> AbstractContextManager:
+    """``torch.autocast`` to ``autocast`` (``"bf16"``, ``"fp16"``) on ``device``; a no-op context for ``None``.
+
+    Raises ConfigError for an unknown name or a device type / dtype pair torch cannot autocast.
     """
-    block = check_layer(lm, layer)
-    captured: list[Tensor] = []
-
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        captured.append(_block_output(output))
-        raise _StopForward
-
-    handle = block.register_forward_hook(hook)
+    if autocast is None or autocast == "none":
+        return nullcontext()
+    if autocast not in AUTOCAST_DTYPES:
+        raise ConfigError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)} or None, got {autocast!r}")
+    device_type = torch.device(device).type
     try:
-        with torch.inference_mode():
+        return torch.autocast(device_type=device_type, dtype=AUTOCAST_DTYPES[autocast])
+    except RuntimeError as exc:  # e.g. a device type without autocast support
+        raise ConfigError(f"torch cannot autocast to {autocast} on {device_type}: {exc}") from exc
+
+
+def residual_streams(
+    lm: LanguageModel, input_ids: Tensor, layers: Sequence[int], *, autocast: str | None = None
+) -> dict[int, Tensor]:
+    """Residual streams after each block of ``layers`` from one forward pass: ``{L: [batch, ctx, d_model]}``.
+
+    The pass stops right after the deepest of ``layers`` (a hook raises), so later blocks and the LM head are
+    never computed. The tensors are on the model's device, in the dtype the blocks produce: float32, also under
+    ``autocast`` for Llama-style models, whose residual additions promote to float32 (callers that need float32
+    cast anyway). ``autocast`` (``"bf16"``, ``"fp16"`` or ``None``) runs the pass under :func:`autocast_context`.
+    """
+    wanted = sorted(set(int(layer) for layer in layers))
+    if not wanted:
+        raise ConfigError("layers must name at least one block")
+    blocks = {layer: check_layer(lm, layer) for layer in wanted}
+    deepest = wanted[-1]
+    captured: dict[int, Tensor] = {}
+
+    def make_hook(layer: int) -> Callable[..., None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            captured[layer] = _block_output(output)
+            if layer == deepest:
+                raise _StopForward
+
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in wanted]
+    try:
+        with torch.inference_mode(), autocast_context(lm.device, autocast):
             lm.model(input_ids=input_ids.to(lm.device), use_cache=False)
     except _StopForward:
         pass
     finally:
-        handle.remove()
-    return captured[0]
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def residual_stream(lm: LanguageModel, input_ids: Tensor, layer: int, *, autocast: str | None = None) -> Tensor:
+    """Residual stream after block ``layer`` (= ``hidden_states[layer + 1]``), float32 [batch, ctx, d_model].
+
+    The forward pass stops right after that block (a hook raises), so the remaining blocks and the LM head
+    are never computed. The result is on the model's device. ``autocast`` as in :func:`residual_streams`.
+    """
+    return residual_streams(lm, input_ids, [layer], autocast=autocast)[layer]
 
 
 @contextmanager
