@@ -844,7 +844,16 @@ def run_reproduce(args: argparse.Namespace) -> dict[str, Any] | str:
             results = json.loads(Path(args.markdown).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot read results JSON {args.markdown}: {exc}") from exc
+        if args.write_docs:
+            from rsae.experiments.report import write_doc_blocks
+
+            if not Path(args.write_docs).is_file():
+                raise DataError(f"--write-docs {args.write_docs}: no such file")
+            changed = write_doc_blocks(results, args.write_docs)
+            return f"{args.write_docs}: regenerated blocks {', '.join(changed) if changed else '(none changed)'}\n"
         return results_markdown(results)
+    if args.write_docs:
+        raise ConfigError("--write-docs needs --markdown RESULTS_JSON (the results whose tables it writes)")
     preset = args.preset_for(args)
     results = reproduce(PRESETS[preset], args.out, args.figures, device=args.device, progress=not args.no_progress,
                         data=args.data, teachers=args.teacher or ())
@@ -878,6 +887,9 @@ def _common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
                         help="an SAELens-format SAE folder to upgrade (repeatable; needs --data)")
     parser.add_argument("--markdown", default=None, metavar="RESULTS_JSON",
                         help="only print the tables generated from an existing results.json")
+    parser.add_argument("--write-docs", default=None, metavar="DOC",
+                        help="with --markdown: replace the generated blocks (scoreboard, comparison, timing) of "
+                        "the markdown file DOC, e.g. docs/results.md")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 

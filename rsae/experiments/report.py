@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from rsae.experiments.scoreboard import scoreboard_markdown
+from rsae.errors import DataError
+from rsae.experiments.scoreboard import comparison_markdown, scoreboard_markdown, timing_markdown
 
-__all__ = ["results_markdown"]
+__all__ = ["DOC_BLOCKS", "results_markdown", "write_doc_blocks"]
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -22,3 +27,34 @@ def results_markdown(results: dict[str, Any]) -> str:
                      f"dims {p['raw_all_accuracy']:.3f} ({p['n_train']} / {p['n_test']} balanced train / test "
                      "tokens).\n")
     return "\n".join(lines)
+
+
+DOC_BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "scoreboard": results_markdown,
+    "comparison": comparison_markdown,
+    "timing": timing_markdown,
+}
+"""The generated blocks of docs/results.md: ``<!-- name:begin -->`` … ``<!-- name:end -->`` ← writer(results)."""
+
+
+def write_doc_blocks(results: dict[str, Any], path: str | os.PathLike[str]) -> list[str]:
+    """Replace every :data:`DOC_BLOCKS` block of the markdown file ``path`` by its regeneration from ``results``.
+
+    Returns the names of the blocks whose text changed. Raises :class:`DataError` when the file lacks a block's
+    markers (nothing is written then), so a renamed or deleted block is an error, not a silent no-op.
+    """
+    path = Path(path)
+    doc = path.read_text()
+    changed = []
+    for name, writer in DOC_BLOCKS.items():
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(.*?)(<!-- {name}:end -->)", re.S)
+        match = pattern.search(doc)
+        if match is None:
+            raise DataError(f"{path} has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
+        text = writer(results)
+        if match.group(2) != text:
+            changed.append(name)
+            doc = doc[: match.start(2)] + text + doc[match.end(2):]
+    if changed:
+        path.write_text(doc)
+    return changed

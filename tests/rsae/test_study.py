@@ -17,14 +17,13 @@ from rsae.core.config import SAEConfig
 from rsae.core.data import ActivationStore
 from rsae.core.io import save_sae
 from rsae.core.sae import SAE
+from rsae.experiments.report import DOC_BLOCKS
 from rsae.experiments.reproduce import PRESETS, TeacherSetting, reproduce, results_markdown
 from rsae.experiments.scoreboard import (
     METRICS,
     combine,
     compare,
-    comparison_markdown,
     score_row,
-    timing_markdown,
     totals,
 )
 
@@ -146,8 +145,7 @@ def test_docs_tables_are_the_regeneration_of_the_committed_results_json():
     """docs/results.md carries the tables generated from figures/results.json, unedited."""
     results = json.loads((ROOT / "figures" / "results.json").read_text(), parse_constant=pytest.fail)
     doc = (ROOT / "docs" / "results.md").read_text()
-    for name, writer in (("scoreboard", results_markdown), ("comparison", comparison_markdown),
-                         ("timing", timing_markdown)):
+    for name, writer in DOC_BLOCKS.items():
         block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", doc, re.S)
         assert block is not None, f"docs/results.md lacks the generated {name} block"
         assert block.group(1) == writer(results), name
@@ -179,3 +177,23 @@ def test_stdlib_corpus_is_one_document_per_source_file_without_tests():
     assert load_documents(corpus="pydoc")[0].doc_id != ids[0]
     with pytest.raises(ConfigError, match="corpus must be one of"):
         load_documents(corpus="wikipedia")
+
+
+def test_write_docs_regenerates_every_block_and_refuses_a_doc_without_them(tmp_path, capsys):
+    results = ROOT / "figures" / "results.json"
+    doc = tmp_path / "results.md"
+    doc.write_text("intro\n" + "".join(f"<!-- {n}:begin -->\nstale\n<!-- {n}:end -->\ntext\n" for n in DOC_BLOCKS))
+    assert main(["study", "--markdown", str(results), "--write-docs", str(doc)]) == 0
+    assert "scoreboard, comparison, timing" in capsys.readouterr().out
+    data = json.loads(results.read_text())
+    text = doc.read_text()
+    assert "stale" not in text and text.startswith("intro\n")
+    for name, writer in DOC_BLOCKS.items():
+        assert f"<!-- {name}:begin -->\n{writer(data)}<!-- {name}:end -->" in text
+    assert main(["study", "--markdown", str(results), "--write-docs", str(doc)]) == 0  # idempotent
+    assert "(none changed)" in capsys.readouterr().out
+    bare = tmp_path / "bare.md"
+    bare.write_text("no blocks here\n")
+    assert main(["study", "--markdown", str(results), "--write-docs", str(bare)]) == 2
+    assert bare.read_text() == "no blocks here\n"
+    assert main(["study", "--write-docs", str(doc)]) == 2  # needs --markdown
