@@ -237,6 +237,12 @@ class TrainConfig:
     lr: float = 1e-3
     """Peak Adam learning rate."""
 
+    coefficient_lr_scale: float = 1.0
+    """Learning rate of a rational activation's coefficients (a, b, b_0) as a multiple of ``lr`` (0 freezes them;
+    its scales C_in, C_out and every other parameter keep ``lr``). Adam moves each parameter by about the learning
+    rate per step whatever its size, and the (9, 8) gate fits have monomial coefficients up to ~1e7 that cancel to
+    a sup error of 6e-5, so steps of 1e-3 on them undo the fit within a few steps (docs/results.md)."""
+
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam (β₁, β₂)."""
 
@@ -319,6 +325,9 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name} must be a non-negative integer, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        if not (0 <= self.coefficient_lr_scale < float("inf")):
+            raise ConfigError(f"TrainConfig.coefficient_lr_scale must be finite and >= 0, got "
+                              f"{self.coefficient_lr_scale!r}")
         if not 0 <= self.decay_fraction <= 1:
             raise ConfigError(f"TrainConfig.decay_fraction must lie in [0, 1], got {self.decay_fraction!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:

@@ -161,7 +161,7 @@ class Trainer:
         self.progress = progress
         # The fused kernel (CPU and CUDA) updates each parameter in one pass instead of a chain of elementwise ops.
         self.optimizer = torch.optim.Adam(
-            sae.parameters(),
+            _param_groups(sae, cfg.coefficient_lr_scale),
             lr=cfg.lr,
             betas=cfg.adam_betas,
             eps=cfg.adam_eps,
@@ -280,7 +280,7 @@ class Trainer:
         cfg, sae = self.cfg, self.sae
         lr = learning_rate(self.step, cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         warm = min(1.0, (self.step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
         scale = warm * self.sparsity_multiplier
         dead = self.tokens_since_fired >= cfg.dead_window_tokens
@@ -609,6 +609,21 @@ def _check_model_tensors(file: Path, model: dict[str, Tensor], sae: SAE) -> None
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise SAEFileError(f"{file}: {key!r} holds NaN or inf; resume from an earlier checkpoint")
+
+
+_COEFFICIENT_NAMES = ("phi.a", "phi.b", "phi.b0")
+
+
+def _param_groups(sae: SAE, coefficient_lr_scale: float) -> list[dict[str, Any]]:
+    """Adam's parameter groups: everything at ``lr``, and, when ``coefficient_lr_scale`` ≠ 1 and the SAE has a
+    rational activation, its coefficients (a, b, b_0) in a second group at ``lr · coefficient_lr_scale``."""
+    named = list(sae.named_parameters())
+    coefficients = [p for name, p in named if name.endswith(_COEFFICIENT_NAMES) and name.rsplit(".", 2)[-2] == "phi"]
+    if coefficient_lr_scale == 1.0 or not coefficients:
+        return [{"params": [p for _, p in named]}]
+    ids = {id(p) for p in coefficients}
+    return [{"params": [p for _, p in named if id(p) not in ids]},
+            {"params": coefficients, "lr_scale": float(coefficient_lr_scale)}]
 
 
 def _optimizer_state(file: Path, tensors: dict[str, Tensor], state: dict[str, Any], optimizer: Any) -> dict:

@@ -88,6 +88,9 @@ class ReproduceConfig:
     """Learning rate of the teachers (constant after warm-up)."""
     finetune_lr: float = 1e-3
     """Peak learning rate of the fine-tuning (warm-up 10 %, linear decay over the last 20 %)."""
+    coefficient_lr_scale: float = 1.0
+    """``TrainConfig.coefficient_lr_scale`` of the students' fine-tune (0: the rational's coefficients stay at their
+    calibrated values; the scales and the SAE weights train)."""
     convergence_tol: float = 0.01
     """A teacher is converged when held-out MSE improved by less than this fraction over the last quarter."""
     dead_fraction: float = 0.25

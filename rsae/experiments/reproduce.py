@@ -161,6 +161,8 @@ def reproduce(
                                               "convergence_tol", "seed")}
     upgrade_key = {k: getattr(cfg, k) for k in ("finetune_steps", "finetune_lr", "calibration_tokens", "l0_budget",
                                                 "batch_size")}
+    if cfg.coefficient_lr_scale != 1.0:  # markers of runs before the option keep matching
+        upgrade_key["coefficient_lr_scale"] = cfg.coefficient_lr_scale
     upgrade_key["format"] = 3  # gate-own inits, the control from upgrade(), the floored paper row, sampled calibration
 
     # teachers: (label, family, sparsity, kind, folder, stage result, stage hash)

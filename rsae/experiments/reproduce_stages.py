@@ -189,7 +189,8 @@ def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, t
         teacher = load_sae(teacher_dir, device=device)
         frozen = family == "relu" and variant == "magnitude"
         budget = cfg.l0_budget if family == "jumprelu" else None
-        finetune = _train_config(cfg, cfg.finetune_steps, cfg.finetune_lr, seed)
+        finetune = _train_config(cfg, cfg.finetune_steps, cfg.finetune_lr, seed).replace(
+            coefficient_lr_scale=cfg.coefficient_lr_scale)
         t0 = time.perf_counter()
         result = upgrade(teacher, train, held, finetune, coefficients=coefficients, train_encoder=not frozen,
                          calibration_tokens=cfg.calibration_tokens, l0_budget=budget, control=True,

@@ -136,3 +136,27 @@ def test_trainer_validates_its_inputs(tmp_path) -> None:
     trainer.train()
     with pytest.raises(DataError, match="checkpoint was trained on"):
         Trainer.resume(tmp_path, torch.randn(700, 6))
+
+
+def test_coefficient_lr_scale_sets_the_rational_coefficients_learning_rate():
+    """coefficient_lr_scale = 0 freezes (a, b, b_0) while scales and weights train; other values scale their lr."""
+    from rsae.core.config import SAEConfig
+
+    x = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))
+    cfg = SAEConfig(d_in=8, d_sae=16, family="rational", rational_gate="jumprelu")
+    moved = {}
+    for scale in (0.0, 1.0, 0.25):
+        sae = SAE.from_config(cfg, seed=0)
+        before = {n: p.detach().clone() for n, p in sae.named_parameters()}
+        tc = TrainConfig(steps=5, batch_size=128, lr=1e-2, warmup_steps=0, coefficient_lr_scale=scale)
+        trainer = Trainer(sae, tc, x, progress=False)
+        trainer.train()
+        moved[scale] = {n: float((p.detach() - before[n]).abs().max()) for n, p in sae.named_parameters()}
+        lrs = sorted(g["lr"] for g in trainer.optimizer.param_groups)
+        assert len(lrs) == (1 if scale == 1.0 else 2)
+    for name in ("activation.phi.a", "activation.phi.b", "activation.phi.b0"):
+        assert moved[0.0][name] == 0.0
+        assert moved[1.0][name] > 0.0 and 0.0 < moved[0.25][name] < moved[1.0][name]
+    assert moved[0.0]["W_enc"] > 0 and moved[0.0]["activation.phi.log_c_out"] > 0
+    with pytest.raises(ConfigError, match="coefficient_lr_scale"):
+        TrainConfig(coefficient_lr_scale=-1.0)
