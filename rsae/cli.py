@@ -259,6 +259,9 @@ def _add_training_options(parser: argparse.ArgumentParser, *, steps: int, lr: fl
     group.add_argument("--steps", type=_positive_int, default=steps, help=f"optimiser steps (default {steps})")
     group.add_argument("--batch-size", type=_positive_int, default=1024, help="tokens per step (default 1024)")
     group.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr})")
+    group.add_argument("--coefficient-lr-scale", type=float, default=1.0, metavar="S",
+                       help="learning rate of a rational activation's coefficients (a, b, b0) as S x --lr; 0 freezes "
+                       "them (default 1)")
     group.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     group.add_argument("--autocast-bf16", action="store_true", help="bf16 autocast of the forward (GPU)")
@@ -343,6 +346,7 @@ def _train_config(args: argparse.Namespace, checkpoint_every: int = 0) -> Any:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        coefficient_lr_scale=args.coefficient_lr_scale,
         seed=args.seed,
         warmup_steps=min(100, args.steps // 10),
         autocast_bf16=args.autocast_bf16,
