@@ -245,6 +245,8 @@ def _sae(gate: str = "relu", **extra) -> SAE:
         phi.a.add_(0.1 * torch.randn(phi.a.shape, generator=gen, dtype=F64))
         phi.b.add_(0.1 * torch.randn(phi.b.shape, generator=gen, dtype=F64))
         phi.b0.add_(0.1 * torch.randn(phi.b0.shape, generator=gen, dtype=F64))
+        phi.log_c_in.add_(0.1 * torch.randn(phi.log_c_in.shape, generator=gen))
+        phi.log_c_out.add_(0.1 * torch.randn(phi.log_c_out.shape, generator=gen))
     return sae
 
 
@@ -253,10 +255,13 @@ def test_sae_file_round_trip_is_exact(tmp_path) -> None:
     folder = save_sae(sae, tmp_path / "sae")
     loaded = load_sae(folder)
     assert loaded.cfg == sae.cfg
-    for name, value in sae.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], value), name
+    for name in ("a", "b", "b0"):  # stored in float64 as they are: exact
+        mine, theirs = getattr(loaded.activation.phi, name), getattr(sae.activation.phi, name)
+        assert mine.shape == theirs.shape and torch.equal(mine, theirs), name
+    for name, value in sae.state_dict().items():  # scales: files hold C = exp(log C), exact only to rounding
+        torch.testing.assert_close(loaded.state_dict()[name], value, rtol=0, atol=1e-6)
     x = torch.randn(20, 6, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(loaded.encode(x), sae.eval().encode(x))
+    torch.testing.assert_close(loaded.encode(x), sae.eval().encode(x), rtol=1e-6, atol=1e-6)
 
 
 def test_sae_file_with_shared_tensors_is_refused_for_per_latent_config(tmp_path) -> None:
