@@ -261,30 +261,39 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     powers = [torch.ones_like(u)]
     for _ in range(max(m, n)):
         powers.append(powers[-1] * u)
-    if per_latent_coef:
-        g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum(0) for i in range(m + 1)], -1)
-        g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum(0) for j in range(n + 1)], -1)
+    if per_latent_coef:  # stacked [K, d] (contiguous rows), returned as the [d, K] view
+        g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum(0) for i in range(m + 1)]).T
+        g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum(0) for j in range(n + 1)]).T
     else:
         g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum() for i in range(m + 1)])
         g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum() for j in range(n + 1)])
     return grad_h, g_a, g_c, g_lcin, g_lcout
 
 
-def _tables(a: Tensor, c: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _tables(a: Tensor, c: Tensor, dtype: torch.dtype, derivatives: bool = True) -> tuple[Tensor, ...]:
     """Horner coefficient tables: row 0 for |t| ≤ 1 (in t), row 1 for |t| > 1 (in s = 1/t).
 
     ``c`` = (b_0, b_1, ..., b_n), the whole polynomial B inside the absolute value. Shared coefficients (a [K],
     c [K']) give tables [2, K]; per-latent coefficients (a [d, K], c [d, K']) give [2, K, d], whose entry
-    ``table[r, k]`` is a [d] vector that broadcasts over the rows of [rows, d] inputs in :func:`_horner`."""
+    ``table[r, k]`` is a [d] vector that broadcasts over the rows of [rows, d] inputs in :func:`_horner`.
+    ``derivatives=False`` returns only the tables of P and B (what the forward needs)."""
+    # per latent: work on the [K, d] transposes (one copy each), so every table row is a contiguous [d]
     a = a.detach().to(dtype)
     c = c.detach().to(dtype)
+    if a.dim() > 1:
+        a, c = a.T.contiguous(), c.T.contiguous()
 
     def pair(x: Tensor) -> Tensor:
-        return torch.stack([x.flip(-1), x]) if x.dim() == 1 else torch.stack([x.flip(-1).T, x.T])
+        return torch.stack([x.flip(0), x])
 
-    ia = (torch.arange(a.shape[-1], dtype=dtype, device=a.device) * a)[..., 1:]
-    jb = (torch.arange(c.shape[-1], dtype=dtype, device=c.device) * c)[..., 1:]
-    return pair(a), pair(c), pair(ia), pair(jb)
+    if not derivatives:
+        return pair(a), pair(c)
+
+    def weights(x: Tensor) -> Tensor:
+        k = torch.arange(x.shape[0], dtype=dtype, device=x.device)
+        return (k.reshape(-1, *([1] * (x.dim() - 1))) * x)[1:]
+
+    return pair(a), pair(c), pair(weights(a)), pair(weights(c))
 
 
 def _use_compiled(numel: int) -> bool:
@@ -328,7 +337,7 @@ class _Params(NamedTuple):
     h2: Tensor
     inv_c_in: Tensor
     c_out: Tensor
-    tables: tuple[Tensor, Tensor, Tensor, Tensor]
+    tables: tuple[Tensor, ...]
     m: int
     n: int
     per_latent: bool
@@ -336,13 +345,13 @@ class _Params(NamedTuple):
 
 
 def _params(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
-            dtype: torch.dtype) -> _Params:
+            dtype: torch.dtype, derivatives: bool = True) -> _Params:
     d = h.shape[-1] if h.dim() > 0 else 1
     h2 = h.reshape(h.numel() // d if d else 0, d)
     zero = torch.zeros((), dtype=dtype, device=h.device)
     lci = zero if log_c_in is None else log_c_in.detach().to(dtype)
     lco = zero if log_c_out is None else log_c_out.detach().to(dtype)
-    return _Params(h2, torch.exp(-lci), torch.exp(lco), _tables(a, c, dtype), a.shape[-1] - 1,
+    return _Params(h2, torch.exp(-lci), torch.exp(lco), _tables(a, c, dtype, derivatives), a.shape[-1] - 1,
                    c.shape[-1] - 1, lci.dim() > 0, a.dim() > 1)
 
 
@@ -400,8 +409,8 @@ def _dmin(dtype: torch.dtype) -> float:
 def _forward(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
              dtype: torch.dtype) -> tuple[Tensor, bool]:
     """φ(h) computed in ``dtype``, and whether it needs the float64 path (see the module docstring)."""
-    pr = _params(h, a, c, log_c_in, log_c_out, dtype)
-    pt, ht, _, _ = pr.tables
+    pr = _params(h, a, c, log_c_in, log_c_out, dtype, derivatives=False)
+    pt, ht = pr.tables
     omax = torch.finfo(h.dtype).max
     compiled = _use_compiled(pr.h2.numel())
     outs, flags = [], []
