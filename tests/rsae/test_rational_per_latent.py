@@ -297,8 +297,9 @@ def test_sparse_path_gathers_per_latent_coefficients(gate: str) -> None:
 
 def test_saelens_plugin_round_trip(tmp_path) -> None:
     pytest.importorskip("sae_lens")
-    import rsae.saelens  # noqa: F401 - registers the architecture
     from sae_lens import SAE as SAELensSAE
+
+    import rsae.saelens  # noqa: F401 - registers the architecture
 
     sae = _sae()
     folder = save_sae(sae, tmp_path / "sae")
