@@ -186,11 +186,19 @@ def kernel_settings(**settings: Any) -> Iterator[None]:
 
 
 def _horner(u: Tensor, big: Tensor, table: Tensor) -> Tensor:
-    """Σ_k c_k u^(K−1−k) by Horner's rule, c from row 0 of ``table`` where |t| ≤ 1 and row 1 where |t| > 1."""
-    if table.shape[1] == 0:
+    """Σ_k c_k u^(K−1−k) by Horner's rule, c from row 0 of ``table`` where |t| ≤ 1 and row 1 where |t| > 1.
+
+    A per-latent table [1, K, d] holds row 0 only: row 1 is always row 0 reversed (:func:`_tables`)."""
+    size = table.shape[1]
+    if size == 0:
         return torch.zeros_like(u)
+    if table.shape[0] == 1:
+        acc = torch.where(big, table[0, size - 1], table[0, 0])
+        for k in range(1, size):
+            acc = acc * u + torch.where(big, table[0, size - 1 - k], table[0, k])
+        return acc
     acc = torch.where(big, table[1, 0], table[0, 0])
-    for k in range(1, table.shape[1]):
+    for k in range(1, size):
         acc = acc * u + torch.where(big, table[1, k], table[0, k])
     return acc
 
@@ -253,8 +261,13 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     grad_h = (fc * torch.where(big, u, 1.0) * inv_c_in).clamp(-gmax, gmax).to(h.dtype)
     fb = -(f * q * sq)
 
+    def rows(x: Tensor) -> Tensor:
+        # one row (the sparse path's gathered entries, [1, N]): the row itself; torch's sum over a dimension of
+        # size 1 is a slow path on CPU (11 ms for N = 32768 in float64, against 0.01 ms for the copy)
+        return x[0] if x.shape[0] == 1 else x.sum(0)
+
     def red(x: Tensor) -> Tensor:
-        return x.sum(0) if per_latent else x.sum()
+        return rows(x) if per_latent else x.sum()
 
     g_lcin = red(-(fc * torch.where(big, 1.0, t)))
     g_lcout = red(f * p)  # = Σ g·φ over unsaturated elements, since f·p = g·C_out·σ·P/D there
@@ -262,8 +275,8 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     for _ in range(max(m, n)):
         powers.append(powers[-1] * u)
     if per_latent_coef:  # stacked [K, d] (contiguous rows), returned as the [d, K] view
-        g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum(0) for i in range(m + 1)]).T
-        g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum(0) for j in range(n + 1)]).T
+        g_a = torch.stack([rows(f * torch.where(big, powers[m - i], powers[i])) for i in range(m + 1)]).T
+        g_c = torch.stack([rows(fb * torch.where(big, powers[n - j], powers[j])) for j in range(n + 1)]).T
     else:
         g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum() for i in range(m + 1)])
         g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum() for j in range(n + 1)])
@@ -271,29 +284,30 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
 
 
 def _tables(a: Tensor, c: Tensor, dtype: torch.dtype, derivatives: bool = True) -> tuple[Tensor, ...]:
-    """Horner coefficient tables: row 0 for |t| ≤ 1 (in t), row 1 for |t| > 1 (in s = 1/t).
+    """Horner coefficient tables: row 0 for |t| ≤ 1 (in t, highest power first), row 1 for |t| > 1 (in s = 1/t),
+    which is row 0 reversed.
 
     ``c`` = (b_0, b_1, ..., b_n), the whole polynomial B inside the absolute value. Shared coefficients (a [K],
-    c [K']) give tables [2, K]; per-latent coefficients (a [d, K], c [d, K']) give [2, K, d], whose entry
-    ``table[r, k]`` is a [d] vector that broadcasts over the rows of [rows, d] inputs in :func:`_horner`.
-    ``derivatives=False`` returns only the tables of P and B (what the forward needs)."""
-    # per latent: work on the [K, d] transposes (one copy each), so every table row is a contiguous [d]
+    c [K']) give tables [2, K]. Per-latent coefficients (a [d, K], c [d, K']) give [1, K, d]: row 0 only (with
+    one coefficient per entry the tables are as large as the input on the sparse path, so the reversed row is
+    read in place by :func:`_horner` instead of being copied); entry ``table[0, k]`` is a contiguous [d] vector
+    that broadcasts over the rows of [rows, d] inputs. ``derivatives=False`` returns only the tables of P and B
+    (what the forward needs)."""
     a = a.detach().to(dtype)
     c = c.detach().to(dtype)
-    if a.dim() > 1:
-        a, c = a.T.contiguous(), c.T.contiguous()
 
-    def pair(x: Tensor) -> Tensor:
-        return torch.stack([x.flip(0), x])
+    def table(x: Tensor) -> Tensor:
+        if x.dim() == 1:
+            return torch.stack([x.flip(0), x])
+        return x.flip(-1).T.contiguous().unsqueeze(0)
 
     if not derivatives:
-        return pair(a), pair(c)
+        return table(a), table(c)
 
     def weights(x: Tensor) -> Tensor:
-        k = torch.arange(x.shape[0], dtype=dtype, device=x.device)
-        return (k.reshape(-1, *([1] * (x.dim() - 1))) * x)[1:]
+        return (torch.arange(x.shape[-1], dtype=dtype, device=x.device) * x)[..., 1:]
 
-    return pair(a), pair(c), pair(weights(a)), pair(weights(c))
+    return table(a), table(c), table(weights(a)), table(weights(c))
 
 
 def _use_compiled(numel: int) -> bool:
