@@ -519,8 +519,9 @@ def register_upgrade(subparsers: Any) -> None:
                         help="gate whose minimax fit initialises (a, b, b0) (default: the teacher's own gate)")
     parser.add_argument("--variant", choices=("magnitude", "paper"), default="magnitude",
                         help="magnitude: teacher's hard gate, rational magnitudes; paper: the rational is the gate")
-    parser.add_argument("--coefficient-sharing", choices=("sae", "latent"), default="sae",
-                        help="one (C_in, C_out) per SAE or per latent (coefficients a, b, b0 stay shared)")
+    parser.add_argument("--coefficient-sharing", choices=("sae", "latent", "latent_coefficients"), default="sae",
+                        help="sae: one (C_in, C_out) per SAE; latent: per-latent (C_in, C_out), (a, b, b0) shared; "
+                             "latent_coefficients: per-latent scales and (a, b, b0), each from the shared calibration")
     parser.add_argument("--l1-coefficient-paper", type=float, default=None,
                         help="λ of the paper variant's λ‖z‖₁ (default: the teacher's l1_coefficient)")
     parser.add_argument("--calibration-tokens", type=_positive_int, default=8192)

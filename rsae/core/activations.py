@@ -571,6 +571,7 @@ class Rational(Activation):
                 d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
                 b0=cfg.rational_b0,
+                per_latent_coefficients=cfg.rational_per_latent_coefficients,
             )
         else:
             self.phi = RationalActivation.from_gate(
@@ -578,14 +579,16 @@ class Rational(Activation):
                 tuple(cfg.rational_type),
                 d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
+                per_latent_coefficients=cfg.rational_per_latent_coefficients,
             )
         # Set the parameters again: the coefficients exactly (RationalActivation keeps them in float64), the
         # scales at the model's precision.
         dtype = getattr(torch, cfg.dtype)
         f64 = torch.float64
+        # (per-latent coefficients: every latent starts from the config's shared rational, copied into each row)
         a = torch.as_tensor(cfg.rational_a if cfg.rational_a is not None else self.phi.a.detach(), dtype=f64)
         b = torch.as_tensor(cfg.rational_b if cfg.rational_b is not None else self.phi.b.detach(), dtype=f64)
-        b0 = cfg.rational_b0 if cfg.rational_a is not None else float(self.phi.b0.detach())
+        b0 = cfg.rational_b0 if cfg.rational_a is not None else float(self.phi.b0.detach().reshape(-1)[0])
         self.floor = cfg.rational_floor
         self.phi.to(dtype)
         with torch.no_grad():
@@ -653,19 +656,25 @@ class Rational(Activation):
         """φ(values) = C_out · r(values / C_in) for gathered pre-activations of latents ``latents``
         (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor).
 
-        Shared scales go through :func:`rsae.core.rational.rational_activation` (overflow-safe for any finite
-        input). Per-latent scales are gathered here; t = values / C_in and the output are clamped to the
-        dtype's finite range (the same saturation, with zero gradient beyond it, as the fused kernel)."""
+        Shared scales and coefficients go through :func:`rsae.core.rational.rational_activation` (overflow-safe
+        for any finite input). Per-latent scales and per-latent coefficients are gathered here, one row per
+        entry; the fused kernel saturates values and gradients as for a full tensor."""
         phi = self.phi
         if latents is None:
             return phi(values)
-        if phi.log_c_in.dim() == 0:
+        per_scale, per_coef = phi.log_c_in.dim() > 0, phi.per_latent_coefficients
+        if not per_scale and not per_coef:
             return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out, phi.b0)
         # Each gathered entry is its own "latent" of the fused kernel (which saturates values and gradients); the
-        # gather's backward sums the per-entry scale gradients in float64 and saturates them too.
+        # gather's backward sums the per-entry gradients in float64 and saturates them too.
         flat = latents.reshape(-1)
-        out = rational_activation(values.reshape(-1), phi.a, phi.b, _SaturatingGather.apply(phi.log_c_in, flat),
-                                  _SaturatingGather.apply(phi.log_c_out, flat), phi.b0)
+
+        def take(param: Tensor, per_latent: bool) -> Tensor:
+            return _SaturatingGather.apply(param, flat) if per_latent else param
+
+        out = rational_activation(values.reshape(-1), take(phi.a, per_coef), take(phi.b, per_coef),
+                                  take(phi.log_c_in, per_scale), take(phi.log_c_out, per_scale),
+                                  take(phi.b0, per_coef))
         return out.reshape(values.shape)
 
     def forward(self, h: Tensor) -> Tensor:

@@ -127,6 +127,11 @@ class SAEConfig:
     rational_per_latent_scales: bool = False
     """Give every latent its own (C_in, C_out) instead of one shared pair."""
 
+    rational_per_latent_coefficients: bool = False
+    """Give every latent its own rational (a_j, b_j, b_0,j), all starting from ``rational_a``/``rational_b``/
+    ``rational_b0`` (or the gate's fit), instead of one shared by the SAE. The file tensors ``rational_a``,
+    ``rational_b``, ``rational_b0`` then have a leading latent dimension [d_sae, ...]."""
+
     apply_b_dec_to_input: bool = True
     """Subtract b_dec from x before encoding (SAELens ``apply_b_dec_to_input``)."""
 

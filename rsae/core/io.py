@@ -505,18 +505,30 @@ def load_sae(
     if cfg.family == "rational":
         m, n = cfg.rational_type
         a, b = tensors.get("rational_a"), tensors.get("rational_b")
-        if a is None or b is None or a.shape != (m + 1,) or b.shape != (n,):
+        lead = (cfg.d_sae,) if cfg.rational_per_latent_coefficients else ()
+        if a is None or b is None or a.shape != (*lead, m + 1) or b.shape != (*lead, n):
+            what = "per-latent coefficients " if lead else ""
+            rows = f"{cfg.d_sae}, " if lead else ""
             raise SAEFileError(
-                f"{file}: a rational SAE of type {cfg.rational_type} needs "
-                f"'rational_a' [{m + 1}] and 'rational_b' [{n}]"
+                f"{file}: a rational SAE of type {cfg.rational_type} with {what}needs "
+                f"'rational_a' [{rows}{m + 1}] and 'rational_b' [{rows}{n}]"
+                + ("" if a is None or b is None else f"; got {list(a.shape)} and {list(b.shape)}")
             )
         # Files written before the free constant b_0 existed hold the form with b_0 = 0.
-        tensors.setdefault("rational_b0", torch.zeros((), dtype=a.dtype))
-        # The stored coefficients become the config's initial ones, so no fit is needed to rebuild the model.
-        cfg = cfg.replace(
-            rational_a=tuple(float(v) for v in a.double()), rational_b=tuple(float(v) for v in b.double()),
-            rational_b0=float(tensors["rational_b0"].double()),
-        )
+        tensors.setdefault("rational_b0", torch.zeros(lead, dtype=a.dtype))
+        if not lead:
+            # The stored coefficients become the config's initial ones, so no fit is needed to rebuild the model.
+            cfg = cfg.replace(
+                rational_a=tuple(float(v) for v in a.double()), rational_b=tuple(float(v) for v in b.double()),
+                rational_b0=float(tensors["rational_b0"].double()),
+            )
+        elif cfg.rational_a is None or cfg.rational_b is None:
+            # per latent: the config keeps the shared initial rational it recorded; without one, latent 0's
+            # stored rational stands in (the file tensors set every latent's own rational just below)
+            cfg = cfg.replace(
+                rational_a=tuple(float(v) for v in a[0].double()), rational_b=tuple(float(v) for v in b[0].double()),
+                rational_b0=float(tensors["rational_b0"].reshape(-1)[0].double()),
+            )
     sae = SAE(cfg)
     expected = {
         "W_enc": (cfg.d_in, cfg.d_sae),

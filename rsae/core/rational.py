@@ -10,8 +10,9 @@ What it computes
 elementwise on ``[..., d_sae]`` pre-activations (Yin & Yu, "Rational Sparse Autoencoder", arXiv 2606.14990;
 the safe denominator 1 + |B| is that of the Padé activation units of Molina et al., ICLR 2020, here with a free
 constant b_0, which makes every rational with a positive denominator on [−1, 1] representable). The
-coefficients (a, b, b_0) are shared by all latents and kept in float64; C_in, C_out > 0 are one scalar each
-or, optionally, one per latent, and are stored as logarithms so that gradient steps keep them positive.
+coefficients (a, b, b_0) are shared by all latents or, optionally, one set per latent (φ_j with its own r_j),
+and are kept in float64; C_in, C_out > 0 are one scalar each or, optionally, one per latent, and are stored
+as logarithms so that gradient steps keep them positive.
 
 Evaluation, both branches
 -------------------------
@@ -39,8 +40,10 @@ P'(t) = t^{m−1} P_d(s) and B'(t) = t^{n−1} B_d(s)), and exponents π(i) = i,
 π(i) = m − i, π'(j) = n − j for |t| > 1. At a kink B = 0 the subgradient sign(0) = 0 is used: it is the mean
 of the two one-sided derivatives. Through t = h e^{−λ_in} and φ = e^{λ_out} r (λ = log C):
 ∂φ/∂h = C_out r'(t) / C_in, ∂φ/∂λ_in = −C_out r'(t) t (formed with tκ ∈ [−1, 1], so it cannot overflow where
-r' does not) and ∂φ/∂λ_out = φ. Coefficient gradients are reductions over all elements; per-latent scale
-gradients are reductions over the leading dimensions.
+r' does not) and ∂φ/∂λ_out = φ. Shared coefficient gradients are reductions over all elements; per-latent
+coefficient and scale gradients are reductions over the leading dimensions (one per latent). Per-latent
+coefficients only change the Horner tables from [2, K] to [2, K, d] (one column per latent, broadcast over
+the rows); the formulas above hold per latent.
 
 Precision and overflow policy
 -----------------------------
@@ -183,11 +186,19 @@ def kernel_settings(**settings: Any) -> Iterator[None]:
 
 
 def _horner(u: Tensor, big: Tensor, table: Tensor) -> Tensor:
-    """Σ_k c_k u^(K−1−k) by Horner's rule, c from row 0 of ``table`` where |t| ≤ 1 and row 1 where |t| > 1."""
-    if table.shape[1] == 0:
+    """Σ_k c_k u^(K−1−k) by Horner's rule, c from row 0 of ``table`` where |t| ≤ 1 and row 1 where |t| > 1.
+
+    A per-latent table [1, K, d] holds row 0 only: row 1 is always row 0 reversed (:func:`_tables`)."""
+    size = table.shape[1]
+    if size == 0:
         return torch.zeros_like(u)
+    if table.shape[0] == 1:
+        acc = torch.where(big, table[0, size - 1], table[0, 0])
+        for k in range(1, size):
+            acc = acc * u + torch.where(big, table[0, size - 1 - k], table[0, k])
+        return acc
     acc = torch.where(big, table[1, 0], table[0, 0])
-    for k in range(1, table.shape[1]):
+    for k in range(1, size):
         acc = acc * u + torch.where(big, table[1, k], table[0, k])
     return acc
 
@@ -221,8 +232,11 @@ def _forward_kernel(h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: 
 
 def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: Tensor,
                      pdt: Tensor, bdt: Tensor, m: int, n: int, omax: float, gmax: float,
-                     per_latent: bool, saturating: bool) -> tuple[Tensor, ...]:
+                     per_latent: bool, saturating: bool, per_latent_coef: bool = False) -> tuple[Tensor, ...]:
     """Gradients wrt h, a, (b_0, ..., b_n), log C_in, log C_out for upstream g (h and g are [rows, d]).
+
+    ``per_latent`` (scales) and ``per_latent_coef`` (coefficient tables [2, K, d]) make the corresponding
+    reductions sum over the rows only, giving [d] per scale and [d, K] per coefficient vector.
 
     Every per-element term that is not finite (overflow in the working precision, or a NaN input) makes at
     least one of the returned reductions non-finite: each element contributes f·1 to some ∂/∂a_i, f·q·sign(Q)
@@ -247,29 +261,53 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     grad_h = (fc * torch.where(big, u, 1.0) * inv_c_in).clamp(-gmax, gmax).to(h.dtype)
     fb = -(f * q * sq)
 
+    def rows(x: Tensor) -> Tensor:
+        # one row (the sparse path's gathered entries, [1, N]): the row itself; torch's sum over a dimension of
+        # size 1 is a slow path on CPU (11 ms for N = 32768 in float64, against 0.01 ms for the copy)
+        return x[0] if x.shape[0] == 1 else x.sum(0)
+
     def red(x: Tensor) -> Tensor:
-        return x.sum(0) if per_latent else x.sum()
+        return rows(x) if per_latent else x.sum()
 
     g_lcin = red(-(fc * torch.where(big, 1.0, t)))
     g_lcout = red(f * p)  # = Σ g·φ over unsaturated elements, since f·p = g·C_out·σ·P/D there
     powers = [torch.ones_like(u)]
     for _ in range(max(m, n)):
         powers.append(powers[-1] * u)
-    g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum() for i in range(m + 1)])
-    g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum() for j in range(n + 1)])
+    if per_latent_coef:  # stacked [K, d] (contiguous rows), returned as the [d, K] view
+        g_a = torch.stack([rows(f * torch.where(big, powers[m - i], powers[i])) for i in range(m + 1)]).T
+        g_c = torch.stack([rows(fb * torch.where(big, powers[n - j], powers[j])) for j in range(n + 1)]).T
+    else:
+        g_a = torch.stack([(f * torch.where(big, powers[m - i], powers[i])).sum() for i in range(m + 1)])
+        g_c = torch.stack([(fb * torch.where(big, powers[n - j], powers[j])).sum() for j in range(n + 1)])
     return grad_h, g_a, g_c, g_lcin, g_lcout
 
 
-def _tables(a: Tensor, c: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Horner coefficient tables [2, K]: row 0 for |t| ≤ 1 (in t), row 1 for |t| > 1 (in s = 1/t).
+def _tables(a: Tensor, c: Tensor, dtype: torch.dtype, derivatives: bool = True) -> tuple[Tensor, ...]:
+    """Horner coefficient tables: row 0 for |t| ≤ 1 (in t, highest power first), row 1 for |t| > 1 (in s = 1/t),
+    which is row 0 reversed.
 
-    ``c`` = (b_0, b_1, ..., b_n), the whole polynomial B inside the absolute value."""
+    ``c`` = (b_0, b_1, ..., b_n), the whole polynomial B inside the absolute value. Shared coefficients (a [K],
+    c [K']) give tables [2, K]. Per-latent coefficients (a [d, K], c [d, K']) give [1, K, d]: row 0 only (with
+    one coefficient per entry the tables are as large as the input on the sparse path, so the reversed row is
+    read in place by :func:`_horner` instead of being copied); entry ``table[0, k]`` is a contiguous [d] vector
+    that broadcasts over the rows of [rows, d] inputs. ``derivatives=False`` returns only the tables of P and B
+    (what the forward needs)."""
     a = a.detach().to(dtype)
     c = c.detach().to(dtype)
-    ia = (torch.arange(a.shape[0], dtype=dtype, device=a.device) * a)[1:]
-    jb = (torch.arange(c.shape[0], dtype=dtype, device=c.device) * c)[1:]
-    return (torch.stack([a.flip(0), a]), torch.stack([c.flip(0), c]),
-            torch.stack([ia.flip(0), ia]), torch.stack([jb.flip(0), jb]))
+
+    def table(x: Tensor) -> Tensor:
+        if x.dim() == 1:
+            return torch.stack([x.flip(0), x])
+        return x.flip(-1).T.contiguous().unsqueeze(0)
+
+    if not derivatives:
+        return table(a), table(c)
+
+    def weights(x: Tensor) -> Tensor:
+        return (torch.arange(x.shape[-1], dtype=dtype, device=x.device) * x)[..., 1:]
+
+    return table(a), table(c), table(weights(a)), table(weights(c))
 
 
 def _use_compiled(numel: int) -> bool:
@@ -313,21 +351,22 @@ class _Params(NamedTuple):
     h2: Tensor
     inv_c_in: Tensor
     c_out: Tensor
-    tables: tuple[Tensor, Tensor, Tensor, Tensor]
+    tables: tuple[Tensor, ...]
     m: int
     n: int
     per_latent: bool
+    per_latent_coef: bool
 
 
 def _params(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
-            dtype: torch.dtype) -> _Params:
+            dtype: torch.dtype, derivatives: bool = True) -> _Params:
     d = h.shape[-1] if h.dim() > 0 else 1
     h2 = h.reshape(h.numel() // d if d else 0, d)
     zero = torch.zeros((), dtype=dtype, device=h.device)
     lci = zero if log_c_in is None else log_c_in.detach().to(dtype)
     lco = zero if log_c_out is None else log_c_out.detach().to(dtype)
-    return _Params(h2, torch.exp(-lci), torch.exp(lco), _tables(a, c, dtype), a.shape[0] - 1, c.shape[0] - 1,
-                   lci.dim() > 0)
+    return _Params(h2, torch.exp(-lci), torch.exp(lco), _tables(a, c, dtype, derivatives), a.shape[-1] - 1,
+                   c.shape[-1] - 1, lci.dim() > 0, a.dim() > 1)
 
 
 def _compute_dtype(h: Tensor, a: Tensor, c: Tensor, *scales: Tensor | None) -> torch.dtype:
@@ -346,8 +385,10 @@ _F32_UNIT = 2.0**-24  # unit roundoff of float32
 
 
 def _condition(a: Tensor, c: Tensor) -> float:
-    """κ = Σ|a_i| + Σ|b_j| (b_0 included): the float32 Horner error of r on |t| ≤ 1 is ≲ (m + n + 2)·u·κ."""
-    return float(a.detach().abs().sum() + c.abs().sum())
+    """κ = Σ|a_i| + Σ|b_j| (b_0 included): the float32 Horner error of r on |t| ≤ 1 is ≲ (m + n + 2)·u·κ.
+
+    For per-latent coefficients (a [d, m+1], c [d, n+1]) the worst latent's κ."""
+    return float((a.detach().abs().sum(-1) + c.detach().abs().sum(-1)).max())
 
 
 def float32_error_bound(a: Any, b: Any, b0: float = 0.0) -> float:
@@ -359,10 +400,19 @@ def float32_error_bound(a: Any, b: Any, b0: float = 0.0) -> float:
     :func:`configure_kernels`) the kernel computes in float64 when this scale exceeds ``float32_tolerance``
     (default 1e-5): the (3, 2) ReLU fit (κ ≈ 5.7) stays in float32, the (9, 8) JumpReLU fit (κ ≈ 6e7) goes to
     float64, where it keeps its minimax error (docs/rational_activation.md).
+
+    Per-latent coefficients (``a`` [d, m+1], ``b`` [d, n], ``b0`` a number or [d]) give the worst latent's
+    bound: one working precision serves all latents.
     """
-    a_t = torch.as_tensor(np.asarray(a, dtype=np.float64))
-    c_t = torch.as_tensor(np.concatenate([[float(b0)], np.asarray(b, dtype=np.float64).reshape(-1)]))
-    return _condition(a_t, c_t) * _F32_UNIT
+    a_n = np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64)
+    b_n = np.asarray(b.detach().cpu() if isinstance(b, Tensor) else b, dtype=np.float64)
+    b0_n = np.asarray(b0.detach().cpu() if isinstance(b0, Tensor) else b0, dtype=np.float64)
+    if a_n.ndim == 1:
+        c_n = np.concatenate([b0_n.reshape(1), b_n.reshape(-1)])
+    else:
+        rows = a_n.shape[0]
+        c_n = np.concatenate([np.broadcast_to(b0_n, (rows,)).reshape(rows, 1), b_n.reshape(rows, -1)], axis=1)
+    return _condition(torch.as_tensor(a_n), torch.as_tensor(c_n)) * _F32_UNIT
 
 
 def _dmin(dtype: torch.dtype) -> float:
@@ -373,8 +423,8 @@ def _dmin(dtype: torch.dtype) -> float:
 def _forward(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
              dtype: torch.dtype) -> tuple[Tensor, bool]:
     """φ(h) computed in ``dtype``, and whether it needs the float64 path (see the module docstring)."""
-    pr = _params(h, a, c, log_c_in, log_c_out, dtype)
-    pt, ht, _, _ = pr.tables
+    pr = _params(h, a, c, log_c_in, log_c_out, dtype, derivatives=False)
+    pt, ht = pr.tables
     omax = torch.finfo(h.dtype).max
     compiled = _use_compiled(pr.h2.numel())
     outs, flags = [], []
@@ -402,7 +452,7 @@ def _backward(g: Tensor, h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | Non
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
         gh, *red = _call("backward", _backward_kernel, pr.h2.numel(), g2[rows], pr.h2[rows], pr.inv_c_in,
                          pr.c_out, *pr.tables, pr.m, pr.n, omax, omax, pr.per_latent,
-                         flagged or dtype != h.dtype)
+                         flagged or dtype != h.dtype, pr.per_latent_coef)
         grads_h.append(gh)
         sums = red if not sums else [s + r for s, r in zip(sums, red, strict=True)]
     grad_h = grads_h[0] if len(grads_h) == 1 else torch.cat(grads_h)
@@ -485,27 +535,47 @@ class _SafePadeFunction(torch.autograd.Function):
         # ∂/∂h leaves the kernel saturated and in h's dtype; the small reductions are cast here
         grad_h = grads[0] if ctx.needs_input_grad[0] else None
         g_a, g_c, g_lcin, g_lcout = grads[1:]
-        rest = zip((g_a, g_c[1:], g_c[0], g_lcin, g_lcout), (a, b, b0, log_c_in, log_c_out),
+        rest = zip((g_a, g_c[..., 1:], g_c[..., 0], g_lcin, g_lcout), (a, b, b0, log_c_in, log_c_out),
                    ctx.needs_input_grad[1:], strict=True)
         return (grad_h, *(_saturate(gr, x.dtype).reshape(x.shape) if x is not None and need else None
                           for gr, x, need in rest))
 
 
 def _denominator_coefficients(b: Tensor, b0: Tensor | None) -> Tensor:
-    """(b_0, b_1, ..., b_n) detached, with b_0 = 0 when absent (the form without the free constant)."""
-    head = b.new_zeros(1) if b0 is None else b0.detach().reshape(1).to(b.dtype)
-    return torch.cat([head, b.detach()])
+    """(b_0, b_1, ..., b_n) detached, with b_0 = 0 when absent (the form without the free constant): shape
+    [n+1] for shared coefficients, [d, n+1] for per-latent ones (b [d, n], b0 [d])."""
+    lead = b.shape[:-1]
+    head = b.new_zeros(*lead, 1) if b0 is None else b0.detach().reshape(*lead, 1).to(b.dtype)
+    return torch.cat([head, b.detach()], dim=-1)
 
 
-def _check_coefficients(a: Tensor, b: Tensor, b0: Tensor | None = None) -> None:
-    if a.dim() != 1 or a.shape[0] < 1:
-        raise ConfigError(f"numerator coefficients a must be a 1-D tensor [m+1] (a_0..a_m ascending), got "
-                          f"shape {tuple(a.shape)}")
-    if b.dim() != 1:
-        raise ConfigError(f"denominator coefficients b must be a 1-D tensor [n] (b_1..b_n; the constant 1 is "
-                          f"implicit), got shape {tuple(b.shape)}")
-    if b0 is not None and (not isinstance(b0, Tensor) or b0.dim() != 0):
-        raise ConfigError(f"the denominator constant b0 must be a 0-d tensor, got {getattr(b0, 'shape', b0)!r}")
+def _check_coefficients(a: Tensor, b: Tensor, b0: Tensor | None = None, h: Tensor | None = None) -> None:
+    """Shared coefficients a [m+1], b [n], b0 []; or per latent a [d, m+1], b [d, n], b0 [d] with d the last
+    dimension of the input ``h``."""
+    for name, x in (("a", a), ("b", b), ("b0", b0)):
+        if x is not None and not isinstance(x, Tensor):
+            raise ConfigError(f"coefficients {name} must be a tensor, got {type(x).__name__}")
+    if a.dim() not in (1, 2) or a.shape[-1] < 1:
+        raise ConfigError(f"numerator coefficients a must be a tensor [m+1] (a_0..a_m ascending, shared) or "
+                          f"[d, m+1] (per latent), got shape {tuple(a.shape)}")
+    if a.dim() == 1:
+        if b.dim() != 1:
+            raise ConfigError(f"denominator coefficients b must be a 1-D tensor [n] (b_1..b_n; the constant 1 is "
+                              f"implicit) when a is shared, got shape {tuple(b.shape)}")
+        if b0 is not None and b0.dim() != 0:
+            raise ConfigError(f"the denominator constant b0 must be a 0-d tensor when a is shared, got shape "
+                              f"{tuple(b0.shape)}")
+    else:
+        d = a.shape[0]
+        if b.dim() != 2 or b.shape[0] != d:
+            raise ConfigError(f"per-latent coefficients: a has shape {tuple(a.shape)}, so b must be [{d}, n], "
+                              f"got shape {tuple(b.shape)}")
+        if b0 is not None and tuple(b0.shape) != (d,):
+            raise ConfigError(f"per-latent coefficients: b0 must have shape [{d}], got {tuple(b0.shape)}")
+        last = h.shape[-1] if h is not None and h.dim() > 0 else None
+        if h is not None and last != d:
+            raise ConfigError(f"per-latent coefficients for d = {d} latents, but the input's last dimension is "
+                              f"{last if last is not None else '(a 0-d input)'}")
     for name, x in (("a", a), ("b", b), ("b0", b0)):
         if x is not None and not x.is_floating_point():
             raise ConfigError(f"coefficients {name} must be a floating-point tensor, got {x.dtype}")
@@ -533,11 +603,13 @@ def safe_pade(t: Tensor, a: Tensor, b: Tensor, b0: Tensor | None = None) -> Tens
     t
         Any shape, floating point (float16/bfloat16 are evaluated in float32 and returned in their dtype).
     a
-        Numerator coefficients a_0..a_m, ascending, shape [m+1], shared by all elements.
+        Numerator coefficients a_0..a_m, ascending: shape [m+1], shared by all elements, or [d, m+1], one row
+        per position of the last dimension d of ``t`` (per-latent coefficients).
     b
-        Denominator coefficients b_1..b_n (the constant 1 is implicit), shape [n] (n = 0 allowed).
+        Denominator coefficients b_1..b_n (the constant 1 is implicit), shape [n] (n = 0 allowed), or [d, n].
     b0
-        The free constant b_0 inside the absolute value, a 0-d tensor; ``None`` means b_0 = 0.
+        The free constant b_0 inside the absolute value, a 0-d tensor (or [d] with per-latent coefficients);
+        ``None`` means b_0 = 0.
 
     Returns
     -------
@@ -552,7 +624,7 @@ def safe_pade(t: Tensor, a: Tensor, b: Tensor, b0: Tensor | None = None) -> Tens
     >>> safe_pade(torch.tensor([-1.0, 0.0, 1.0]), a, b)
     tensor([-0.0219,  0.0218,  0.9781])
     """
-    _check_coefficients(a, b, b0)
+    _check_coefficients(a, b, b0, t)
     _check_input(t, a, b, *([] if b0 is None else [b0]))
     return _SafePadeFunction.apply(t, a, b, b0, None, None)
 
@@ -563,10 +635,12 @@ def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c
 
     ``b0`` is the free constant of the denominator 1 + |b_0 + Σ_j b_j tʲ| (0-d tensor; ``None`` means 0).
 
-    ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared scales) or shape [d] (one per latent, broadcast
-    over the last dimension of ``h``). This is the functional form of :class:`RationalActivation`.
+    Coefficients are shared (``a`` [m+1], ``b`` [n], ``b0`` []) or per latent (``a`` [d, m+1], ``b`` [d, n],
+    ``b0`` [d], row j used for column j of ``h``). ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared
+    scales) or shape [d] (one per latent, broadcast over the last dimension of ``h``); the two choices are
+    independent. This is the functional form of :class:`RationalActivation`.
     """
-    _check_coefficients(a, b, b0)
+    _check_coefficients(a, b, b0, h)
     _check_input(h, a, b, log_c_in, log_c_out, *([] if b0 is None else [b0]))
     for name, x in (("log_c_in", log_c_in), ("log_c_out", log_c_out)):
         if x.dim() > 1 or (x.dim() == 1 and (h.dim() == 0 or x.shape[0] != h.shape[-1])):
@@ -582,28 +656,40 @@ class RationalCoefficients(NamedTuple):
     """A snapshot of a :class:`RationalActivation`'s parameters as float64 numpy arrays."""
 
     a: np.ndarray
-    """Numerator coefficients a_0..a_m (ascending), shape [m+1]."""
+    """Numerator coefficients a_0..a_m (ascending), shape [m+1] (shared) or [d_sae, m+1] (per latent)."""
     b: np.ndarray
-    """Denominator coefficients b_1..b_n, shape [n]."""
+    """Denominator coefficients b_1..b_n, shape [n] (shared) or [d_sae, n] (per latent)."""
     c_in: np.ndarray
     """Input scale C_in > 0: shape [] (shared) or [d_sae] (per latent)."""
     c_out: np.ndarray
     """Output scale C_out > 0: shape [] (shared) or [d_sae] (per latent)."""
-    b0: float = 0.0
-    """The denominator's free constant b_0."""
+    b0: float | np.ndarray = 0.0
+    """The denominator's free constant b_0: a float (shared) or an array [d_sae] (per latent)."""
 
 
-def _as_1d(name: str, x: Any) -> Tensor:
+def _as_coefficients(name: str, x: Any, d_sae: int | None, per_latent: bool) -> Tensor:
+    """``x`` as float64 [K] (shared), or [d_sae, K] when ``per_latent`` (a 1-D ``x`` is repeated for every latent).
+
+    With ``name == "b0"`` K is absent: [] or [d_sae]."""
+    scalar = name == "b0"
     try:
         t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float64))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a sequence of real numbers, got {type(x).__name__}: {exc}") \
-            from exc
-    if t.dim() != 1:
-        raise ConfigError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+        raise ConfigError(f"{name} must be {'a number' if scalar else 'a sequence of real numbers'} or array, got "
+                          f"{type(x).__name__}: {exc}") from exc
     if not bool(torch.isfinite(t).all()):
         raise ConfigError(f"{name} contains non-finite values: {t.tolist()}")
-    return t
+    base = 0 if scalar else 1
+    if t.dim() == base:
+        return t.expand(d_sae, *t.shape).clone() if per_latent else t
+    if t.dim() == base + 1 and per_latent:
+        if t.shape[0] != d_sae:
+            raise ConfigError(f"per-latent {name} must have {d_sae} rows (d_sae), got shape {tuple(t.shape)}")
+        return t
+    want = ("a number" if scalar else "1-D [K]") + (f", or [{d_sae}{'' if scalar else ', K'}] per latent"
+                                                   if per_latent else "")
+    hint = "" if per_latent else " (per-latent coefficients need per_latent_coefficients=True and d_sae)"
+    raise ConfigError(f"{name} must be {want}, got shape {tuple(t.shape)}{hint}")
 
 
 def _log_scale(name: str, c: Any, d_sae: int | None, per_latent: bool) -> Tensor:
@@ -627,10 +713,12 @@ def _log_scale(name: str, c: Any, d_sae: int | None, per_latent: bool) -> Tensor
 class RationalActivation(nn.Module):
     r"""Trainable rational activation φ(h) = C_out · r(h / C_in), r(t) = P(t) / (1 + |b_0 + B(t)|).
 
-    Parameters ``a`` [m+1], ``b`` [n] and ``b0`` [] are shared by all latents and always stored in float64 (a
-    module cast such as ``.float()`` leaves them float64; the kernel picks its working precision from their
-    conditioning, see :func:`float32_error_bound`); ``log_c_in`` and ``log_c_out`` are
-    scalars, or [d_sae] with ``per_latent_scales=True``. Forward and backward are one custom autograd function
+    Parameters ``a`` [m+1], ``b`` [n] and ``b0`` [] are shared by all latents, or, with
+    ``per_latent_coefficients=True``, one row per latent: ``a`` [d_sae, m+1], ``b`` [d_sae, n], ``b0`` [d_sae];
+    they are always stored in float64 (a module cast such as ``.float()`` leaves them float64; the kernel picks
+    its working precision from their conditioning, the worst latent's for per-latent coefficients, see
+    :func:`float32_error_bound`); ``log_c_in`` and ``log_c_out`` are scalars, or [d_sae] with
+    ``per_latent_scales=True``. Forward and backward are one custom autograd function
     with analytic gradients, overflow-safe for any finite float32 input (module docstring of
     :mod:`rsae.core.rational`).
 
@@ -638,10 +726,11 @@ class RationalActivation(nn.Module):
     ----------
     a, b
         Initial numerator coefficients a_0..a_m (ascending) and denominator coefficients b_1..b_n
-        (array-like or tensor; stored in float64; the scales in the default dtype).
+        (array-like or tensor; stored in float64; the scales in the default dtype). With
+        ``per_latent_coefficients`` either 1-D (every latent starts from the same rational) or [d_sae, K].
     b0
         Initial free constant b_0 of the denominator (default 0; a state dict without ``b0``, saved before the
-        constant existed, loads with b_0 = 0).
+        constant existed, loads with b_0 = 0); a number, or [d_sae] with ``per_latent_coefficients``.
     c_in, c_out
         Initial positive scales (a number, or an array [d_sae] with ``per_latent_scales``).
     d_sae
@@ -649,6 +738,10 @@ class RationalActivation(nn.Module):
         the forward checks the input against it.
     per_latent_scales
         One C_in and C_out per latent instead of one each.
+    per_latent_coefficients
+        One rational (a_j, b_j, b_0,j) per latent instead of one shared (needs ``d_sae``). Independent of
+        ``per_latent_scales``. The fused kernel evaluates it in the same single pass; its coefficient
+        gradients are reductions over the rows only (docs/rational_activation.md has the cost).
 
     Examples
     --------
@@ -663,20 +756,26 @@ class RationalActivation(nn.Module):
     def __init__(self, a: Sequence[float] | np.ndarray | Tensor, b: Sequence[float] | np.ndarray | Tensor,
                  c_in: float | Sequence[float] | np.ndarray | Tensor = 1.0,
                  c_out: float | Sequence[float] | np.ndarray | Tensor = 1.0,
-                 d_sae: int | None = None, per_latent_scales: bool = False, b0: float = 0.0) -> None:
+                 d_sae: int | None = None, per_latent_scales: bool = False,
+                 b0: float | Sequence[float] | np.ndarray | Tensor = 0.0,
+                 per_latent_coefficients: bool = False) -> None:
         super().__init__()
-        a_t = _as_1d("a", a)
-        b_t = _as_1d("b", b)
-        b0_t = _as_1d("b0", [float(b0.detach()) if isinstance(b0, Tensor) else b0])[0]
-        if a_t.shape[0] < 1:
-            raise ConfigError("a must hold at least a_0 (type (m, n) has m + 1 >= 1 numerator coefficients)")
         if d_sae is not None and (isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1):
             raise ConfigError(f"d_sae must be a positive int or None, got {d_sae!r}")
         if per_latent_scales and d_sae is None:
             raise ConfigError("per_latent_scales=True needs d_sae (the number of latents)")
+        if per_latent_coefficients and d_sae is None:
+            raise ConfigError("per_latent_coefficients=True needs d_sae (the number of latents)")
+        per_coef = bool(per_latent_coefficients)
+        a_t = _as_coefficients("a", a, d_sae, per_coef)
+        b_t = _as_coefficients("b", b, d_sae, per_coef)
+        b0_t = _as_coefficients("b0", b0, d_sae, per_coef)
+        if a_t.shape[-1] < 1:
+            raise ConfigError("a must hold at least a_0 (type (m, n) has m + 1 >= 1 numerator coefficients)")
         dtype = torch.get_default_dtype()
         self.d_sae = d_sae
         self.per_latent_scales = bool(per_latent_scales)
+        self.per_latent_coefficients = per_coef
         self.a = nn.Parameter(a_t.to(torch.float64))
         self.b = nn.Parameter(b_t.to(torch.float64))
         self.log_c_in = nn.Parameter(_log_scale("c_in", c_in, d_sae, self.per_latent_scales).to(dtype))
@@ -686,11 +785,12 @@ class RationalActivation(nn.Module):
     @property
     def type(self) -> tuple[int, int]:
         """The rational type (m, n): numerator degree m, denominator degree n."""
-        return self.a.shape[0] - 1, self.b.shape[0]
+        return self.a.shape[-1] - 1, self.b.shape[-1]
 
     @classmethod
     def from_gate(cls, gate: str, type: tuple[int, int] | None = None, *, d_sae: int | None = None,
-                  per_latent_scales: bool = False, **gate_kwargs: Any) -> RationalActivation:
+                  per_latent_scales: bool = False, per_latent_coefficients: bool = False,
+                  **gate_kwargs: Any) -> RationalActivation:
         """A rational activation initialised from the rational approximation of a sparsity gate.
 
         The coefficients come from ``rational_approx.activation_coefficients(gate, type, **gate_kwargs)``,
@@ -705,8 +805,8 @@ class RationalActivation(nn.Module):
         type
             Rational type (m, n); default ``rational_approx.default_type(gate)`` (the one table of defaults):
             (3, 2) for ReLU, (9, 8) for JumpReLU and the TopK gates.
-        d_sae, per_latent_scales
-            As in the constructor.
+        d_sae, per_latent_scales, per_latent_coefficients
+            As in the constructor (per-latent coefficients all start from the gate's fit).
         **gate_kwargs
             Passed on to ``activation_coefficients`` (e.g. a threshold or domain).
         """
@@ -721,7 +821,8 @@ class RationalActivation(nn.Module):
         if len(type) != 2 or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in type):
             raise ConfigError(f"type must be a pair of non-negative ints (m, n), got {type!r}")
         fit = activation_coefficients(gate, tuple(type), **gate_kwargs)
-        return cls(fit.a, fit.b, d_sae=d_sae, per_latent_scales=per_latent_scales, b0=fit.b0)
+        return cls(fit.a, fit.b, d_sae=d_sae, per_latent_scales=per_latent_scales, b0=fit.b0,
+                   per_latent_coefficients=per_latent_coefficients)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> RationalActivation:
         # The coefficients stay float64 whatever dtype the module is cast to: float32 coefficients perturb a
@@ -736,7 +837,8 @@ class RationalActivation(nn.Module):
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # state dicts written before the free constant b_0 existed hold the form with b_0 = 0
         if prefix + "a" in state_dict and prefix + "b0" not in state_dict:
-            state_dict[prefix + "b0"] = torch.zeros((), dtype=state_dict[prefix + "a"].dtype)
+            state_dict[prefix + "b0"] = torch.zeros(state_dict[prefix + "a"].shape[:-1],
+                                                    dtype=state_dict[prefix + "a"].dtype)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, h: Tensor) -> Tensor:
@@ -747,12 +849,13 @@ class RationalActivation(nn.Module):
         return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out, self.b0)
 
     def coefficients(self) -> RationalCoefficients:
-        """The current (a, b, C_in, C_out, b_0) as float64 numpy arrays."""
+        """The current (a, b, C_in, C_out, b_0) as float64 numpy arrays (b_0 a float when shared)."""
         def np64(x: Tensor) -> np.ndarray:
             return x.detach().cpu().double().numpy()
 
+        b0 = np64(self.b0) if self.per_latent_coefficients else float(self.b0.detach())
         return RationalCoefficients(np64(self.a), np64(self.b), np.exp(np64(self.log_c_in)),
-                                    np.exp(np64(self.log_c_out)), float(self.b0.detach()))
+                                    np.exp(np64(self.log_c_out)), b0)
 
     def extra_repr(self) -> str:
         m, n = self.type
@@ -760,5 +863,6 @@ class RationalActivation(nn.Module):
         def scale(x: Tensor) -> str:
             return f"[{x.shape[0]}]" if x.dim() else f"{math.exp(float(x.detach())):.4g}"
 
-        return (f"type=({m}, {n}), d_sae={self.d_sae}, per_latent_scales={self.per_latent_scales}, "
+        coef = ", per_latent_coefficients=True" if self.per_latent_coefficients else ""
+        return (f"type=({m}, {n}), d_sae={self.d_sae}, per_latent_scales={self.per_latent_scales}{coef}, "
                 f"c_in={scale(self.log_c_in)}, c_out={scale(self.log_c_out)}")

@@ -110,10 +110,13 @@ class SAE(nn.Module):
         self.activation.to(dtype=dtype)
         if cfg.family == "rational" and cfg.rational_a is None:
             # Record the coefficients the gate's fit produced, so the config alone rebuilds this model.
+            # (per-latent coefficients start with every row equal to the fit: row 0 is it)
+            phi = self.activation.phi
+            first = (lambda x: x[0]) if phi.per_latent_coefficients else (lambda x: x)
             self.cfg = cfg.replace(
-                rational_a=tuple(self.activation.phi.a.detach().double().tolist()),
-                rational_b=tuple(self.activation.phi.b.detach().double().tolist()),
-                rational_b0=float(self.activation.phi.b0.detach()),
+                rational_a=tuple(first(phi.a.detach()).double().tolist()),
+                rational_b=tuple(first(phi.b.detach()).double().tolist()),
+                rational_b0=float(first(phi.b0.detach())),
             )
 
     @classmethod

@@ -27,7 +27,10 @@ gap 0.05), i.e. r(t) ≈ t·H(t − 0.5) or max(t, 0) on [−1, 1].
 
 Coefficient sharing. ``coefficient_sharing="sae"`` (the paper's "handful of scalars") shares (a, b, b_0) by all
 latents; scales are shared except where per-latent thresholds need them (JumpReLU). ``"latent"`` gives every latent
-its own C_in and C_out (the coefficients stay shared: the fused kernel evaluates one rational).
+its own C_in and C_out, with (a, b, b_0) shared. ``"latent_coefficients"`` gives every latent its own scales *and*
+its own rational (a_j, b_j, b_0,j): calibration is that of ``"latent"`` (one shared rational fitted, per-latent
+scales), then the fitted rational is copied into every latent's row, so RSAE-init computes exactly what the
+``"latent"`` calibration gives, and the fine-tune moves each latent's rational separately.
 
 L0 budget. A fine-tune must end with held-out L0 ≤ :data:`L0_BUDGET` × the teacher's. For JumpReLU gates (student
 and control alike) a final projection multiplies all thresholds by the smallest c ≥ 1 that brings the L0 of a
@@ -56,13 +59,14 @@ from rsae.core.trainer import Trainer
 from rsae.errors import ConfigError
 
 __all__ = ["Calibration", "UpgradeResult", "rsae_init", "calibrate", "upgrade", "VARIANTS", "COEFFICIENT_SHARING",
-           "L0_BUDGET", "L0_EPS", "DESIGN_THRESHOLD", "fit_gate", "copy_sae"]
+           "L0_BUDGET", "L0_EPS", "DESIGN_THRESHOLD", "fit_gate", "copy_sae", "per_latent_coefficients"]
 
 VARIANTS = ("magnitude", "paper")
 """The two readings of the upgrade (module docstring)."""
-COEFFICIENT_SHARING = ("sae", "latent")
+COEFFICIENT_SHARING = ("sae", "latent", "latent_coefficients")
 """``sae``: one (a, b, b_0, C_in, C_out) per SAE (per-latent scales only for JumpReLU); ``latent``: per-latent
-scales C_in,j, C_out,j with (a, b, b_0) shared."""
+scales C_in,j, C_out,j with (a, b, b_0) shared; ``latent_coefficients``: per-latent scales and per-latent
+(a_j, b_j, b_0,j), each starting from the one shared calibrated rational."""
 L0_BUDGET = 1.05
 """A fine-tuned model may have at most this factor times the teacher's held-out L0 (else ``over_budget``)."""
 L0_EPS = 1e-3
@@ -130,7 +134,7 @@ class UpgradeResult(NamedTuple):
     variant: str = "magnitude"
     """``magnitude`` or ``paper`` (module docstring)."""
     coefficient_sharing: str = "sae"
-    """``sae`` or ``latent``."""
+    """``sae``, ``latent`` or ``latent_coefficients`` (:data:`COEFFICIENT_SHARING`)."""
     seed: int | None = None
     """Seed of the calibration sample and the fine-tune order (``None``: ``finetune.seed``)."""
     floor: float | None = None
@@ -229,7 +233,9 @@ def rsae_init(
         ``SAEConfig.rational_l1_on`` for a ReLU teacher (default ``codes``, the paper's λ‖z‖₁ on z = φ(h)).
     variant, coefficient_sharing
         See the module docstring. The ``magnitude`` student keeps the teacher's gate (and copies its thresholds);
-        the ``paper`` student has ``rational_gate="none"``.
+        the ``paper`` student has ``rational_gate="none"``. With ``"latent_coefficients"`` every latent's row
+        holds the initial rational; :func:`calibrate` fits one shared rational, so :func:`upgrade` calibrates
+        the ``"latent"`` student and then copies the fit into every row (:func:`per_latent_coefficients`).
     l1_coefficient : float, optional
         λ of the paper variant's λ‖z‖₁ (default: the teacher's ``l1_coefficient``).
     """
@@ -245,7 +251,7 @@ def rsae_init(
     typ, a, b, b0 = _initial_coefficients(gate, rational_type, coefficients)
     with torch.no_grad():
         unit_rows = bool(((teacher.W_dec.norm(dim=1) - 1).abs() < 1e-3).all())
-    per_latent = coefficient_sharing == "latent" or tc.gate == "jumprelu"
+    per_latent = coefficient_sharing in ("latent", "latent_coefficients") or tc.gate == "jumprelu"
     cfg = SAEConfig(
         d_in=tc.d_in,
         d_sae=tc.d_sae,
@@ -265,6 +271,7 @@ def rsae_init(
         rational_b=tuple(b),
         rational_b0=b0,
         rational_per_latent_scales=per_latent,
+        rational_per_latent_coefficients=coefficient_sharing == "latent_coefficients",
         apply_b_dec_to_input=tc.apply_b_dec_to_input,
         normalize_decoder=tc.normalize_decoder and unit_rows,
         dtype=tc.dtype,
@@ -497,8 +504,8 @@ def upgrade(
         Progress bars on stderr.
     variant : {"magnitude", "paper"}
         The reading of the upgrade (module docstring).
-    coefficient_sharing : {"sae", "latent"}
-        Shared scales or per-latent scales (module docstring).
+    coefficient_sharing : {"sae", "latent", "latent_coefficients"}
+        Shared scales, per-latent scales, or per-latent scales and coefficients (module docstring).
     seed : int, optional
         Seed of the calibration sample and of the fine-tune's data order (default ``finetune.seed``).
     l1_coefficient : float, optional
@@ -508,13 +515,19 @@ def upgrade(
     """
     train_src = as_source(train_data)
     seed = finetune.seed if seed is None else int(seed)
+    if coefficient_sharing not in COEFFICIENT_SHARING:
+        raise ConfigError(f"coefficient_sharing must be one of {COEFFICIENT_SHARING}, got {coefficient_sharing!r}")
+    # calibration fits one shared rational: per-latent coefficients are the "latent" calibration, copied per row
+    calibrated_sharing = "latent" if coefficient_sharing == "latent_coefficients" else coefficient_sharing
     student = rsae_init(teacher, rational_type=rational_type, init_gate=init_gate, coefficients=coefficients,
-                        l1_on=l1_on, variant=variant, coefficient_sharing=coefficient_sharing,
+                        l1_on=l1_on, variant=variant, coefficient_sharing=calibrated_sharing,
                         l1_coefficient=l1_coefficient)
     n_cal = min(calibration_tokens, train_src.n_tokens)
     sample = train_src.sample(n_cal, seed=seed)
     held_in = train_src.sample(n_cal, seed=seed + 1)
     calibration = calibrate(student, teacher, sample, max_iter=calibration_iters, seed=seed)
+    if coefficient_sharing == "latent_coefficients":
+        student = per_latent_coefficients(student)
     student.eval()
     student_init = copy_sae(student)
 
@@ -554,6 +567,30 @@ def upgrade(
         budget["control_over_budget"] = bool(control_metrics["l0"] > limit)
     return UpgradeResult(student_init, student, calibration, teacher_metrics, init_metrics, student_metrics,
                          control_metrics, variant, coefficient_sharing, seed, floor, floor_metrics, budget, copy)
+
+
+def per_latent_coefficients(model: SAE) -> SAE:
+    """A copy of the rational SAE ``model`` whose every latent has its own rational (a_j, b_j, b_0,j), each row
+    equal to ``model``'s shared one (``SAEConfig.rational_per_latent_coefficients``): it computes the same codes
+    bit for bit (tests/rsae/test_rational_per_latent.py), and fine-tuning then moves each row separately.
+    Returned in ``model``'s train/eval mode; a model that already has per-latent coefficients is copied as is."""
+    if model.cfg.family != "rational":
+        raise ConfigError(f"per-latent coefficients need a rational SAE, got family {model.cfg.family!r}")
+    phi = model.activation.phi
+    if phi.per_latent_coefficients:
+        return copy_sae(model).train(model.training)
+    a, b, b0 = (x.detach().double() for x in (phi.a, phi.b, phi.b0))
+    cfg = model.cfg.replace(rational_per_latent_coefficients=True, rational_a=tuple(a.tolist()),
+                            rational_b=tuple(b.tolist()), rational_b0=float(b0))
+    out = SAE(cfg).to(model.device)
+    state = model.state_dict()
+    prefix = "activation.phi."
+    d_sae = model.cfg.d_sae
+    state[prefix + "a"] = a.expand(d_sae, -1).clone()
+    state[prefix + "b"] = b.expand(d_sae, -1).clone()
+    state[prefix + "b0"] = b0.expand(d_sae).clone()
+    out.load_state_dict(state)
+    return out.train(model.training)
 
 
 def copy_sae(model: SAE, **changes: Any) -> SAE:

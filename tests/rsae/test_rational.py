@@ -466,8 +466,12 @@ def test_forward_rejects_mismatched_d_sae_and_bad_inputs() -> None:
     with pytest.raises(ConfigError, match="floating-point"):
         act(torch.ones(3, 4, dtype=torch.int64))
     a, b = torch.tensor(RELU32_A), torch.tensor(RELU32_B)
-    with pytest.raises(ConfigError, match="a must be a 1-D"):
-        safe_pade(torch.randn(3), a.reshape(2, 2), b)
+    with pytest.raises(ConfigError, match=r"a must be a tensor \[m\+1\]"):
+        safe_pade(torch.randn(3), a.reshape(1, 2, 2), b)
+    with pytest.raises(ConfigError, match=r"b must be \[2, n\]"):
+        safe_pade(torch.randn(3, 2), a.reshape(2, 2), b)
+    with pytest.raises(ConfigError, match="the input's last dimension is 3"):
+        safe_pade(torch.randn(3), a.reshape(2, 2), b.reshape(2, 1))
     with pytest.raises(ConfigError, match="b must be a 1-D"):
         safe_pade(torch.randn(3), a, b.reshape(1, 2))
     with pytest.raises(ConfigError, match="log_c_in must be a scalar or have shape"):

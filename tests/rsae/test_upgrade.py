@@ -212,3 +212,56 @@ def test_variant_options_are_checked(tokens: torch.Tensor) -> None:
         rsae_init(teacher, coefficient_sharing="feature")
     student = rsae_init(teacher, coefficient_sharing="latent")
     assert student.cfg.rational_per_latent_scales and student.cfg.rational_init_gate == "topk_gate"
+    assert not student.cfg.rational_per_latent_coefficients
+    with pytest.raises(ConfigError, match="coefficient_sharing"):
+        upgrade(teacher, tokens[:100], tokens[100:200], TrainConfig(steps=1), coefficient_sharing="coefficients")
+
+
+# ------------------------------------------------------------------ per-latent coefficients (issue 8 §1)
+def test_rsae_init_latent_coefficients_repeats_the_fit_per_latent(jumprelu_teacher: SAE) -> None:
+    student = rsae_init(jumprelu_teacher, coefficient_sharing="latent_coefficients")
+    shared = rsae_init(jumprelu_teacher, coefficient_sharing="latent")
+    cfg, phi, phi_shared = student.cfg, student.activation.phi, shared.activation.phi
+    assert cfg.rational_per_latent_coefficients and cfg.rational_per_latent_scales
+    assert phi.a.shape == (24, 10) and phi.b.shape == (24, 8) and phi.b0.shape == (24,)
+    assert torch.equal(phi.a, phi_shared.a.expand(24, -1)) and torch.equal(phi.b0, phi_shared.b0.expand(24))
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(student.eval().encode(x), shared.eval().encode(x))
+
+
+def test_upgrade_latent_coefficients_starts_from_the_shared_calibration(tokens: torch.Tensor, tmp_path) -> None:
+    """``latent_coefficients``: the calibration is the shared one of ``latent`` (same numbers), RSAE-init gives
+    the same codes and metrics bit for bit, and the fine-tune then moves every latent's rational separately;
+    the student round-trips through an SAE folder exactly."""
+    from rsae.core.io import load_sae, save_sae
+
+    teacher = _teacher("relu", tokens)
+    finetune = TrainConfig(steps=15, batch_size=256, lr=1e-3, warmup_steps=2, log_every=5)
+    results = {
+        sharing: upgrade(teacher, tokens[:5000], tokens[5000:], finetune, coefficients=(RELU_A, RELU_B),
+                         calibration_tokens=500, calibration_iters=20, control=False, seed=1,
+                         coefficient_sharing=sharing)
+        for sharing in ("latent", "latent_coefficients")
+    }
+    shared, per_latent = results["latent"], results["latent_coefficients"]
+    assert per_latent.calibration == shared.calibration
+    assert per_latent.init_metrics == shared.init_metrics
+    phi_init = per_latent.student_init.activation.phi
+    assert phi_init.per_latent_coefficients and phi_init.a.shape == (24, 4)
+    assert torch.equal(phi_init.a, torch.tensor(shared.calibration.a, dtype=torch.float64).expand(24, -1))
+    with torch.no_grad():
+        x = tokens[5000:5500]
+        assert torch.equal(per_latent.student_init.encode(x), shared.student_init.encode(x))
+    a = per_latent.student.activation.phi.a.detach()
+    assert not torch.equal(a, a[:1].expand_as(a))  # the rows moved apart
+    report = per_latent.to_dict()
+    json.dumps(report, allow_nan=False)
+    assert report["coefficient_sharing"] == "latent_coefficients"
+    loaded = load_sae(save_sae(per_latent.student, tmp_path / "student"))
+    assert loaded.cfg == per_latent.student.cfg
+    for key, value in per_latent.student.state_dict().items():
+        if "log_c" in key:  # files hold C = exp(log C) at the model's dtype: log(exp(·)) is exact only to rounding
+            torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=1e-6)
+        else:  # the coefficients are stored in float64 as they are, the weights at their own dtype
+            assert torch.equal(loaded.state_dict()[key], value), key
