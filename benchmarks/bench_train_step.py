@@ -8,9 +8,12 @@ median per case, its ratio to the ReLU step and, for a rational gate, to its pla
 With ``--eager-gathered`` every rational case with a sparse path is also timed with φ on the gathered entries
 (its support, the AuxK entries) left to the rational module's general ``min_numel`` (2¹⁸), as before
 ``Rational.gathered_min_numel`` existed: below it those evaluations ran eagerly (the same results).
+``--density D`` shifts ``b_enc`` so that the ReLU/JumpReLU supports (families and gates) fire on a fraction D of
+the tokens (a fresh model's are ~50 % dense, which takes the dense path); ``--profile ROWS`` prints a
+``torch.profiler`` table of one more step of every case.
 
     python benchmarks/bench_train_step.py [--device cpu|cuda] [--repeats 10] [--warmup 2] [--dense]
-        [--eager-gathered] [--only CASE ...] [--json F]
+        [--eager-gathered] [--density D] [--profile ROWS] [--only CASE ...] [--json F]
 """
 
 from __future__ import annotations
@@ -130,11 +133,14 @@ def main() -> None:
     parser.add_argument("--density", type=float, default=None,
                         help="fraction of tokens on which each latent of the ReLU/JumpReLU families and gates fires "
                              "(b_enc shifted per latent); default: the fresh model's (~0.5)")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after timing, profile one more step of every case with torch.profiler and print its "
+                             "ROWS most expensive operators (CPU total)")
     parser.add_argument("--only", nargs="*", default=None, help=f"subset of the cases: {', '.join(CASES)}")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args()
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.warmup < 0 or args.profile < 0:
+        parser.error("--repeats must be >= 1, --warmup and --profile >= 0")
     if args.density is not None and not 0 < args.density < 1:
         parser.error(f"--density must lie in (0, 1), got {args.density}")
     if args.threads:
@@ -191,6 +197,16 @@ def main() -> None:
             if v is not None
         )
         print(f"{name:42s} {seconds * 1e3:9.1f} ms  L0 {row['l0']:7.1f}{extra}", flush=True)
+    if args.profile > 0:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        for name, case in cases.items():
+            with profile(activities=activities) as prof:
+                case.step(record=False)
+            print(f"\n== profile of one step: {name}", flush=True)
+            print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=args.profile,
+                                            max_name_column_width=48), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"setup": header, "args": vars(args), "rows": rows}, handle, indent=2, allow_nan=False)
