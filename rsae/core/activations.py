@@ -689,8 +689,8 @@ class Rational(Activation):
     """φ on gathered entries (the sparse path's support, the AuxK entries) runs as the fused compiled kernel of
     :mod:`rsae.core.rational` from this many entries on, below that module's general ``min_numel`` (2¹⁸): these
     evaluations repeat every training step (a top-k support of k·B = 32 · 4096 entries is 2¹⁷), so the one-off
-    compilation pays, while the eager code is a chain of some 70 elementwise calls per step
-    (docs/performance.md §2 measures the difference)."""
+    compilation pays, while the eager code is a long chain of elementwise calls (docs/performance.md §2 measures
+    the difference)."""
 
     def _gathered_kernels(self):
         """Within the block, the rational kernels take gathered tensors of ``gathered_min_numel`` or more entries
