@@ -5,8 +5,15 @@ built first; then ``--repeats`` rounds each time one step of every case in turn 
 which also absorb ``torch.compile`` of the rational kernels), so machine load hits all cases alike. Prints the
 median per case, its ratio to the ReLU step and, for a rational gate, to its plain family (goal ≤ 1.10×); with
 ``--dense`` every case that has a sparse path is also timed with ``SAE.sparse = False`` (the dense products).
+With ``--eager-gathered`` every rational case with a sparse path is also timed with φ on the gathered entries
+(its support, the AuxK entries) left to the rational module's general ``min_numel`` (2¹⁸), as before
+``Rational.gathered_min_numel`` existed: below it those evaluations ran eagerly (the same results).
+``--density D`` shifts ``b_enc`` so that the ReLU/JumpReLU supports (families and gates) fire on a fraction D of
+the tokens (a fresh model's are ~50 % dense, which takes the dense path); ``--profile ROWS`` prints a
+``torch.profiler`` table of one more step of every case.
 
-    python benchmarks/bench_train_step.py [--device cpu|cuda] [--repeats 10] [--warmup 2] [--dense] [--json F]
+    python benchmarks/bench_train_step.py [--device cpu|cuda] [--repeats 10] [--warmup 2] [--dense]
+        [--eager-gathered] [--density D] [--profile ROWS] [--only CASE ...] [--json F]
 """
 
 from __future__ import annotations
@@ -37,6 +44,27 @@ CASES = {
 }
 
 
+EAGER_GATHERED = "(eager gathered)"
+GENERAL_MIN_NUMEL = 1 << 18  # rsae.core.rational's default min_numel
+
+
+def gate_of(settings: dict) -> str:
+    """The support rule of a case: its family, or a rational case's gate."""
+    return settings.get("rational_gate", "relu") if settings["family"] == "rational" else settings["family"]
+
+
+@torch.no_grad()
+def set_code_density(sae: SAE, x: torch.Tensor, density: float) -> None:
+    """Shift ``b_enc`` per latent so that the gate h_j > θ_j (θ = 0 for ReLU) is open on a fraction ``density`` of
+    the tokens of ``x``: a fresh model's codes are ~50 % dense, a trained threshold SAE's well under 1 %."""
+    act = sae.activation
+    gate = getattr(act, "gate_module", act)
+    theta = gate.threshold.to(sae.dtype) if hasattr(gate, "log_threshold") else torch.zeros((), dtype=sae.dtype)
+    h = sae.pre_acts(x) - theta
+    closed = min(max(1, round((1 - density) * h.shape[0])), h.shape[0])
+    sae.b_enc -= torch.kthvalue(h, closed, dim=0).values
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -46,14 +74,18 @@ class Case:
     """One model, its optimiser and a fixed batch; :meth:`step` times one full training step."""
 
     def __init__(self, settings: dict, d_in: int, d_sae: int, batch: int, device: str, autocast: bool,
-                 sparse: bool = True) -> None:
+                 sparse: bool = True, gathered_min_numel: int | None = None, density: float | None = None) -> None:
         kwargs = dict(d_in=d_in, d_sae=d_sae, device=device, **settings)
         if settings["family"] == "rational":
             kwargs.update(rational_a=RELU_A, rational_b=RELU_B)
         self.sae = SAE.from_config(SAEConfig(**kwargs), seed=0)
         self.sae.sparse = sparse
+        if gathered_min_numel is not None:
+            self.sae.activation.gathered_min_numel = gathered_min_numel
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=1e-4, fused=True)  # as the Trainer
         self.x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(1)).to(device)
+        if density is not None and gate_of(settings) in ("relu", "jumprelu"):
+            set_code_density(self.sae, self.x, density)
         self.dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
         self.dead[: d_sae // 4] = True  # AuxK runs, as it does in training once latents die
         self.device = torch.device(device)
@@ -96,52 +128,88 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--autocast-bf16", action="store_true")
     parser.add_argument("--dense", action="store_true", help="also time the dense path of the sparse families")
-    parser.add_argument("--only", nargs="*", default=None, help="subset of the cases")
+    parser.add_argument("--eager-gathered", action="store_true",
+                        help="also time the rational cases with phi on gathered entries eager below 2^18 entries")
+    parser.add_argument("--density", type=float, default=None,
+                        help="fraction of tokens on which each latent of the ReLU/JumpReLU families and gates fires "
+                             "(b_enc shifted per latent); default: the fresh model's (~0.5)")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after timing, profile one more step of every case with torch.profiler and print its "
+                             "ROWS most expensive operators (CPU total)")
+    parser.add_argument("--only", nargs="*", default=None, help=f"subset of the cases: {', '.join(CASES)}")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args()
+    if args.repeats < 1 or args.warmup < 0 or args.profile < 0:
+        parser.error("--repeats must be >= 1, --warmup and --profile >= 0")
+    if args.density is not None and not 0 < args.density < 1:
+        parser.error(f"--density must lie in (0, 1), got {args.density}")
     if args.threads:
         torch.set_num_threads(args.threads)
     header = (
         f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, d_in {args.d_in}, "
-        f"d_sae {args.d_sae}, batch {args.batch}, median of {args.repeats} alternated rounds"
+        f"d_sae {args.d_sae}, batch {args.batch}, "
+        + (f"code density {args.density} (relu/jumprelu supports), " if args.density is not None else "")
+        + f"median of {args.repeats} alternated rounds"
     )
     print(header, flush=True)
+    unknown = sorted(set(args.only or ()) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     cases: dict[str, Case] = {}
     for name, settings in CASES.items():
         if args.only and name not in args.only:
             continue
-        cases[name] = Case(settings, args.d_in, args.d_sae, args.batch, args.device, args.autocast_bf16)
-        if args.dense and cases[name].sae.activation.select(cases[name].sae.pre_acts(cases[name].x[:2])) is not None:
+        cases[name] = Case(settings, args.d_in, args.d_sae, args.batch, args.device, args.autocast_bf16,
+                           density=args.density)
+        has_sparse = cases[name].sae.activation.select(cases[name].sae.pre_acts(cases[name].x[:2])) is not None
+        if args.dense and has_sparse:
             cases[f"{name} (dense)"] = Case(settings, args.d_in, args.d_sae, args.batch, args.device,
-                                            args.autocast_bf16, sparse=False)
+                                            args.autocast_bf16, sparse=False, density=args.density)
+        if args.eager_gathered and settings["family"] == "rational" and has_sparse:
+            cases[f"{name} {EAGER_GATHERED}"] = Case(settings, args.d_in, args.d_sae, args.batch, args.device,
+                                                     args.autocast_bf16, gathered_min_numel=GENERAL_MIN_NUMEL,
+                                                     density=args.density)
     for i in range(args.warmup + args.repeats):
         for case in cases.values():
             case.step(record=i >= args.warmup)
     median = {name: statistics.median(case.times) for name, case in cases.items()}
     rows = []
     for name, seconds in median.items():
-        base = name.removesuffix(" (dense)")
+        base = name.removesuffix(" (dense)").removesuffix(f" {EAGER_GATHERED}")
         plain = plain_family(base)
         row = {
             "case": name,
             "ms": seconds * 1e3,
             "l0": cases[name].l0,
             "vs_relu": seconds / median["relu"] if "relu" in median else None,
-            "vs_plain_family": seconds / median[plain] if plain in median and name == base else None,
+            "vs_plain_family": seconds / median[plain] if plain in median and not name.endswith("(dense)") else None,
             "sparse_speedup": median[f"{base} (dense)"] / seconds if f"{base} (dense)" in median and name == base
             else None,
+            "fused_gathered_speedup": median[f"{base} {EAGER_GATHERED}"] / seconds
+            if f"{base} {EAGER_GATHERED}" in median and name == base else None,
         }
         rows.append(row)
         extra = "".join(
             f"  {v:6.3f}x {label}"
             for label, v in (("relu", row["vs_relu"]), (f"{plain}", row["vs_plain_family"]),
-                             ("speed-up over dense", row["sparse_speedup"]))
+                             ("speed-up over dense", row["sparse_speedup"]),
+                             ("speed-up over eager gathered", row["fused_gathered_speedup"]))
             if v is not None
         )
-        print(f"{name:34s} {seconds * 1e3:9.1f} ms  L0 {row['l0']:7.1f}{extra}", flush=True)
+        print(f"{name:42s} {seconds * 1e3:9.1f} ms  L0 {row['l0']:7.1f}{extra}", flush=True)
+    if args.profile > 0:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        for name, case in cases.items():
+            with profile(activities=activities) as prof:
+                case.step(record=False)
+            print(f"\n== profile of one step: {name}", flush=True)
+            print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=args.profile,
+                                            max_name_column_width=48), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"setup": header, "args": vars(args), "rows": rows}, handle, indent=2)
+            json.dump({"setup": header, "args": vars(args), "rows": rows}, handle, indent=2, allow_nan=False)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ import torch
 from torch import Tensor, nn
 
 from rsae.core import distributed
+from rsae.core import rational as _rational
 from rsae.core.config import SAEConfig
-from rsae.core.rational import RationalActivation, rational_activation
+from rsae.core.rational import RationalActivation, kernel_settings, rational_activation
 from rsae.core.sparse import Support
 from rsae.errors import ConfigError
 
@@ -217,6 +218,11 @@ class Activation(nn.Module):
         """Magnitude map g on gathered pre-activations ``values`` of latents ``latents`` (same shape);
         relu by default. Used for the top-k supports and the AuxK loss."""
         return torch.relu(values)
+
+    def auxk_values(self, kept: Tensor, support: Support) -> Tensor:
+        """Values of the AuxK reconstruction at its support (the dead latents' top-k_aux entries), from the
+        gathered pre-activations ``kept`` [N]: g(h) where h > 0, else 0 (:meth:`rsae.core.sae.SAE.forward`)."""
+        return torch.where(kept > 0, self.magnitude(kept, support.latents), 0)
 
     def select(self, h: Tensor) -> Support | None:
         """The support of the codes of pre-activations ``h`` [B, d_sae] (no graph), or None for the dense path.
@@ -688,8 +694,25 @@ class Rational(Activation):
         cutoff gate, whose support depends on φ itself."""
         return self.gate_module.select(h)
 
+    gathered_min_numel: int = 1 << 15
+    """φ on gathered entries (the sparse path's support, the AuxK entries) runs as the fused compiled kernel of
+    :mod:`rsae.core.rational` from this many entries on, below that module's general ``min_numel`` (2¹⁸): these
+    evaluations repeat every training step (a top-k support of k·B = 32 · 4096 entries is 2¹⁷), so the one-off
+    compilation pays, while the eager code is a long chain of elementwise calls (docs/performance.md §2 measures
+    the difference)."""
+
+    def _gathered_kernels(self):
+        """Within the block, the rational kernels take gathered tensors of ``gathered_min_numel`` or more entries
+        fused (forward, and its backward, which runs as its forward did)."""
+        return kernel_settings(min_numel=min(self.gathered_min_numel, _rational._settings["min_numel"]))
+
     def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
-        return self.gate_module.gated_sparse_values(kept, support, self.magnitude)
+        with self._gathered_kernels():
+            return self.gate_module.gated_sparse_values(kept, support, self.magnitude)
+
+    def auxk_values(self, kept: Tensor, support: Support) -> Tensor:
+        with self._gathered_kernels():
+            return super().auxk_values(kept, support)
 
     def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor | None:
         return self.gate_module.sparse_penalty(kept, values, support, W_dec)

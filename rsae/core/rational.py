@@ -516,6 +516,7 @@ class _SafePadeFunction(torch.autograd.Function):
                     _warn_sanitized()
         ctx.save_for_backward(h, a, b, b0, log_c_in, log_c_out)
         ctx.compute_dtype = dtype
+        ctx.min_numel = _settings["min_numel"]  # the backward runs fused or eager as the forward did
         return out
 
     @staticmethod
@@ -523,7 +524,7 @@ class _SafePadeFunction(torch.autograd.Function):
         h, a, b, b0, log_c_in, log_c_out = ctx.saved_tensors
         c = _denominator_coefficients(b, b0)
         dtype = ctx.compute_dtype
-        with torch.autocast(h.device.type, enabled=False):
+        with torch.autocast(h.device.type, enabled=False), kernel_settings(min_numel=ctx.min_numel):
             grads = _backward(g, h, a, c, log_c_in, log_c_out, dtype, ctx.flagged)
             finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite and dtype != torch.float64:

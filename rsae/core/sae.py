@@ -235,8 +235,7 @@ class SAE(nn.Module):
         masked = torch.where(dead_mask, h_flat, torch.finfo(h.dtype).min)
         support = Support.from_row_indices(torch.topk(masked, k, dim=-1, sorted=False).indices, h.shape[-1])
         kept = gather_pre_acts(x.reshape(-1, x.shape[-1]), b_dec, self.W_enc, self.b_enc, h_flat, support)
-        e_hat = sparse_decode(torch.where(kept > 0, self.activation.magnitude(kept, support.latents), 0), support,
-                              self.W_dec)
+        e_hat = sparse_decode(self.activation.auxk_values(kept, support), support, self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)
         residual = (x - x_hat).detach().to(acc).reshape(e_hat.shape)
         return coefficient * e_hat.to(acc).sub(residual).pow(2).sum(-1).mean()

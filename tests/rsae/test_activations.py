@@ -218,3 +218,61 @@ def test_rational_gate_state_keys_are_those_of_old_checkpoints() -> None:
         again.load_state_dict(sae.state_dict())  # strict: the old keys load into the gate module
         for key in expected:
             torch.testing.assert_close(again.activation.state_dict()[key], sae.activation.state_dict()[key])
+
+
+def _sae_step_min_numels(name: str, gathered_min_numel: int, monkeypatch) -> list[int]:
+    """The rational module's ``min_numel`` in force at every kernel decision of one training step (forward, AuxK
+    and backward) of a small rational SAE with ``gathered_min_numel``, kernels eager."""
+    import rsae.core.rational as rational
+
+    seen: list[int] = []
+    real = rational._use_compiled
+
+    def spy(numel: int) -> bool:
+        seen.append(rational._settings["min_numel"])
+        return real(numel)
+
+    monkeypatch.setattr(rational, "_use_compiled", spy)
+    with rational.kernel_settings(compile=False):
+        sae = SAE.from_config(make_config(name, d_in=8, d_sae=32), seed=0)
+        sae.activation.gathered_min_numel = gathered_min_numel
+        dead = torch.zeros(32, dtype=torch.bool)
+        dead[:8] = True
+        out = sae(torch.randn(16, 8), dead_mask=dead, auxk_coefficient=0.5)
+        out.losses.total.backward()
+    return seen
+
+
+@pytest.mark.parametrize("name", ["rational-topk", "rational-batchtopk"])
+def test_gathered_entries_take_the_gathered_kernel_setting_forward_and_backward(name: str, monkeypatch) -> None:
+    """φ on the support and on the AuxK entries runs with ``min(gathered_min_numel, min_numel)``, and so does its
+    backward (which runs after the forward's block has ended); the general setting is restored afterwards."""
+    import rsae.core.rational as rational
+
+    general = rational._settings["min_numel"]
+    seen = _sae_step_min_numels(name, 5, monkeypatch)
+    # forward and backward of the support's values and of the AuxK values (each asks once or more)
+    assert len(seen) >= 4 and set(seen) == {5}
+    assert rational._settings["min_numel"] == general
+    # a larger gathered setting does not raise the general one
+    assert set(_sae_step_min_numels(name, general * 4, monkeypatch)) == {general}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rational-topk", "rational-batchtopk"])
+def test_fused_gathered_kernels_give_the_eager_step(name: str) -> None:
+    """The fused kernels on the gathered entries give the losses and gradients of the eager code (float32
+    rounding: rtol 1e-5)."""
+    results = []
+    x = torch.randn(64, 8)
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[:16] = True
+    for gathered in (1 << 30, 1):
+        sae = SAE.from_config(make_config(name, d_in=8, d_sae=48), seed=0)
+        sae.activation.gathered_min_numel = gathered
+        out = sae(x, dead_mask=dead, auxk_coefficient=0.5)
+        out.losses.total.backward()
+        results.append([out.losses.total.detach(), out.losses.auxk.detach(),
+                        *(p.grad for p in sae.parameters() if p.grad is not None)])
+    for eager, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6 * float(eager.abs().max()))
