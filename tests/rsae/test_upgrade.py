@@ -265,3 +265,17 @@ def test_upgrade_latent_coefficients_starts_from_the_shared_calibration(tokens: 
             torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=1e-6)
         else:  # the coefficients are stored in float64 as they are, the weights at their own dtype
             assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_l0_budget_drives_the_magnitude_fine_tune_only(jumprelu_teacher: SAE, tokens: torch.Tensor) -> None:
+    """The paper student's codes are dense (exact L0 = d_sae): the L0 target must not reach its fine-tune, whose
+    multiplier would jump to its cap and crush the codes; the magnitude student keeps it."""
+    finetune = TrainConfig(steps=6, batch_size=256, lr=1e-3, warmup_steps=1, log_every=3)
+    reports = {v: upgrade(jumprelu_teacher, tokens[:4000], tokens[4000:], finetune, calibration_tokens=400,
+                          variant=v, seed=0, calibration_iters=10, l0_budget=1.05, control=False)
+               for v in ("magnitude", "paper")}
+    assert reports["paper"].budget["l0_target"] is None
+    target = reports["magnitude"].budget["l0_target"]
+    assert target is not None and target == pytest.approx(1.05 * reports["magnitude"].calibration.teacher_l0)
+    paper = reports["paper"]
+    assert paper.student_metrics["mse"] < 2 * paper.teacher_metrics["mse"]
