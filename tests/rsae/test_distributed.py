@@ -8,9 +8,6 @@ with checkpoints, then a fresh :meth:`Trainer.resume` (as after a kill) to step 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import torch
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.sae import SAE
 from rsae.core.trainer import Trainer
+from tests.rsae.conftest import run_two_gloo_ranks
 
 CASES = {
     # BatchTopK: the global batch selection and its threshold; a short dead window switches AuxK on.
@@ -73,25 +71,10 @@ def _worker(out: Path) -> None:
     torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        procs.append(subprocess.Popen([sys.executable, __file__, str(out)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    logs = [p.communicate(timeout=600)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    run_two_gloo_ranks(__file__, out, ROOT)
     return out
 
 

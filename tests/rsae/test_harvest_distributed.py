@@ -15,9 +15,6 @@ and the parent checks that the merged stores equal, token for token, a single-pr
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from rsae.core.data import ActivationStore
 from rsae.errors import DataError
 from rsae.lm.corpus import ContextSet
 from rsae.lm.loading import LanguageModel
+from tests.rsae.conftest import run_two_gloo_ranks
 
 ROOT = Path(__file__).resolve().parents[2]  # the workers import this checkout's rsae
 N_CONTEXTS, CTX, DROP = 10, 12, 2
@@ -89,25 +87,10 @@ def _worker(out: Path) -> None:
     torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_stores(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist-harvest")
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        procs.append(subprocess.Popen([sys.executable, __file__, str(out)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    logs = [p.communicate(timeout=600)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    run_two_gloo_ranks(__file__, out, ROOT)
     return out
 
 
