@@ -215,7 +215,9 @@ def scoreboard_markdown(results: dict[str, Any]) -> str:
 
 
 def plot_tradeoff(results: dict[str, Any], path: str | Path) -> None:
-    """Held-out L0 against MSE for teacher, RSAE and control (mean ± sd over seeds), one panel per family."""
+    """Held-out L0 against MSE for teacher, RSAE (one marker per variant) and control (mean ± sd over seeds), one
+    panel per family. A point whose MSE exceeds twice the panel's largest teacher MSE is drawn at the top edge with
+    its value written beside it (an off-scale row must not squash the others)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,31 +225,49 @@ def plot_tradeoff(results: dict[str, Any], path: str | Path) -> None:
 
     rows = results["scoreboard"]["rows"]
     families = [f for f in ("relu", "jumprelu", "topk", "batchtopk") if any(r["family"] == f for r in rows)]
-    fig, axes = plt.subplots(1, max(len(families), 1), figsize=(4.2 * max(len(families), 1), 4.0), squeeze=False)
-    styles = {"teacher": ("o", "k", "teacher"), "rsae": ("^", "C3", "RSAE (mean ± sd)"),
-              "control": ("s", "C0", "control (mean ± sd)")}
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, axes = plt.subplots(1, max(len(families), 1), figsize=(4.4 * max(len(families), 1), 4.2), squeeze=False)
+    rsae_styles = {"magnitude": ("^", "C3"), "paper": ("D", "C1")}
+    styles = {"teacher": ("o", "k", "teacher"), "control": ("s", "C0", "control (mean ± sd)")}
     for ax, family in zip(axes[0], families):
-        for row in (r for r in rows if r["family"] == family):
+        panel = [r for r in rows if r["family"] == family]
+        cap = 2.0 * max(r["cells"]["mse"]["teacher"] for r in panel)
+        points: list[tuple[float, float, float, float, str, str, bool]] = []
+        labelled: set[str] = set()
+        for row in panel:
             mse, l0 = row["cells"]["mse"], row["cells"]["l0"]
             hollow = row["teacher_kind"] != "trained"
-            for model, (marker, colour, _label) in styles.items():
-                if model == "teacher":
-                    x, y, dx, dy = l0["teacher"], mse["teacher"], 0.0, 0.0
-                else:
-                    if mse[model] is None or l0[model] is None:
-                        continue
-                    x, y, dx, dy = l0[model]["mean"], mse[model]["mean"], l0[model]["sd"], mse[model]["sd"]
-                ax.errorbar(x, y, xerr=dx, yerr=dy, marker=marker, color=colour, ms=6, capsize=3, ls="none",
-                            mfc="white" if hollow else colour)
-            ax.annotate(f"{row['sparsity_label']} {row['teacher_kind']} {row['variant']}",
-                        (l0["teacher"], mse["teacher"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.margins(x=0.25, y=0.12)
+            points.append((l0["teacher"], mse["teacher"], 0.0, 0.0, "o", "k", hollow))
+            if row["teacher_name"] not in labelled:
+                labelled.add(row["teacher_name"])
+                ax.annotate(f"{row['sparsity_label']} {row['teacher_kind']}", (l0["teacher"], mse["teacher"]),
+                            textcoords="offset points", xytext=(5, 5), fontsize=7)
+            for model in ("rsae", "control"):
+                if mse[model] is None or l0[model] is None:
+                    continue
+                marker, colour = rsae_styles.get(row["variant"], ("^", "C3")) if model == "rsae" else \
+                    styles["control"][:2]
+                points.append((l0[model]["mean"], mse[model]["mean"], l0[model]["sd"], mse[model]["sd"], marker,
+                               colour, hollow))
+        shown = [y for _x, y, *_ in points if y <= cap]
+        top = max(shown) if shown else cap
+        for x, y, dx, dy, marker, colour, hollow in points:
+            off = y > cap
+            ax.errorbar(x, top * 1.04 if off else y, xerr=dx, yerr=0.0 if off else dy, marker=marker, color=colour,
+                        ms=6, capsize=3, ls="none", mfc="white" if hollow else colour)
+            if off:
+                ax.annotate(f"off scale: MSE {y:.4g} ↑", (x, top * 1.04), textcoords="offset points",
+                            xytext=(6, -3), fontsize=7, color=colour)
+        ax.margins(x=0.3, y=0.12)
         ax.set_title(family, fontsize=10)
         ax.set_xlabel("held-out L0 (non-zero codes per token)", fontsize=9)
         ax.set_ylabel("held-out MSE (‖x/s − x̂/s‖² per token)", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], marker=m, color=c, ls="none", label=label) for m, c, label in styles.values()]
+    handles = [plt.Line2D([], [], marker="o", color="k", ls="none", label="teacher")]
+    handles += [plt.Line2D([], [], marker=rsae_styles.get(v, ("^", "C3"))[0], color=rsae_styles.get(v, ("^", "C3"))[1],
+                           ls="none", label=f"RSAE, {v} (mean ± sd)") for v in variants]
+    handles.append(plt.Line2D([], [], marker="s", color="C0", ls="none", label=styles["control"][2]))
     handles.append(plt.Line2D([], [], marker="o", color="grey", mfc="white", ls="none",
                               label="hollow: teacher with dead latents"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
