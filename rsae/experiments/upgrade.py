@@ -340,6 +340,11 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 100, sup
     ``n_represented`` the number of entries they stand for.
     """
     phi = student.activation.phi
+    if phi.a.dim() > 1:
+        raise ConfigError("calibrate() fits one shared rational; this student has per-latent coefficients. Calibrate "
+                          "the student of coefficient_sharing='latent' and copy its fit to every latent with "
+                          "per_latent_coefficients(student) (what upgrade(coefficient_sharing='latent_coefficients') "
+                          "does)")
     if support is None:
         support = "all" if student.cfg.rational_gate == "none" else "teacher"
     if support not in ("teacher", "all"):

@@ -279,3 +279,10 @@ def test_l0_budget_drives_the_magnitude_fine_tune_only(jumprelu_teacher: SAE, to
     assert target is not None and target == pytest.approx(1.05 * reports["magnitude"].calibration.teacher_l0)
     paper = reports["paper"]
     assert paper.student_metrics["mse"] < 2 * paper.teacher_metrics["mse"]
+
+
+def test_calibrate_refuses_a_per_latent_coefficient_student_with_a_way_out(jumprelu_teacher: SAE,
+                                                                          tokens: torch.Tensor) -> None:
+    student = rsae_init(jumprelu_teacher, coefficient_sharing="latent_coefficients")
+    with pytest.raises(ConfigError, match="per_latent_coefficients"):
+        calibrate(student, jumprelu_teacher, tokens[:200], max_iter=2)
