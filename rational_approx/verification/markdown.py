@@ -9,7 +9,8 @@ A generated block in a document looks like
 :func:`splice` replaces the body of block NAME with new text (the markers stay, so the block can be regenerated);
 :func:`blocks` reads every block back, which is what the tests use to compare a fresh regeneration with the
 committed document. The commands that own blocks: ``rational-approx claims`` (docs/theory_and_claims.md),
-``rational-approx study`` (docs/study.md), ``rational-approx certify-table`` (docs/verification.md).
+``rational-approx study`` (docs/study.md), ``rational-approx certify-table`` (docs/verification.md) and
+``rsae study --markdown RESULTS --write-docs`` (docs/results.md).
 
 Example
 -------

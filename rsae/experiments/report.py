@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rational_approx.verification.markdown import blocks, write_blocks
 from rsae.errors import DataError
 from rsae.experiments.scoreboard import comparison_markdown, scoreboard_markdown, timing_markdown
 
@@ -34,27 +34,26 @@ DOC_BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "comparison": comparison_markdown,
     "timing": timing_markdown,
 }
-"""The generated blocks of docs/results.md: ``<!-- name:begin -->`` … ``<!-- name:end -->`` ← writer(results)."""
+"""The generated blocks of docs/results.md (name → writer of its text from the results dict)."""
 
 
 def write_doc_blocks(results: dict[str, Any], path: str | os.PathLike[str]) -> list[str]:
     """Replace every :data:`DOC_BLOCKS` block of the markdown file ``path`` by its regeneration from ``results``.
 
-    Returns the names of the blocks whose text changed. Raises :class:`DataError` when the file lacks a block's
-    markers (nothing is written then), so a renamed or deleted block is an error, not a silent no-op.
+    The blocks are the project's generated blocks (:mod:`rational_approx.verification.markdown`:
+    ``<!-- generated: NAME — COMMAND -->`` … ``<!-- end generated: NAME -->``). Returns the names of the blocks whose
+    text changed. Raises :class:`DataError` when the file lacks a block (nothing is written then), so a renamed or
+    deleted block is an error, not a silent no-op.
     """
     path = Path(path)
     doc = path.read_text()
-    changed = []
-    for name, writer in DOC_BLOCKS.items():
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(.*?)(<!-- {name}:end -->)", re.S)
-        match = pattern.search(doc)
-        if match is None:
-            raise DataError(f"{path} has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
-        text = writer(results)
-        if match.group(2) != text:
-            changed.append(name)
-            doc = doc[: match.start(2)] + text + doc[match.end(2):]
+    before = blocks(doc)
+    missing = [name for name in DOC_BLOCKS if name not in before]
+    if missing:
+        raise DataError(f"{path} has no generated block {', '.join(missing)} "
+                        f"(<!-- generated: NAME — COMMAND --> ... <!-- end generated: NAME -->)")
+    tables = {name: writer(results) for name, writer in DOC_BLOCKS.items()}
+    changed = [name for name, text in tables.items() if before[name] != text.rstrip("\n")]
     if changed:
-        path.write_text(doc)
+        write_blocks(path, {name: tables[name] for name in changed})
     return changed

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rational_approx.verification.markdown import blocks
 from rsae.cli import main
 from rsae.core.config import SAEConfig
 from rsae.core.data import ActivationStore
@@ -145,10 +146,10 @@ def test_docs_tables_are_the_regeneration_of_the_committed_results_json():
     """docs/results.md carries the tables generated from figures/results.json, unedited."""
     results = json.loads((ROOT / "figures" / "results.json").read_text(), parse_constant=pytest.fail)
     doc = (ROOT / "docs" / "results.md").read_text()
+    present = blocks(doc)
     for name, writer in DOC_BLOCKS.items():
-        block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", doc, re.S)
-        assert block is not None, f"docs/results.md lacks the generated {name} block"
-        assert block.group(1) == writer(results), name
+        assert name in present, f"docs/results.md lacks the generated {name} block"
+        assert present[name] == writer(results).rstrip("\n"), name
 
 
 def test_markdown_option_prints_the_tables_of_a_results_file(tmp_path, capsys):
@@ -178,14 +179,15 @@ def test_stdlib_corpus_is_one_document_per_source_file_without_tests():
 def test_write_docs_regenerates_every_block_and_refuses_a_doc_without_them(tmp_path, capsys):
     results = ROOT / "figures" / "results.json"
     doc = tmp_path / "results.md"
-    doc.write_text("intro\n" + "".join(f"<!-- {n}:begin -->\nstale\n<!-- {n}:end -->\ntext\n" for n in DOC_BLOCKS))
+    doc.write_text("intro\n" + "".join(f"<!-- generated: {n} — cmd -->\nstale\n<!-- end generated: {n} -->\ntext\n"
+                                       for n in DOC_BLOCKS))
     assert main(["study", "--markdown", str(results), "--write-docs", str(doc)]) == 0
     assert "scoreboard, comparison, timing" in capsys.readouterr().out
     data = json.loads(results.read_text())
     text = doc.read_text()
     assert "stale" not in text and text.startswith("intro\n")
     for name, writer in DOC_BLOCKS.items():
-        assert f"<!-- {name}:begin -->\n{writer(data)}<!-- {name}:end -->" in text
+        assert f"<!-- generated: {name} — cmd -->\n{writer(data)}<!-- end generated: {name} -->" in text
     assert main(["study", "--markdown", str(results), "--write-docs", str(doc)]) == 0  # idempotent
     assert "(none changed)" in capsys.readouterr().out
     bare = tmp_path / "bare.md"
