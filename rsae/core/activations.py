@@ -43,9 +43,8 @@ import torch
 from torch import Tensor, nn
 
 from rsae.core import distributed
-from rsae.core import rational as _rational
 from rsae.core.config import SAEConfig
-from rsae.core.rational import RationalActivation, kernel_settings, rational_activation
+from rsae.core.rational import RationalActivation, current_kernel_settings, kernel_settings, rational_activation
 from rsae.core.sparse import Support
 from rsae.errors import ConfigError
 
@@ -704,7 +703,7 @@ class Rational(Activation):
     def _gathered_kernels(self):
         """Within the block, the rational kernels take gathered tensors of ``gathered_min_numel`` or more entries
         fused (forward, and its backward, which runs as its forward did)."""
-        return kernel_settings(min_numel=min(self.gathered_min_numel, _rational._settings["min_numel"]))
+        return kernel_settings(min_numel=min(self.gathered_min_numel, current_kernel_settings()["min_numel"]))
 
     def sparse_values(self, kept: Tensor, support: Support) -> Tensor:
         with self._gathered_kernels():

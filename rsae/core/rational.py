@@ -85,6 +85,7 @@ __all__ = [
     "RationalActivation",
     "RationalCoefficients",
     "configure_kernels",
+    "current_kernel_settings",
     "kernel_settings",
     "rational_activation",
     "safe_pade",
@@ -168,6 +169,12 @@ def configure_kernels(*, compile: bool | None = None, min_numel: int | None = No
         _settings["min_numel"] = min_numel
     if chunk_numel is not None:
         _settings["chunk_numel"] = chunk_numel
+
+
+def current_kernel_settings() -> dict[str, Any]:
+    """A copy of the settings :func:`configure_kernels` sets (``precision``, ``float32_tolerance``, ``compile``,
+    ``min_numel``, ``chunk_numel``)."""
+    return dict(_settings)
 
 
 @contextlib.contextmanager
