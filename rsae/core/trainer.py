@@ -611,14 +611,14 @@ def _check_model_tensors(file: Path, model: dict[str, Tensor], sae: SAE) -> None
             raise SAEFileError(f"{file}: {key!r} holds NaN or inf; resume from an earlier checkpoint")
 
 
-_COEFFICIENT_NAMES = ("phi.a", "phi.b", "phi.b0")
+_COEFFICIENTS = (["phi", "a"], ["phi", "b"], ["phi", "b0"])  # last two parts of their parameter names
 
 
 def _param_groups(sae: SAE, coefficient_lr_scale: float) -> list[dict[str, Any]]:
     """Adam's parameter groups: everything at ``lr``, and, when ``coefficient_lr_scale`` ≠ 1 and the SAE has a
     rational activation, its coefficients (a, b, b_0) in a second group at ``lr · coefficient_lr_scale``."""
     named = list(sae.named_parameters())
-    coefficients = [p for name, p in named if name.endswith(_COEFFICIENT_NAMES) and name.rsplit(".", 2)[-2] == "phi"]
+    coefficients = [p for name, p in named if name.split(".")[-2:] in _COEFFICIENTS]
     if coefficient_lr_scale == 1.0 or not coefficients:
         return [{"params": [p for _, p in named]}]
     ids = {id(p) for p in coefficients}
