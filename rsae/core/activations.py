@@ -577,6 +577,7 @@ class Rational(Activation):
                 per_latent_scales=cfg.rational_per_latent_scales,
                 b0=cfg.rational_b0,
                 per_latent_coefficients=cfg.rational_per_latent_coefficients,
+                tails=cfg.rational_tails,
             )
         else:
             self.phi = RationalActivation.from_gate(
@@ -585,6 +586,7 @@ class Rational(Activation):
                 d_sae=cfg.d_sae,
                 per_latent_scales=cfg.rational_per_latent_scales,
                 per_latent_coefficients=cfg.rational_per_latent_coefficients,
+                tails=cfg.rational_tails,
             )
         # Set the parameters again: the coefficients exactly (RationalActivation keeps them in float64), the
         # scales at the model's precision.
@@ -669,7 +671,7 @@ class Rational(Activation):
             return phi(values)
         per_scale, per_coef = phi.log_c_in.dim() > 0, phi.per_latent_coefficients
         if not per_scale and not per_coef:
-            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out, phi.b0)
+            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out, phi.b0, phi.tails)
         # Each gathered entry is its own "latent" of the fused kernel (which saturates values and gradients); the
         # gather's backward sums the per-entry gradients in float64 and saturates them too.
         flat = latents.reshape(-1)
@@ -679,7 +681,7 @@ class Rational(Activation):
 
         out = rational_activation(values.reshape(-1), take(phi.a, per_coef), take(phi.b, per_coef),
                                   take(phi.log_c_in, per_scale), take(phi.log_c_out, per_scale),
-                                  take(phi.b0, per_coef))
+                                  take(phi.b0, per_coef), phi.tails)
         return out.reshape(values.shape)
 
     def forward(self, h: Tensor) -> Tensor:

@@ -117,6 +117,12 @@ class SAEConfig:
     """Inference floor τ ≥ 0: codes with |z| < τ are set to exactly 0 (0 disables it). Meant for a rational
     without a hard gate (``rational_gate="none"``), whose codes are almost never exactly 0."""
 
+    rational_tails: tuple[float, float] | None = None
+    """Slopes (s_left, s_right) of straight-line tails that replace the rational outside its design interval
+    t = h / C_in ∈ [−1, 1], continuous at ±1 (:func:`rsae.core.rational.rational_activation`); ``None`` (default)
+    evaluates the rational everywhere. The upgrade uses ``(0, 1)``, the tails of ReLU, JumpReLU and the TopK gate
+    (0 below the interval, the identity above), so φ stays within the fit's error of the primitive on all inputs."""
+
     rational_c_in: float = 1.0
     """Initial input scale C_in > 0 of φ(h) = C_out · r(h / C_in) (the trainer re-initialises it from data
     when ``TrainConfig.init_rational_scale_from_data``)."""
@@ -179,6 +185,10 @@ class SAEConfig:
                 object.__setattr__(self, "rational_type", default_type(self.rational_init_gate))
             except ValueError as exc:
                 raise ConfigError(f"SAEConfig.rational_type: {exc}") from exc
+        if self.rational_tails is not None:
+            from rsae.core.rational import _check_tails
+
+            object.__setattr__(self, "rational_tails", _check_tails(self.rational_tails))
         if not self.rational_floor >= 0 or not math.isfinite(self.rational_b0):
             raise ConfigError(f"SAEConfig.rational_floor must be >= 0 and rational_b0 finite, got "
                               f"{self.rational_floor!r}, {self.rational_b0!r}")
@@ -226,7 +236,8 @@ class SAEConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        return _from_dict(cls, data, tuple_fields=("rational_type", "rational_a", "rational_b"))
+        return _from_dict(cls, data, tuple_fields=("rational_type", "rational_a", "rational_b",
+                                                           "rational_tails"))
 
 
 @dataclass(frozen=True)

@@ -638,10 +638,16 @@ def safe_pade(t: Tensor, a: Tensor, b: Tensor, b0: Tensor | None = None) -> Tens
 
 
 def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c_out: Tensor,
-                        b0: Tensor | None = None) -> Tensor:
+                        b0: Tensor | None = None, tails: tuple[float, float] | None = None) -> Tensor:
     """φ(h) = exp(log_c_out) · r(h · exp(−log_c_in)) elementwise on [..., d]; differentiable in all arguments.
 
     ``b0`` is the free constant of the denominator 1 + |b_0 + Σ_j b_j tʲ| (0-d tensor; ``None`` means 0).
+
+    ``tails = (s_left, s_right)`` replaces r outside its design interval t ∈ [−1, 1] by straight lines of those
+    slopes, continuous at ±1: r̃(t) = r(clamp(t, −1, 1)) + s_right · max(t − 1, 0) + s_left · min(t + 1, 0).
+    A rational of type (m, m − 1) grows like t far from [−1, 1] whatever it approximates there; with the tails of
+    the fitted primitive (``(0, 1)`` for ReLU, JumpReLU and the TopK gate, which are 0 below −1 and t above 1)
+    r̃ stays within the fit's sup error of the primitive on the whole real line. ``None`` (default): r everywhere.
 
     Coefficients are shared (``a`` [m+1], ``b`` [n], ``b0`` []) or per latent (``a`` [d, m+1], ``b`` [d, n],
     ``b0`` [d], row j used for column j of ``h``). ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared
@@ -657,7 +663,29 @@ def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c
                               f"dimension), got {tuple(x.shape)}")
     if log_c_in.dim() != log_c_out.dim():
         raise ConfigError("log_c_in and log_c_out must both be scalars or both per-latent [d]")
-    return _SafePadeFunction.apply(h, a, b, b0, log_c_in, log_c_out)
+    if tails is None:
+        return _SafePadeFunction.apply(h, a, b, b0, log_c_in, log_c_out)
+    left, right = _check_tails(tails)
+    c_in = log_c_in.exp().to(h.dtype)
+    out = _SafePadeFunction.apply(torch.maximum(torch.minimum(h, c_in), -c_in), a, b, b0, log_c_in, log_c_out)
+    slope = (log_c_out - log_c_in).exp().to(h.dtype)  # C_out / C_in: φ's slope on a tail of slope 1
+    if right:
+        out = out + (slope * right) * torch.relu(h - c_in)
+    if left:
+        out = out - (slope * left) * torch.relu(-c_in - h)
+    big = torch.finfo(out.dtype).max  # a tail beyond the dtype's range saturates, as the kernel does
+    return out.clamp(-big, big)
+
+
+def _check_tails(tails: Any) -> tuple[float, float]:
+    """``tails`` as two finite floats (s_left, s_right), or a ConfigError."""
+    try:
+        left, right = (float(s) for s in tails)
+    except (TypeError, ValueError):
+        raise ConfigError(f"tails must be None or two slopes (s_left, s_right), got {tails!r}") from None
+    if not (math.isfinite(left) and math.isfinite(right)):
+        raise ConfigError(f"tails must be finite slopes, got {tails!r}")
+    return left, right
 
 
 class RationalCoefficients(NamedTuple):
@@ -750,6 +778,9 @@ class RationalActivation(nn.Module):
         One rational (a_j, b_j, b_0,j) per latent instead of one shared (needs ``d_sae``). Independent of
         ``per_latent_scales``. The fused kernel evaluates it in the same single pass; its coefficient
         gradients are reductions over the rows only (docs/rational_activation.md has the cost).
+    tails
+        ``(s_left, s_right)``: straight-line tails outside the design interval t ∈ [−1, 1]
+        (:func:`rational_activation`); ``None`` (default): the rational everywhere.
 
     Examples
     --------
@@ -766,8 +797,9 @@ class RationalActivation(nn.Module):
                  c_out: float | Sequence[float] | np.ndarray | Tensor = 1.0,
                  d_sae: int | None = None, per_latent_scales: bool = False,
                  b0: float | Sequence[float] | np.ndarray | Tensor = 0.0,
-                 per_latent_coefficients: bool = False) -> None:
+                 per_latent_coefficients: bool = False, tails: tuple[float, float] | None = None) -> None:
         super().__init__()
+        self.tails = None if tails is None else _check_tails(tails)
         if d_sae is not None and (isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1):
             raise ConfigError(f"d_sae must be a positive int or None, got {d_sae!r}")
         if per_latent_scales and d_sae is None:
@@ -798,7 +830,7 @@ class RationalActivation(nn.Module):
     @classmethod
     def from_gate(cls, gate: str, type: tuple[int, int] | None = None, *, d_sae: int | None = None,
                   per_latent_scales: bool = False, per_latent_coefficients: bool = False,
-                  **gate_kwargs: Any) -> RationalActivation:
+                  tails: tuple[float, float] | None = None, **gate_kwargs: Any) -> RationalActivation:
         """A rational activation initialised from the rational approximation of a sparsity gate.
 
         The coefficients come from ``rational_approx.activation_coefficients(gate, type, **gate_kwargs)``,
@@ -813,7 +845,7 @@ class RationalActivation(nn.Module):
         type
             Rational type (m, n); default ``rational_approx.default_type(gate)`` (the one table of defaults):
             (3, 2) for ReLU, (9, 8) for JumpReLU and the TopK gates.
-        d_sae, per_latent_scales, per_latent_coefficients
+        d_sae, per_latent_scales, per_latent_coefficients, tails
             As in the constructor (per-latent coefficients all start from the gate's fit).
         **gate_kwargs
             Passed on to ``activation_coefficients`` (e.g. a threshold or domain).
@@ -830,7 +862,7 @@ class RationalActivation(nn.Module):
             raise ConfigError(f"type must be a pair of non-negative ints (m, n), got {type!r}")
         fit = activation_coefficients(gate, tuple(type), **gate_kwargs)
         return cls(fit.a, fit.b, d_sae=d_sae, per_latent_scales=per_latent_scales, b0=fit.b0,
-                   per_latent_coefficients=per_latent_coefficients)
+                   per_latent_coefficients=per_latent_coefficients, tails=tails)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> RationalActivation:
         # The coefficients stay float64 whatever dtype the module is cast to: float32 coefficients perturb a
@@ -854,7 +886,7 @@ class RationalActivation(nn.Module):
         if isinstance(h, Tensor) and self.d_sae is not None and (h.dim() == 0 or h.shape[-1] != self.d_sae):
             raise ConfigError(f"input's last dimension must be d_sae = {self.d_sae}, got shape "
                               f"{tuple(h.shape)}")
-        return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out, self.b0)
+        return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out, self.b0, self.tails)
 
     def coefficients(self) -> RationalCoefficients:
         """The current (a, b, C_in, C_out, b_0) as float64 numpy arrays (b_0 a float when shared)."""
@@ -872,5 +904,6 @@ class RationalActivation(nn.Module):
             return f"[{x.shape[0]}]" if x.dim() else f"{math.exp(float(x.detach())):.4g}"
 
         coef = ", per_latent_coefficients=True" if self.per_latent_coefficients else ""
+        coef += f", tails={self.tails}" if self.tails is not None else ""
         return (f"type=({m}, {n}), d_sae={self.d_sae}, per_latent_scales={self.per_latent_scales}{coef}, "
                 f"c_in={scale(self.log_c_in)}, c_out={scale(self.log_c_out)}")

@@ -24,8 +24,9 @@ FAMILY_CONFIGS = {
     "topk": {"family": "topk", "k": 3},
     "batchtopk": {"family": "batchtopk", "k": 3},
     "rational-relu": {"family": "rational", "rational_gate": "relu"},
-    "rational-jumprelu": {"family": "rational", "rational_gate": "jumprelu", "threshold_init": 0.2},
-    "rational-topk": {"family": "rational", "rational_gate": "topk", "k": 3},
+    "rational-jumprelu": {"family": "rational", "rational_gate": "jumprelu", "threshold_init": 0.2,
+                          "rational_tails": (0.0, 1.0)},
+    "rational-topk": {"family": "rational", "rational_gate": "topk", "k": 3, "rational_tails": (0.0, 1.0)},
     "rational-batchtopk": {"family": "rational", "rational_gate": "batchtopk", "k": 3},
     "rational-cutoff": {"family": "rational", "rational_gate": "cutoff", "threshold_init": 0.1},
 }

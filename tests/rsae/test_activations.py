@@ -15,13 +15,15 @@ from rsae.errors import ConfigError
 from tests.rsae.conftest import RELU_A, RELU_B, make_config
 
 
-def _phi_reference(h: np.ndarray, c_in: float, c_out: float) -> np.ndarray:
+def _phi_reference(h: np.ndarray, c_in: float, c_out: float, tails: tuple[float, float] | None = None) -> np.ndarray:
     out = np.empty_like(h)
     for idx, value in np.ndenumerate(h):
         t = value / c_in
-        p = sum(a * t**i for i, a in enumerate(RELU_A))
-        q = sum(b * t ** (j + 1) for j, b in enumerate(RELU_B))
-        out[idx] = c_out * p / (1 + abs(q))
+        s = min(max(t, -1.0), 1.0) if tails else t
+        p = sum(a * s**i for i, a in enumerate(RELU_A))
+        q = sum(b * s ** (j + 1) for j, b in enumerate(RELU_B))
+        tail = tails[1] * max(t - 1, 0.0) + tails[0] * min(t + 1, 0.0) if tails else 0.0
+        out[idx] = c_out * (p / (1 + abs(q)) + tail)
     return out
 
 
@@ -48,7 +50,7 @@ def _reference_codes(sae: SAE, h: np.ndarray) -> np.ndarray:
     if cfg.family == "rational":
         c_in = float(act.phi.log_c_in.detach().exp())
         c_out = float(act.phi.log_c_out.detach().exp())
-        mag = _phi_reference(h, c_in, c_out)
+        mag = _phi_reference(h, c_in, c_out, cfg.rational_tails)
     else:
         mag = h.copy()
     gate = cfg.gate

@@ -593,3 +593,55 @@ def test_sae_file_without_b0_loads_as_the_old_form(tmp_path) -> None:
     save_file(tensors, str(tmp_path / "old" / WEIGHTS_FILE))
     old = load_sae(tmp_path / "old")
     assert float(old.activation.phi.b0.detach()) == 0.0 and old.cfg.rational_b0 == 0.0
+
+
+def test_tails_follow_the_primitive_outside_the_design_interval() -> None:
+    """tails=(s_left, s_right): r on [−1, 1], straight lines of those slopes beyond, continuous at ±1 — checked
+    against the formula, and the (9, 8) JumpReLU fit stays within its error of t·H(t − 0.5) at t = −30 and 5,
+    where the bare rational is off by O(1)."""
+    from rational_approx import activation_coefficients
+
+    fit = activation_coefficients("jumprelu")
+    zero = torch.zeros((), dtype=torch.float64)
+    a, b, b0 = (torch.as_tensor(v, dtype=torch.float64) for v in (fit.a, fit.b, fit.b0))
+    t = torch.tensor([-30.0, -1.0 - 1e-12, -1.0, 0.7, 1.0, 1.0 + 1e-12, 5.0], dtype=torch.float64)
+    bare = rational_activation(t, a, b, zero, zero, b0)
+    tailed = rational_activation(t, a, b, zero, zero, b0, (0.0, 1.0))
+    primitive = t * (t > 0.5)
+    assert (tailed - primitive).abs().max() < 2 * fit.error
+    assert (bare - primitive)[[0, 6]].abs().min() > 0.5
+    torch.testing.assert_close(tailed[1:6], bare[1:6], atol=1e-9, rtol=0)  # continuous at ±1
+    lci, lco = torch.tensor(0.4, dtype=torch.float64), torch.tensor(-0.3, dtype=torch.float64)
+    h = torch.tensor([-9.0, -2.0, 0.3, 1.2, 8.0], dtype=torch.float64)
+    c_in, c_out = math.exp(0.4), math.exp(-0.3)
+    expect = c_out * rational_activation(torch.clamp(h / c_in, -1, 1), a, b, zero, zero, b0)
+    expect = expect + c_out * (0.5 * torch.relu(h / c_in - 1) - (-0.25) * torch.relu(-1 - h / c_in))
+    torch.testing.assert_close(rational_activation(h, a, b, lci, lco, b0, (-0.25, 0.5)), expect)
+
+
+@pytest.mark.parametrize("per_latent", [False, True])
+def test_gradcheck_with_tails(per_latent: bool) -> None:
+    a, b = coefficients(3, 2, seed=7)
+    gen = torch.Generator().manual_seed(3)
+    h = torch.randn(4, 3, generator=gen, dtype=torch.float64) * 3
+    h = torch.where((h.abs() - 1.1).abs() < 0.05, h + 0.2, h)  # finite differences off the kinks at ±C_in
+    shape = (3,) if per_latent else ()
+    lci = torch.full(shape, 0.1, dtype=torch.float64)
+    lco = torch.full(shape, -0.2, dtype=torch.float64)
+    b0 = torch.tensor(0.3, dtype=torch.float64)
+    inputs = tuple(x.clone().requires_grad_() for x in (h, a, b, lci, lco, b0))
+    assert torch.autograd.gradcheck(lambda *v: rational_activation(*v[:5], v[5], (0.3, 1.0)), inputs)
+
+
+def test_tails_stay_finite_and_reject_bad_slopes() -> None:
+    act = RationalActivation.from_gate("jumprelu", d_sae=2, tails=(0.0, 1.0))
+    with torch.no_grad():
+        act.log_c_in.fill_(-3.0)
+    h = torch.tensor([[F32_MAX, -F32_MAX]], dtype=torch.float32, requires_grad=True)
+    y = act(h)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(h.grad).all() and float(y.detach()[0, 0]) == F32_MAX
+    assert "tails=(0.0, 1.0)" in repr(act)
+    for bad in ((0.0,), (math.nan, 1.0), "ab", 3):
+        with pytest.raises(ConfigError, match="tails"):
+            RationalActivation([0.0, 1.0], [], tails=bad)

@@ -86,7 +86,7 @@ CASES = {
     "topk": dict(family="topk", k=3),
     "batchtopk": dict(family="batchtopk", k=3),
     "rational-topk": dict(family="rational", rational_gate="topk", k=3, rational_per_latent_scales=True,
-                          rational_a=RELU_A, rational_b=RELU_B),
+                          rational_a=RELU_A, rational_b=RELU_B, rational_tails=(0.0, 1.0)),
     "rational-batchtopk": dict(family="rational", rational_gate="batchtopk", k=3, rational_a=RELU_A,
                                rational_b=RELU_B),
 }
@@ -127,7 +127,7 @@ THRESHOLD_CASES = {
                           l1_coefficient=0.3),
     "rational-jumprelu": dict(family="rational", rational_gate="jumprelu", rational_a=RELU_A, rational_b=RELU_B,
                               threshold_init=0.3, jumprelu_bandwidth=0.5, l0_coefficient=0.2,
-                              rational_per_latent_scales=True),
+                              rational_per_latent_scales=True, rational_tails=(0.0, 1.0)),
 }
 
 
