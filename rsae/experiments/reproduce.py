@@ -163,7 +163,8 @@ def reproduce(
                                                 "batch_size")}
     if cfg.coefficient_lr_scale != 1.0:  # markers of runs before the option keep matching
         upgrade_key["coefficient_lr_scale"] = cfg.coefficient_lr_scale
-    upgrade_key["format"] = 3  # gate-own inits, the control from upgrade(), the floored paper row, sampled calibration
+    upgrade_key["format"] = 4  # gate-own inits, the control from upgrade(), the floored paper row, sampled calibration,
+    # the primitive's tails (SAEConfig.rational_tails)
 
     # teachers: (label, family, sparsity, kind, folder, stage result, stage hash)
     teacher_list: list[dict[str, Any]] = []

@@ -59,7 +59,8 @@ from rsae.core.trainer import Trainer
 from rsae.errors import ConfigError
 
 __all__ = ["Calibration", "UpgradeResult", "rsae_init", "calibrate", "upgrade", "VARIANTS", "COEFFICIENT_SHARING",
-           "L0_BUDGET", "L0_EPS", "DESIGN_THRESHOLD", "fit_gate", "copy_sae", "per_latent_coefficients"]
+           "L0_BUDGET", "L0_EPS", "DESIGN_THRESHOLD", "PRIMITIVE_TAILS", "fit_gate", "copy_sae",
+           "per_latent_coefficients"]
 
 VARIANTS = ("magnitude", "paper")
 """The two readings of the upgrade (module docstring)."""
@@ -75,6 +76,11 @@ DESIGN_THRESHOLD = 0.5
 """θ = τ = 0.5: where the JumpReLU and TopK gate fits jump in design units (``rational_approx`` defaults)."""
 
 _FIT_GATE = {"relu": "relu", "jumprelu": "jumprelu", "topk": "topk_gate", "batchtopk": "topk_gate"}
+PRIMITIVE_TAILS = {"relu": (0.0, 1.0), "jumprelu": (0.0, 1.0), "topk_gate": (0.0, 1.0)}
+"""Slopes (s_left, s_right) of the fitted primitives outside the design interval [−1, 1] (0 below, t above): the
+students' ``SAEConfig.rational_tails``, so that φ follows the primitive on every pre-activation, not only on
+those that C_in maps into [−1, 1] (the (9, 8) JumpReLU fit evaluated at t = 5 gives 0.75 instead of 5, and at
+t = −30 gives −1.3 instead of 0)."""
 
 
 def fit_gate(teacher_gate: str) -> str:
@@ -215,6 +221,7 @@ def rsae_init(
     variant: str = "magnitude",
     coefficient_sharing: str = "sae",
     l1_coefficient: float | None = None,
+    tails: str | tuple[float, float] | None = "primitive",
 ) -> SAE:
     """A rational SAE with the teacher's weights and uncalibrated initial coefficients.
 
@@ -238,6 +245,10 @@ def rsae_init(
         the ``"latent"`` student and then copies the fit into every row (:func:`per_latent_coefficients`).
     l1_coefficient : float, optional
         λ of the paper variant's λ‖z‖₁ (default: the teacher's ``l1_coefficient``).
+    tails : "primitive", (s_left, s_right) or None
+        ``SAEConfig.rational_tails`` of the student: ``"primitive"`` (default) the fitted gate's own tails
+        (:data:`PRIMITIVE_TAILS`; ``None`` for a gate not listed there), explicit slopes, or ``None`` for the
+        bare rational on every input.
     """
     tc = teacher.cfg
     if tc.family == "rational":
@@ -249,6 +260,10 @@ def rsae_init(
     # explicit coefficients are read as a ReLU-like magnitude (initial scale max |h|) unless init_gate names their gate
     gate = init_gate if init_gate is not None else ("relu" if coefficients is not None else fit_gate(tc.gate))
     typ, a, b, b0 = _initial_coefficients(gate, rational_type, coefficients)
+    if isinstance(tails, str):
+        if tails != "primitive":
+            raise ConfigError(f"tails must be 'primitive', two slopes or None, got {tails!r}")
+        tails = PRIMITIVE_TAILS.get(gate)
     with torch.no_grad():
         unit_rows = bool(((teacher.W_dec.norm(dim=1) - 1).abs() < 1e-3).all())
     per_latent = coefficient_sharing in ("latent", "latent_coefficients") or tc.gate == "jumprelu"
@@ -272,6 +287,7 @@ def rsae_init(
         rational_b0=b0,
         rational_per_latent_scales=per_latent,
         rational_per_latent_coefficients=coefficient_sharing == "latent_coefficients",
+        rational_tails=tails,
         apply_b_dec_to_input=tc.apply_b_dec_to_input,
         normalize_decoder=tc.normalize_decoder and unit_rows,
         dtype=tc.dtype,
@@ -400,7 +416,7 @@ def calibrate(student: SAE, teacher: SAE, x: Tensor, *, max_iter: int = 100, sup
 
     def loss_fn() -> Tensor:
         lci, lco = (v.index_select(0, latent) if per_latent else v for v in (log_c_in, log_c_out))
-        out = rational_activation(h64, a, b, lci, lco, b0)
+        out = rational_activation(h64, a, b, lci, lco, b0, phi.tails)
         return ((out - target).pow(2) * weight).sum() / count / scale
 
     def run(params: list[Tensor]) -> None:
