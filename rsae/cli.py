@@ -917,8 +917,9 @@ def register_study(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "study", help="the upgrade study: converged teachers, controls, seeds, scoreboard (resumable)",
         description="The `study` preset of `rsae reproduce` (500k training tokens of the interpreter's "
-        "standard-library source, d_sae = 4 x d_in, two sparsity levels and a dead-latent teacher per family, "
-        "3 seeds); with --device cuda the larger `full` preset.")
+        "standard-library source, d_sae = 4 x d_in, the main job's teachers trained to convergence, "
+        "100 fine-tuning steps, 3 seeds); with --device cuda the larger `full` preset (two sparsity levels per "
+        "family, 5 seeds).")
     _common_arguments(parser, "runs/study")
     parser.set_defaults(handler=run_reproduce, preset_for=_study_preset)
     return parser

@@ -133,6 +133,13 @@ class ReproduceConfig:
 # JumpReLU's θ₀ sets much of the final L0 when the threshold moves slowly.
 _STUDY_TEACHERS = (
     TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
+    TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0, dead=True),
+    TeacherSetting("topk-k=16", "topk", 16, dead=True),
+)
+"""The ``study`` preset's teachers: the main job's three settings (one sparsity level per family, each also with
+dead latents), so that the two runs differ only in data, convergence and fine-tuning length."""
+_FULL_TEACHERS = (
+    TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
     TeacherSetting("relu-l1=2", "relu", 2.0),
     TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0, dead=True),
     TeacherSetting("jumprelu-l0=1", "jumprelu", 1.0, threshold_init=1.5),
@@ -189,9 +196,9 @@ PRESETS: dict[str, ReproduceConfig] = {
         heldout_tokens=20_000,
         context_length=128,
         d_sae=2304,
-        teacher_max_steps=1600,
-        teacher_eval_every=100,
-        finetune_steps=200,
+        teacher_max_steps=2400,
+        teacher_eval_every=50,
+        finetune_steps=100,
         ce_contexts=32,
         probe_train_contexts=128,
         probe_heldout_contexts=64,
@@ -211,12 +218,13 @@ PRESETS: dict[str, ReproduceConfig] = {
         ce_contexts=128,
         probe_train_contexts=512,
         probe_heldout_contexts=128,
-        teachers=_STUDY_TEACHERS,
+        teachers=_FULL_TEACHERS,
         corpus="stdlib",
         seeds=(0, 1, 2, 3, 4),
         batch_size=4096,
     ),
 }
 """``tiny`` (the slow test: a few hundred tokens, tiny SAEs), ``default`` (the main job, ``make reproduce``:
-≈ 15 min on a quiet 2-core CPU), ``study`` (``rsae study``: 500k stdlib-source tokens, d_sae = 4 × d_in, nine
-rows) and ``full`` (``rsae study --device cuda``: 2M tokens, d_sae = 8 × d_in, five seeds)."""
+≈ 15 min on a quiet 2-core CPU), ``study`` (``rsae study``: 500k stdlib-source tokens,
+d_sae = 4 × d_in, the main job's six teachers trained to convergence, 100 fine-tuning steps) and ``full``
+(``rsae study --device cuda``: 2M tokens, d_sae = 8 × d_in, two sparsity levels per family, five seeds)."""
