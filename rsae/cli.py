@@ -854,11 +854,13 @@ def run_reproduce(args: argparse.Namespace) -> dict[str, Any] | str:
 
             if not Path(args.write_docs).is_file():
                 raise DataError(f"--write-docs {args.write_docs}: no such file")
-            changed = write_doc_blocks(results, args.write_docs)
+            changed = write_doc_blocks(results, args.write_docs, prefix=args.block_prefix)
             return f"{args.write_docs}: regenerated blocks {', '.join(changed) if changed else '(none changed)'}\n"
         return results_markdown(results)
     if args.write_docs:
         raise ConfigError("--write-docs needs --markdown RESULTS_JSON (the results whose tables it writes)")
+    if args.block_prefix:
+        raise ConfigError("--block-prefix needs --markdown RESULTS_JSON and --write-docs DOC")
     preset = args.preset_for(args)
     results = reproduce(PRESETS[preset], args.out, args.figures, device=args.device, progress=not args.no_progress,
                         data=args.data, teachers=args.teacher or ())
@@ -895,6 +897,9 @@ def _common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--write-docs", default=None, metavar="DOC",
                         help="with --markdown: replace the generated blocks (scoreboard, comparison, timing) of "
                         "the markdown file DOC, e.g. docs/results.md")
+    parser.add_argument("--block-prefix", default="", metavar="PREFIX",
+                        help="with --write-docs: the blocks are named PREFIX + name (e.g. study- for "
+                        "study-scoreboard), so one file holds the tables of two runs")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 

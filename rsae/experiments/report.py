@@ -37,22 +37,23 @@ DOC_BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
 """The generated blocks of docs/results.md (name → writer of its text from the results dict)."""
 
 
-def write_doc_blocks(results: dict[str, Any], path: str | os.PathLike[str]) -> list[str]:
+def write_doc_blocks(results: dict[str, Any], path: str | os.PathLike[str], prefix: str = "") -> list[str]:
     """Replace every :data:`DOC_BLOCKS` block of the markdown file ``path`` by its regeneration from ``results``.
 
     The blocks are the project's generated blocks (:mod:`rational_approx.verification.markdown`:
-    ``<!-- generated: NAME — COMMAND -->`` … ``<!-- end generated: NAME -->``). Returns the names of the blocks whose
-    text changed. Raises :class:`DataError` when the file lacks a block (nothing is written then), so a renamed or
-    deleted block is an error, not a silent no-op.
+    ``<!-- generated: NAME — COMMAND -->`` … ``<!-- end generated: NAME -->``), named ``prefix + name`` (so one
+    file can hold the tables of two runs, e.g. ``scoreboard`` and ``study-scoreboard``). Returns the names of the
+    blocks whose text changed. Raises :class:`DataError` when the file lacks a block (nothing is written then), so
+    a renamed or deleted block is an error, not a silent no-op.
     """
     path = Path(path)
     doc = path.read_text()
     before = blocks(doc)
-    missing = [name for name in DOC_BLOCKS if name not in before]
+    missing = [prefix + name for name in DOC_BLOCKS if prefix + name not in before]
     if missing:
         raise DataError(f"{path} has no generated block {', '.join(missing)} "
                         f"(<!-- generated: NAME — COMMAND --> ... <!-- end generated: NAME -->)")
-    tables = {name: writer(results) for name, writer in DOC_BLOCKS.items()}
+    tables = {prefix + name: writer(results) for name, writer in DOC_BLOCKS.items()}
     changed = [name for name, text in tables.items() if before[name] != text.rstrip("\n")]
     if changed:
         write_blocks(path, {name: tables[name] for name in changed})

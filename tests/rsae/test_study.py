@@ -195,3 +195,13 @@ def test_write_docs_regenerates_every_block_and_refuses_a_doc_without_them(tmp_p
     assert main(["study", "--markdown", str(results), "--write-docs", str(bare)]) == 2
     assert bare.read_text() == "no blocks here\n"
     assert main(["study", "--write-docs", str(doc)]) == 2  # needs --markdown
+    assert main(["study", "--block-prefix", "study-"]) == 2  # needs --markdown and --write-docs
+    # a prefix names a second set of blocks in the same file; the unprefixed ones stay as they are
+    two = tmp_path / "two.md"
+    two.write_text(text + "".join(f"<!-- generated: study-{n} — cmd -->\nstale\n<!-- end generated: study-{n} -->\n"
+                                  for n in DOC_BLOCKS))
+    capsys.readouterr()
+    assert main(["study", "--markdown", str(results), "--write-docs", str(two), "--block-prefix", "study-"]) == 0
+    assert "study-scoreboard, study-comparison, study-timing" in capsys.readouterr().out
+    assert "stale" not in two.read_text() and two.read_text().startswith(text)
+    assert main(["study", "--markdown", str(results), "--write-docs", str(doc), "--block-prefix", "study-"]) == 2
