@@ -4,7 +4,9 @@ r"""The RSAE two-stage upgrade of a trained ReLU, JumpReLU, TopK or BatchTopK SA
 Both start from the teacher's W_enc, b_enc, W_dec, b_dec, copied exactly, and from the minimax rational of the
 teacher's *own* gate in the safe form 1 + |b_0 + Σ_j b_j tʲ| (``rational_approx.activation_coefficients``, one table
 of default types: ReLU (3, 2); JumpReLU and supplied-threshold TopK (9, 8) on the gapped design set θ = τ = 0.5,
-gap 0.05), i.e. r(t) ≈ t·H(t − 0.5) or max(t, 0) on [−1, 1].
+gap 0.05), i.e. r(t) ≈ t·H(t − 0.5) or max(t, 0) on [−1, 1]; outside [−1, 1] the students follow the primitive's
+own tails, r̃(t) = r(clamp(t, −1, 1)) + max(t − 1, 0) (:data:`PRIMITIVE_TAILS`, ``SAEConfig.rational_tails``), not
+the rational's extrapolation.
 
 ``variant="magnitude"``
     The teacher's hard gate gives the support (its thresholds θ_j or its k) and φ(h) = C_out·r(h/C_in) only the
