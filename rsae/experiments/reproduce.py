@@ -219,8 +219,6 @@ def reproduce(
                 name = f"upgrade-{t['label']}-{variant}-s{seed}"
                 u_key = {"teacher": t["hash"], "coefficients": coefficients, "variant": variant, "seed": seed,
                          **upgrade_key}
-                if variant == "paper" and t["family"] == "jumprelu":  # the L0 target no longer reaches it
-                    u_key["paper_l0_target"] = "floor only"
                 up = stages.run(name, u_key, _stage_upgrade(cfg, t["family"], variant, seed, t["folder"],
                                                             coefficients, tensors, device, progress))
                 digest = stages.log[name]["config_hash"]
