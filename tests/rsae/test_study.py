@@ -142,14 +142,17 @@ def test_over_budget_rows_have_their_wins_excluded_and_totals_count_them():
     assert not within["l0_budget"]["over_budget"] and within["cells"]["mse"]["verdict"] == "win"
 
 
-def test_docs_tables_are_the_regeneration_of_the_committed_results_json():
-    """docs/results.md carries the tables generated from figures/results.json, unedited."""
-    results = json.loads((ROOT / "figures" / "results.json").read_text(), parse_constant=pytest.fail)
+@pytest.mark.parametrize("results_json, prefix", [("figures/results.json", ""),
+                                                  ("figures/study/results.json", "study-")])
+def test_docs_tables_are_the_regeneration_of_the_committed_results_json(results_json: str, prefix: str):
+    """docs/results.md carries the tables generated from the main job's figures/results.json (blocks
+    ``scoreboard`` ...) and from the study's figures/study/results.json (``study-scoreboard`` ...), unedited."""
+    results = json.loads((ROOT / results_json).read_text(), parse_constant=pytest.fail)
     doc = (ROOT / "docs" / "results.md").read_text()
     present = blocks(doc)
     for name, writer in DOC_BLOCKS.items():
-        assert name in present, f"docs/results.md lacks the generated {name} block"
-        assert present[name] == writer(results).rstrip("\n"), name
+        assert prefix + name in present, f"docs/results.md lacks the generated {prefix + name} block"
+        assert present[prefix + name] == writer(results).rstrip("\n"), prefix + name
 
 
 def test_markdown_option_prints_the_tables_of_a_results_file(tmp_path, capsys):
