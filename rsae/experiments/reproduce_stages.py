@@ -115,7 +115,9 @@ def train_until_converged(sae: SAE, cfg: TrainConfig, train: Any, heldout: Any, 
     T where it is below ``tol`` (or at ``cfg.steps``, unconverged). Use a schedule without decay
     (``decay_fraction = 0``) so that stopping early is not stopping mid-decay. The check and its numbers are
     printed on stderr and returned: ``converged``, ``steps``, ``step_three_quarters``, ``mse_three_quarters``,
-    ``mse_end``, ``improvement``, ``tol`` and the whole ``curve`` [[step, mse], ...].
+    ``mse_end``, ``improvement``, ``tol``, the held-out L0 at both ends (``l0_three_quarters``, ``l0_end``: a
+    JumpReLU or ReLU teacher whose MSE keeps falling while its L0 rises is moving along its trade-off curve, not
+    converging) and the whole ``curve`` [[step, mse, l0], ...].
     """
     from rsae.core.trainer import Trainer
 
@@ -125,14 +127,16 @@ def train_until_converged(sae: SAE, cfg: TrainConfig, train: Any, heldout: Any, 
     while trainer.step < cfg.steps:
         trainer.train(until=trainer.step + eval_every)
         sae.eval()
-        curve.append([trainer.step, float(evaluate_sae(sae, heldout)["mse"])])
+        measured = evaluate_sae(sae, heldout)
+        curve.append([trainer.step, float(measured["mse"]), float(measured["l0"])])
         sae.train()
         n = len(curve)
         if n % 4 == 0:
-            (t3, m3), (t, m) = curve[3 * n // 4 - 1], curve[-1]
+            (t3, m3, l3), (t, m, l_end) = curve[3 * n // 4 - 1], curve[-1]
             improvement = (m3 - m) / m3 if m3 > 0 else 0.0
             check = {"converged": improvement < tol, "steps": int(t), "step_three_quarters": int(t3),
-                     "mse_three_quarters": m3, "mse_end": m, "improvement": improvement, "tol": tol}
+                     "mse_three_quarters": m3, "mse_end": m, "improvement": improvement, "tol": tol,
+                     "l0_three_quarters": l3, "l0_end": l_end}
             if check["converged"]:
                 break
     sae.eval()
@@ -140,7 +144,8 @@ def train_until_converged(sae: SAE, cfg: TrainConfig, train: Any, heldout: Any, 
         raise ConfigError("no convergence check ran: steps must be at least 4 × eval_every")
     sys.stderr.write(f"{label}: held-out MSE {check['mse_three_quarters']:.4g} at step {check['step_three_quarters']}"
                      f" -> {check['mse_end']:.4g} at step {check['steps']}: {100 * check['improvement']:+.2f} % over "
-                     f"the last quarter; converged (< {100 * tol:g} %): {check['converged']}\n")
+                     f"the last quarter (L0 {check['l0_three_quarters']:.4g} -> {check['l0_end']:.4g}); converged "
+                     f"(< {100 * tol:g} %): {check['converged']}\n")
     return {**check, "curve": curve}
 
 

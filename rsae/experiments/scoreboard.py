@@ -181,7 +181,8 @@ def _convergence_text(conv: dict[str, Any] | None) -> str:
         return "unknown" + (f" ({conv['reason']})" if conv and conv.get("reason") else "")
     flag = "yes" if conv["converged"] else "**no**"
     return (f"{flag}: {_fmt(conv['mse_three_quarters'])} @ {conv['step_three_quarters']} → {_fmt(conv['mse_end'])} @ "
-            f"{conv['steps']} ({100 * conv['improvement']:+.2f} %)")
+            f"{conv['steps']} ({100 * conv['improvement']:+.2f} %)"
+            + (f"; L0 {_fmt(conv['l0_three_quarters'])} → {_fmt(conv['l0_end'])}" if "l0_end" in conv else ""))
 
 
 def scoreboard_markdown(results: dict[str, Any]) -> str:

@@ -60,13 +60,15 @@ def test_tiny_study_rows_have_seeds_controls_verdicts_and_converged_flags(tmp_pa
         (kind, variant) for kind in ("trained", "dead", "trained") for variant in ("magnitude", "paper")]
     assert {r["family"] for r in board["rows"]} == {"relu", "topk"}
     err = capsys.readouterr().err
-    assert len(re.findall(r"over the last quarter; converged \(< 1 %\): (True|False)", err)) == 3
+    assert len(re.findall(r"over the last quarter \(L0 [0-9.e+-]+ -> [0-9.e+-]+\); converged \(< 1 %\): (True|False)",
+                          err)) == 3
     for row in board["rows"]:
         conv = row["convergence"]
         assert isinstance(conv["converged"], bool) and conv["steps"] % (4 * _CFG.teacher_eval_every) == 0
         assert conv["converged"] == (conv["improvement"] < 0.01)
         assert conv["improvement"] == pytest.approx(1 - conv["mse_end"] / conv["mse_three_quarters"])
         assert conv["step_three_quarters"] * 4 == conv["steps"] * 3
+        assert conv["l0_end"] > 0 and conv["l0_three_quarters"] > 0  # the L0 drift is shown beside the MSE
         assert row["seeds"] == [0, 1, 2] and len(row["rsae"]) == len(row["control"]) == 3
         assert row["control_present"] and row["variant"] in ("magnitude", "paper")
         assert isinstance(row["l0_budget"]["over_budget"], bool)
