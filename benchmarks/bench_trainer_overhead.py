@@ -5,9 +5,12 @@ call starts a fresh batch stream (re-reading and re-shuffling the current chunk 
 weights are checked with ``torch.isfinite(p).all()`` per parameter. ``after`` is the Trainer as it is. Both train
 the same model from the same weights on the same tokens in rounds of ``--steps`` steps (the way
 ``bench_vs_saelens.py`` advances it), alternated so that machine load hits both alike; the final weights are
-compared (they must be equal: neither change alters results).
+compared (they must be equal: neither change alters results). ``--profile ROWS`` then profiles ``--steps`` more
+steps of the current Trainer (one ``train`` call) and prints the ROWS most expensive operators by self CPU time,
+grouped by input shapes, which tells the [B, d_sae] passes from the [d_sae, d_in] ones.
 
     python benchmarks/bench_trainer_overhead.py [--family topk] [--d-sae 4608] [--steps 3] [--rounds 5]
+        [--profile ROWS]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8 * 4096)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS")
     args = parser.parse_args()
     data = torch.randn(args.tokens, args.d_in, generator=torch.Generator().manual_seed(0))
     settings = dict(family="topk", k=32) if args.family == "topk" else dict(family="relu", l1_coefficient=5.0)
@@ -69,6 +73,16 @@ def main() -> None:
     for name, s in seconds.items():
         print(f"{name:6s} {s / steps * 1e3:8.1f} ms/step")
     print(f"speed-up {seconds['before'] / seconds['after']:.3f}x; final weights equal: {same}")
+    if args.profile > 0:
+        from torch.profiler import ProfilerActivity, profile
+
+        trainer = trainers["after"]
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            trainer.train(until=trainer.step + args.steps)
+        print(f"\n== profile of {args.steps} steps of the current Trainer")
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=args.profile, max_name_column_width=30,
+            max_shapes_column_width=60))
 
 
 if __name__ == "__main__":
