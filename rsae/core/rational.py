@@ -453,8 +453,9 @@ def _forward(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out
     compiled = _use_compiled(pr.h2.numel())
     outs, flags = [], []
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
-        out, flag = _call("forward_positive" if positive else "forward", _forward_kernel, pr.h2.numel(), pr.h2[rows], pr.inv_c_in, pr.c_out,
-                          pt, ht, pr.m, pr.n, omax, _dmin(dtype), positive)
+        # the masked kernels are compiled apart, so the two variants do not share one compile cache
+        out, flag = _call("forward_positive" if positive else "forward", _forward_kernel, pr.h2.numel(),
+                          pr.h2[rows], pr.inv_c_in, pr.c_out, pt, ht, pr.m, pr.n, omax, _dmin(dtype), positive)
         outs.append(out)
         flags.append(flag)
     out = outs[0] if len(outs) == 1 else torch.cat(outs)
@@ -474,9 +475,9 @@ def _backward(g: Tensor, h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | Non
     grads_h: list[Tensor] = []
     sums: list[Tensor] = []
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
-        gh, *red = _call("backward_positive" if positive else "backward", _backward_kernel, pr.h2.numel(), g2[rows], pr.h2[rows], pr.inv_c_in,
-                         pr.c_out, *pr.tables, pr.m, pr.n, omax, omax, pr.per_latent,
-                         flagged or dtype != h.dtype, pr.per_latent_coef, positive)
+        gh, *red = _call("backward_positive" if positive else "backward", _backward_kernel, pr.h2.numel(),
+                         g2[rows], pr.h2[rows], pr.inv_c_in, pr.c_out, *pr.tables, pr.m, pr.n, omax, omax,
+                         pr.per_latent, flagged or dtype != h.dtype, pr.per_latent_coef, positive)
         grads_h.append(gh)
         sums = red if not sums else [s + r for s, r in zip(sums, red, strict=True)]
     grad_h = grads_h[0] if len(grads_h) == 1 else torch.cat(grads_h)
