@@ -10,10 +10,12 @@ With ``--eager-gathered`` every rational case with a sparse path is also timed w
 ``Rational.gathered_min_numel`` existed: below it those evaluations ran eagerly (the same results).
 ``--density D`` shifts ``b_enc`` so that the ReLU/JumpReLU supports (families and gates) fire on a fraction D of
 the tokens (a fresh model's are ~50 % dense, which takes the dense path); ``--profile ROWS`` prints a
-``torch.profiler`` table of one more step of every case.
+``torch.profiler`` table of one more step of every case. ``--where-gate`` also times the relu-gated rational
+with the gate as a separate ``torch.where(h > 0, φ(h), 0)`` (the formulation before the mask moved into φ's fused
+kernels; the same results).
 
     python benchmarks/bench_train_step.py [--device cpu|cuda] [--repeats 10] [--warmup 2] [--dense]
-        [--eager-gathered] [--density D] [--profile ROWS] [--only CASE ...] [--json F]
+        [--eager-gathered] [--where-gate] [--density D] [--profile ROWS] [--only CASE ...] [--json F]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ CASES = {
 
 
 EAGER_GATHERED = "(eager gathered)"
+WHERE_GATE = "(where gate)"
 GENERAL_MIN_NUMEL = 1 << 18  # rsae.core.rational's default min_numel
 
 
@@ -74,7 +77,8 @@ class Case:
     """One model, its optimiser and a fixed batch; :meth:`step` times one full training step."""
 
     def __init__(self, settings: dict, d_in: int, d_sae: int, batch: int, device: str, autocast: bool,
-                 sparse: bool = True, gathered_min_numel: int | None = None, density: float | None = None) -> None:
+                 sparse: bool = True, gathered_min_numel: int | None = None, density: float | None = None,
+                 where_gate: bool = False) -> None:
         kwargs = dict(d_in=d_in, d_sae=d_sae, device=device, **settings)
         if settings["family"] == "rational":
             kwargs.update(rational_a=RELU_A, rational_b=RELU_B)
@@ -82,6 +86,14 @@ class Case:
         self.sae.sparse = sparse
         if gathered_min_numel is not None:
             self.sae.activation.gathered_min_numel = gathered_min_numel
+        if where_gate:  # the relu gate as a separate where around φ, not masked inside φ's kernels
+            fused = self.sae.activation.magnitude
+
+            def magnitude(values, latents, positive=False):
+                phi = fused(values, latents)
+                return torch.where(values > 0, phi, 0) if positive else phi
+
+            self.sae.activation.magnitude = magnitude
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=1e-4, fused=True)  # as the Trainer
         self.x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(1)).to(device)
         if density is not None and gate_of(settings) in ("relu", "jumprelu"):
@@ -130,6 +142,8 @@ def main() -> None:
     parser.add_argument("--dense", action="store_true", help="also time the dense path of the sparse families")
     parser.add_argument("--eager-gathered", action="store_true",
                         help="also time the rational cases with phi on gathered entries eager below 2^18 entries")
+    parser.add_argument("--where-gate", action="store_true",
+                        help="also time rational/relu-gate with the gate as a separate where (before the fusion)")
     parser.add_argument("--density", type=float, default=None,
                         help="fraction of tokens on which each latent of the ReLU/JumpReLU families and gates fires "
                              "(b_enc shifted per latent); default: the fresh model's (~0.5)")
@@ -169,13 +183,16 @@ def main() -> None:
             cases[f"{name} {EAGER_GATHERED}"] = Case(settings, args.d_in, args.d_sae, args.batch, args.device,
                                                      args.autocast_bf16, gathered_min_numel=GENERAL_MIN_NUMEL,
                                                      density=args.density)
+        if args.where_gate and name == "rational/relu-gate":
+            cases[f"{name} {WHERE_GATE}"] = Case(settings, args.d_in, args.d_sae, args.batch, args.device,
+                                                 args.autocast_bf16, density=args.density, where_gate=True)
     for i in range(args.warmup + args.repeats):
         for case in cases.values():
             case.step(record=i >= args.warmup)
     median = {name: statistics.median(case.times) for name, case in cases.items()}
     rows = []
     for name, seconds in median.items():
-        base = name.removesuffix(" (dense)").removesuffix(f" {EAGER_GATHERED}")
+        base = name.removesuffix(" (dense)").removesuffix(f" {EAGER_GATHERED}").removesuffix(f" {WHERE_GATE}")
         plain = plain_family(base)
         row = {
             "case": name,
@@ -187,13 +204,16 @@ def main() -> None:
             else None,
             "fused_gathered_speedup": median[f"{base} {EAGER_GATHERED}"] / seconds
             if f"{base} {EAGER_GATHERED}" in median and name == base else None,
+            "fused_gate_speedup": median[f"{base} {WHERE_GATE}"] / seconds
+            if f"{base} {WHERE_GATE}" in median and name == base else None,
         }
         rows.append(row)
         extra = "".join(
             f"  {v:6.3f}x {label}"
             for label, v in (("relu", row["vs_relu"]), (f"{plain}", row["vs_plain_family"]),
                              ("speed-up over dense", row["sparse_speedup"]),
-                             ("speed-up over eager gathered", row["fused_gathered_speedup"]))
+                             ("speed-up over eager gathered", row["fused_gathered_speedup"]),
+                             ("speed-up over where gate", row["fused_gate_speedup"]))
             if v is not None
         )
         print(f"{name:42s} {seconds * 1e3:9.1f} ms  L0 {row['l0']:7.1f}{extra}", flush=True)

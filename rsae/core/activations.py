@@ -201,7 +201,8 @@ class Activation(nn.Module):
     def gated(self, h: Tensor, magnitude) -> Tensor:
         """z = m(h) ⊙ g(h): this family's support m applied to the magnitude map ``magnitude(values, latents)``
         (``latents`` None when ``values`` is the full [..., d_sae] tensor). :class:`Rational` calls it with g = φ;
-        every family usable as a gate implements it."""
+        every family usable as a gate implements it. A magnitude map also takes ``positive=True``: it then returns
+        g(values) where values > 0 and 0 elsewhere, the relu gate's mask, fused into g's kernels where it can."""
         raise NotImplementedError(f"{type(self).__name__} cannot be used as a gate (no gated())")
 
     def gated_sparse_values(self, kept: Tensor, support: Support, magnitude) -> Tensor:
@@ -213,9 +214,10 @@ class Activation(nn.Module):
         the support depends on the magnitudes (the cutoff gate)."""
         return self.penalty(h, z, W_dec)
 
-    def magnitude(self, values: Tensor, latents: Tensor) -> Tensor:
+    def magnitude(self, values: Tensor, latents: Tensor, positive: bool = False) -> Tensor:
         """Magnitude map g on gathered pre-activations ``values`` of latents ``latents`` (same shape);
-        relu by default. Used for the top-k supports and the AuxK loss."""
+        relu by default (already 0 where values <= 0, so ``positive`` changes nothing). Used for the top-k
+        supports and the AuxK loss."""
         return torch.relu(values)
 
     def auxk_values(self, kept: Tensor, support: Support) -> Tensor:
@@ -270,7 +272,8 @@ class ReLU(Activation):
         return torch.relu(h)
 
     def gated(self, h: Tensor, magnitude) -> Tensor:
-        return torch.where(h > 0, magnitude(h, None), 0)
+        # = torch.where(h > 0, magnitude(h, None), 0), with the mask inside φ's kernels for the rational
+        return magnitude(h, None, positive=True)
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         on = torch.relu(h) if self.l1_on == "pre_acts" else z
@@ -659,19 +662,21 @@ class Rational(Activation):
         self.gate_module.sparse_max_density = value
 
     # ------------------------------------------------------------------ activation
-    def magnitude(self, values: Tensor, latents: Tensor | None) -> Tensor:
+    def magnitude(self, values: Tensor, latents: Tensor | None, positive: bool = False) -> Tensor:
         """φ(values) = C_out · r(values / C_in) for gathered pre-activations of latents ``latents``
-        (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor).
+        (indices of the same shape; ``None`` when ``values`` is a full [..., d_sae] tensor). ``positive``: φ where
+        values > 0, else 0, masked inside the fused kernels (:func:`rsae.core.rational.rational_activation`).
 
         Shared scales and coefficients go through :func:`rsae.core.rational.rational_activation` (overflow-safe
         for any finite input). Per-latent scales and per-latent coefficients are gathered here, one row per
         entry; the fused kernel saturates values and gradients as for a full tensor."""
         phi = self.phi
         if latents is None:
-            return phi(values)
+            return phi(values, positive=positive)
         per_scale, per_coef = phi.log_c_in.dim() > 0, phi.per_latent_coefficients
         if not per_scale and not per_coef:
-            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out, phi.b0, phi.tails)
+            return rational_activation(values, phi.a, phi.b, phi.log_c_in, phi.log_c_out, phi.b0, phi.tails,
+                                       positive=positive)
         # Each gathered entry is its own "latent" of the fused kernel (which saturates values and gradients); the
         # gather's backward sums the per-entry gradients in float64 and saturates them too.
         flat = latents.reshape(-1)
@@ -681,7 +686,7 @@ class Rational(Activation):
 
         out = rational_activation(values.reshape(-1), take(phi.a, per_coef), take(phi.b, per_coef),
                                   take(phi.log_c_in, per_scale), take(phi.log_c_out, per_scale),
-                                  take(phi.b0, per_coef), phi.tails)
+                                  take(phi.b0, per_coef), phi.tails, positive=positive)
         return out.reshape(values.shape)
 
     def forward(self, h: Tensor) -> Tensor:

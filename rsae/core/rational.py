@@ -225,21 +225,29 @@ def _common(h: Tensor, inv_c_in: Tensor, pt: Tensor, ht: Tensor, m: int, n: int)
 
 
 def _forward_kernel(h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: Tensor,
-                    m: int, n: int, omax: float, dmin: float) -> tuple[Tensor, Tensor]:
+                    m: int, n: int, omax: float, dmin: float, positive: bool = False) -> tuple[Tensor, Tensor]:
     """φ(h) saturated to ±omax in h's dtype, and the number of elements needing the float64 path.
 
     Those are the elements where φ is not finite (overflow in the working precision, or a NaN input) or the
-    denominator D fell below ``dmin`` (where the underflow of |s|^n could matter).
+    denominator D fell below ``dmin`` (where the underflow of |s|^n could matter). The count covers every
+    element, masked or not, so ``positive`` never changes which precision a call ends in.
+
+    ``positive``: the relu gate's mask in the same pass, φ(h) where h > 0 and exactly 0 elsewhere (NaN h
+    included, as ``torch.where(h > 0, φ(h), 0)`` gives).
     """
     _, _, _, p, _, d, sigma = _common(h, inv_c_in, pt, ht, m, n)
     phi = sigma * p * d.reciprocal() * c_out
     flag = torch.where(torch.isfinite(phi) & (d >= dmin), 0.0, 1.0).sum()
-    return phi.clamp(-omax, omax).to(h.dtype), flag
+    out = phi.clamp(-omax, omax)
+    if positive:
+        out = torch.where(h > 0, out, 0.0)
+    return out.to(h.dtype), flag
 
 
 def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: Tensor, ht: Tensor,
                      pdt: Tensor, bdt: Tensor, m: int, n: int, omax: float, gmax: float,
-                     per_latent: bool, saturating: bool, per_latent_coef: bool = False) -> tuple[Tensor, ...]:
+                     per_latent: bool, saturating: bool, per_latent_coef: bool = False,
+                     positive: bool = False) -> tuple[Tensor, ...]:
     """Gradients wrt h, a, (b_0, ..., b_n), log C_in, log C_out for upstream g (h and g are [rows, d]).
 
     ``per_latent`` (scales) and ``per_latent_coef`` (coefficient tables [2, K, d]) make the corresponding
@@ -253,6 +261,10 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
 
     ``saturating`` says whether φ may exceed ±omax here (the working precision is wider than the output
     dtype); if not, the forward found every φ finite, so no element is saturated and the mask is skipped.
+
+    ``positive`` (the forward's relu-gate mask): elements with h <= 0 (or NaN) contribute nothing — their f is
+    set to 0 after the product, so every gradient term of theirs is 0, as after the backward of
+    ``torch.where(h > 0, φ(h), 0)``.
     """
     t, big, u, p, q_poly, d, sigma = _common(h, inv_c_in, pt, ht, m, n)
     inv_d = d.reciprocal()  # one division, then products (divisions are the slowest vector op)
@@ -261,6 +273,8 @@ def _backward_kernel(g: Tensor, h: Tensor, inv_c_in: Tensor, c_out: Tensor, pt: 
     if saturating:
         phi = sigma * p * inv_d * c_out  # the forward's expression: the same elements saturate
         f = torch.where(phi.abs() <= omax, f, 0.0)  # select after the product: 0 even where σ = inf
+    if positive:
+        f = torch.where(h > 0, f, 0.0)
     q = p * inv_d
     sq = torch.sign(q_poly)
     core = _horner(u, big, pdt) - q * sq * _horner(u, big, bdt)
@@ -394,7 +408,10 @@ _F32_UNIT = 2.0**-24  # unit roundoff of float32
 def _condition(a: Tensor, c: Tensor) -> float:
     """κ = Σ|a_i| + Σ|b_j| (b_0 included): the float32 Horner error of r on |t| ≤ 1 is ≲ (m + n + 2)·u·κ.
 
-    For per-latent coefficients (a [d, m+1], c [d, n+1]) the worst latent's κ."""
+    For per-latent coefficients (a [d, m+1], c [d, n+1]) the worst latent's κ (0 for d = 0: an empty gathered
+    support)."""
+    if a.numel() == 0:
+        return 0.0
     return float((a.detach().abs().sum(-1) + c.detach().abs().sum(-1)).max())
 
 
@@ -428,7 +445,7 @@ def _dmin(dtype: torch.dtype) -> float:
 
 
 def _forward(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
-             dtype: torch.dtype) -> tuple[Tensor, bool]:
+             dtype: torch.dtype, positive: bool = False) -> tuple[Tensor, bool]:
     """φ(h) computed in ``dtype``, and whether it needs the float64 path (see the module docstring)."""
     pr = _params(h, a, c, log_c_in, log_c_out, dtype, derivatives=False)
     pt, ht = pr.tables
@@ -436,8 +453,9 @@ def _forward(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out
     compiled = _use_compiled(pr.h2.numel())
     outs, flags = [], []
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
-        out, flag = _call("forward", _forward_kernel, pr.h2.numel(), pr.h2[rows], pr.inv_c_in, pr.c_out,
-                          pt, ht, pr.m, pr.n, omax, _dmin(dtype))
+        # the masked kernels are compiled apart, so the two variants do not share one compile cache
+        out, flag = _call("forward_positive" if positive else "forward", _forward_kernel, pr.h2.numel(),
+                          pr.h2[rows], pr.inv_c_in, pr.c_out, pt, ht, pr.m, pr.n, omax, _dmin(dtype), positive)
         outs.append(out)
         flags.append(flag)
     out = outs[0] if len(outs) == 1 else torch.cat(outs)
@@ -445,7 +463,7 @@ def _forward(h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out
 
 
 def _backward(g: Tensor, h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | None, log_c_out: Tensor | None,
-              dtype: torch.dtype, flagged: bool) -> list[Tensor]:
+              dtype: torch.dtype, flagged: bool, positive: bool = False) -> list[Tensor]:
     """[∂/∂h, ∂/∂a, ∂/∂(b_0..b_n), ∂/∂log C_in, ∂/∂log C_out] computed in ``dtype`` (reductions in ``dtype``).
 
     ``flagged``: the forward took the float64 path, so some outputs may have saturated.
@@ -457,9 +475,9 @@ def _backward(g: Tensor, h: Tensor, a: Tensor, c: Tensor, log_c_in: Tensor | Non
     grads_h: list[Tensor] = []
     sums: list[Tensor] = []
     for rows in _row_chunks(pr.h2.shape[0], pr.h2.shape[1], compiled):
-        gh, *red = _call("backward", _backward_kernel, pr.h2.numel(), g2[rows], pr.h2[rows], pr.inv_c_in,
-                         pr.c_out, *pr.tables, pr.m, pr.n, omax, omax, pr.per_latent,
-                         flagged or dtype != h.dtype, pr.per_latent_coef)
+        gh, *red = _call("backward_positive" if positive else "backward", _backward_kernel, pr.h2.numel(),
+                         g2[rows], pr.h2[rows], pr.inv_c_in, pr.c_out, *pr.tables, pr.m, pr.n, omax, omax,
+                         pr.per_latent, flagged or dtype != h.dtype, pr.per_latent_coef, positive)
         grads_h.append(gh)
         sums = red if not sums else [s + r for s, r in zip(sums, red, strict=True)]
     grad_h = grads_h[0] if len(grads_h) == 1 else torch.cat(grads_h)
@@ -504,19 +522,23 @@ def _warn_sanitized() -> None:
 
 
 class _SafePadeFunction(torch.autograd.Function):
-    """φ(h) = C_out · r(h / C_in) with analytic backward; see the module docstring for formulas and policy."""
+    """φ(h) = C_out · r(h / C_in) with analytic backward; see the module docstring for formulas and policy.
+
+    ``positive=True`` applies the relu gate in the same kernels: the output is φ(h) where h > 0 and 0 elsewhere,
+    and the masked elements contribute nothing to any gradient (no separate ``where`` pass each way)."""
 
     @staticmethod
     def forward(ctx: Any, h: Tensor, a: Tensor, b: Tensor, b0: Tensor | None, log_c_in: Tensor | None,
-                log_c_out: Tensor | None) -> Tensor:
+                log_c_out: Tensor | None, positive: bool = False) -> Tensor:
         c = _denominator_coefficients(b, b0)
         dtype = _compute_dtype(h, a, c, log_c_in, log_c_out)
+        ctx.positive = positive
         with torch.autocast(h.device.type, enabled=False):
-            out, fallback = _forward(h, a, c, log_c_in, log_c_out, dtype)
+            out, fallback = _forward(h, a, c, log_c_in, log_c_out, dtype, positive)
             ctx.flagged = fallback
             if fallback and dtype != torch.float64:
                 dtype = torch.float64
-                out, fallback = _forward(h, a, c, log_c_in, log_c_out, dtype)
+                out, fallback = _forward(h, a, c, log_c_in, log_c_out, dtype, positive)
             if fallback:
                 out, changed = _sanitize(out, torch.isnan(h))
                 if changed:
@@ -532,11 +554,11 @@ class _SafePadeFunction(torch.autograd.Function):
         c = _denominator_coefficients(b, b0)
         dtype = ctx.compute_dtype
         with torch.autocast(h.device.type, enabled=False), kernel_settings(min_numel=ctx.min_numel):
-            grads = _backward(g, h, a, c, log_c_in, log_c_out, dtype, ctx.flagged)
+            grads = _backward(g, h, a, c, log_c_in, log_c_out, dtype, ctx.flagged, ctx.positive)
             finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite and dtype != torch.float64:
                 dtype = torch.float64
-                grads = _backward(g, h, a, c, log_c_in, log_c_out, dtype, ctx.flagged)
+                grads = _backward(g, h, a, c, log_c_in, log_c_out, dtype, ctx.flagged, ctx.positive)
                 finite = all(bool(torch.isfinite(x).all()) for x in grads[1:])
             if not finite:
                 grads = _sanitize_grads(grads, h, g)
@@ -544,9 +566,9 @@ class _SafePadeFunction(torch.autograd.Function):
         grad_h = grads[0] if ctx.needs_input_grad[0] else None
         g_a, g_c, g_lcin, g_lcout = grads[1:]
         rest = zip((g_a, g_c[..., 1:], g_c[..., 0], g_lcin, g_lcout), (a, b, b0, log_c_in, log_c_out),
-                   ctx.needs_input_grad[1:], strict=True)
+                   ctx.needs_input_grad[1:6], strict=True)
         return (grad_h, *(_saturate(gr, x.dtype).reshape(x.shape) if x is not None and need else None
-                          for gr, x, need in rest))
+                          for gr, x, need in rest), None)
 
 
 def _denominator_coefficients(b: Tensor, b0: Tensor | None) -> Tensor:
@@ -638,7 +660,8 @@ def safe_pade(t: Tensor, a: Tensor, b: Tensor, b0: Tensor | None = None) -> Tens
 
 
 def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c_out: Tensor,
-                        b0: Tensor | None = None, tails: tuple[float, float] | None = None) -> Tensor:
+                        b0: Tensor | None = None, tails: tuple[float, float] | None = None, *,
+                        positive: bool = False) -> Tensor:
     """φ(h) = exp(log_c_out) · r(h · exp(−log_c_in)) elementwise on [..., d]; differentiable in all arguments.
 
     ``b0`` is the free constant of the denominator 1 + |b_0 + Σ_j b_j tʲ| (0-d tensor; ``None`` means 0).
@@ -653,6 +676,14 @@ def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c
     ``b0`` [d], row j used for column j of ``h``). ``log_c_in`` and ``log_c_out`` are 0-d tensors (shared
     scales) or shape [d] (one per latent, broadcast over the last dimension of ``h``); the two choices are
     independent. This is the functional form of :class:`RationalActivation`.
+
+    ``positive=True`` returns the relu-gated φ, ``torch.where(h > 0, φ(h), 0)``, with the mask applied inside the
+    fused forward and backward kernels (one pass each way instead of three). It equals that formulation to the
+    last bit in the forward; the gradients are equal too, except where a masked element alone would have sent
+    the call to the float64 path (its non-finite φ or gradient term is now zeroed before the check). With tails
+    the clamp stays eager; under the mask the left tail (non-zero only for h < −C_in) is dropped, the right tail
+    (zero for h ≤ C_in) is kept, so a NaN input gives NaN there (the tail's max(h − C_in, 0)), where the
+    ``where`` formulation gave 0.
     """
     _check_coefficients(a, b, b0, h)
     _check_input(h, a, b, log_c_in, log_c_out, *([] if b0 is None else [b0]))
@@ -663,15 +694,18 @@ def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c
                               f"dimension), got {tuple(x.shape)}")
     if log_c_in.dim() != log_c_out.dim():
         raise ConfigError("log_c_in and log_c_out must both be scalars or both per-latent [d]")
+    positive = bool(positive)
     if tails is None:
-        return _SafePadeFunction.apply(h, a, b, b0, log_c_in, log_c_out)
+        return _SafePadeFunction.apply(h, a, b, b0, log_c_in, log_c_out, positive)
     left, right = _check_tails(tails)
     c_in = log_c_in.exp().to(h.dtype)
-    out = _SafePadeFunction.apply(torch.maximum(torch.minimum(h, c_in), -c_in), a, b, b0, log_c_in, log_c_out)
+    # clamp(h, −C_in, C_in) > 0 exactly where h > 0 (C_in > 0), so the kernel's mask on it is the gate's mask
+    out = _SafePadeFunction.apply(torch.maximum(torch.minimum(h, c_in), -c_in), a, b, b0, log_c_in, log_c_out,
+                                  positive)
     slope = (log_c_out - log_c_in).exp().to(h.dtype)  # C_out / C_in: φ's slope on a tail of slope 1
     if right:
         out = out + (slope * right) * torch.relu(h - c_in)
-    if left:
+    if left and not positive:
         out = out - (slope * left) * torch.relu(-c_in - h)
     big = torch.finfo(out.dtype).max  # a tail beyond the dtype's range saturates, as the kernel does
     return out.clamp(-big, big)
@@ -881,12 +915,14 @@ class RationalActivation(nn.Module):
                                                     dtype=state_dict[prefix + "a"].dtype)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, h: Tensor) -> Tensor:
-        """φ(h) elementwise on [..., d_sae]; same shape and dtype as ``h``."""
+    def forward(self, h: Tensor, positive: bool = False) -> Tensor:
+        """φ(h) elementwise on [..., d_sae]; same shape and dtype as ``h``. ``positive=True``: φ(h) where h > 0,
+        else 0, masked inside the fused kernels (:func:`rational_activation`)."""
         if isinstance(h, Tensor) and self.d_sae is not None and (h.dim() == 0 or h.shape[-1] != self.d_sae):
             raise ConfigError(f"input's last dimension must be d_sae = {self.d_sae}, got shape "
                               f"{tuple(h.shape)}")
-        return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out, self.b0, self.tails)
+        return rational_activation(h, self.a, self.b, self.log_c_in, self.log_c_out, self.b0, self.tails,
+                                   positive=positive)
 
     def coefficients(self) -> RationalCoefficients:
         """The current (a, b, C_in, C_out, b_0) as float64 numpy arrays (b_0 a float when shared)."""

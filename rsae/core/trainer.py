@@ -175,6 +175,10 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self._last_checkpoint: Path | None = None
         self._resumed = False
+        # the batch stream of the last train() call and the (epoch, batch_in_epoch) it stopped at: a later call
+        # continues it instead of re-reading (and re-shuffling) the current chunk
+        self._stream: Iterator[Tensor] | None = None
+        self._stream_position: tuple[int, int] | None = None
         self._setup_distributed()
 
     def _setup_distributed(self) -> None:
@@ -250,7 +254,9 @@ class Trainer:
             desc=f"train {sae.cfg.family}",
             dynamic_ncols=True,
         )
-        batches = self._batches()
+        if self._stream is None or self._stream_position != (self.epoch, self.batch_in_epoch):
+            self._stream = self._batches()  # fresh, or the position was changed from outside (resume)
+        batches = self._stream
         try:
             while self.step < stop:
                 x = next(batches).to(device=device, dtype=sae.dtype, non_blocking=True)
@@ -269,6 +275,11 @@ class Trainer:
                     and self.step < stop
                 ):
                     self._save_checkpoint_on_rank0()
+        except BaseException:
+            self._stream = None  # a stream an exception went through is not continued
+            raise
+        else:
+            self._stream_position = (self.epoch, self.batch_in_epoch)
         finally:
             bar.close()
         if self.checkpoint_dir is not None:
@@ -366,6 +377,13 @@ class Trainer:
     def _check_finite_weights(self) -> None:
         """Stop after the update if any parameter became NaN or inf (e.g. a learning rate far too large)."""
         params = dict(self.sae.named_parameters())
+        # One summing pass per parameter first: a NaN or inf entry makes its sum non-finite, so finite sums prove
+        # every entry finite (the exact test costs 4 elementwise passes per parameter). Summed in float64, finite
+        # float32 entries cannot overflow; a non-finite sum (for float64 parameters possibly an overflow of finite
+        # entries) is settled by the exact test.
+        with torch.no_grad():
+            if bool(torch.isfinite(torch.stack([p.detach().sum(dtype=torch.float64) for p in params.values()])).all()):
+                return
         finite = torch.stack([torch.isfinite(p.detach()).all() for p in params.values()])
         if not bool(finite.all()):
             bad = [name for name, ok in zip(params, finite.tolist(), strict=True) if not ok]

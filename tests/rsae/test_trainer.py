@@ -160,3 +160,45 @@ def test_coefficient_lr_scale_sets_the_rational_coefficients_learning_rate():
     assert moved[0.0]["W_enc"] > 0 and moved[0.0]["activation.phi.log_c_out"] > 0
     with pytest.raises(ConfigError, match="coefficient_lr_scale"):
         TrainConfig(coefficient_lr_scale=-1.0)
+
+
+@pytest.mark.parametrize("name", ["topk", "rational-relu"])
+def test_train_in_pieces_equals_one_call(name: str) -> None:
+    """train(until=...) called repeatedly continues one batch stream (no re-read of the current chunk): the
+    weights, history and data position equal a single call's, across epoch boundaries (11 batches per epoch);
+    moving the position from outside makes the next call start a fresh stream there."""
+    x = _data()
+    cfg = _cfg(steps=24)
+    straight = Trainer(SAE.from_config(make_config(name), seed=0), cfg, x, progress=False)
+    straight.train()
+    pieces = Trainer(SAE.from_config(make_config(name), seed=0), cfg, x, progress=False)
+    for until in (3, 4, 11, 12, 19, 24):
+        pieces.train(until=until)
+        assert pieces._stream is not None and pieces._stream_position == (pieces.epoch, pieces.batch_in_epoch)
+    for (key, a), b in zip(straight.sae.state_dict().items(), pieces.sae.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    assert straight.history == pieces.history
+    assert (straight.epoch, straight.batch_in_epoch) == (pieces.epoch, pieces.batch_in_epoch) == (2, 2)
+    stream = pieces._stream
+    pieces.batch_in_epoch = 0  # moved from outside: the old stream is dropped
+    pieces.cfg = _cfg(steps=25)
+    pieces.train(until=25)
+    assert pieces._stream is not stream and pieces.batch_in_epoch == 1
+
+
+def test_non_finite_weights_are_named() -> None:
+    """The finite-sum shortcut of the weight check still stops at (and names) a parameter that became NaN or
+    inf, and passes finite weights whose float32 sum would overflow."""
+    from rsae.errors import TrainingError
+
+    trainer = Trainer(SAE.from_config(make_config("relu"), seed=0), _cfg(), _data(), progress=False)
+    with torch.no_grad():
+        trainer.sae.W_dec.fill_(3e38)  # finite; the float32 sum overflows, the float64 one does not
+    trainer._check_finite_weights()
+    for bad in (float("nan"), float("inf")):
+        with torch.no_grad():
+            trainer.sae.b_enc[3] = bad
+        with pytest.raises(TrainingError, match="b_enc non-finite"):
+            trainer._check_finite_weights()
+        with torch.no_grad():
+            trainer.sae.b_enc[3] = 0.0
