@@ -849,6 +849,12 @@ def run_reproduce(args: argparse.Namespace) -> dict[str, Any] | str:
             results = json.loads(Path(args.markdown).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot read results JSON {args.markdown}: {exc}") from exc
+        if args.rescore:
+            from rsae.core.strict_json import write_json
+            from rsae.experiments.scoreboard import rescore
+
+            results = rescore(results)
+            write_json(Path(args.markdown), results, indent=1)
         if args.write_docs:
             from rsae.experiments.report import write_doc_blocks
 
@@ -861,6 +867,8 @@ def run_reproduce(args: argparse.Namespace) -> dict[str, Any] | str:
         raise ConfigError("--write-docs needs --markdown RESULTS_JSON (the results whose tables it writes)")
     if args.block_prefix:
         raise ConfigError("--block-prefix needs --markdown RESULTS_JSON and --write-docs DOC")
+    if args.rescore:
+        raise ConfigError("--rescore needs --markdown RESULTS_JSON (the results it re-scores)")
     preset = args.preset_for(args)
     results = reproduce(PRESETS[preset], args.out, args.figures, device=args.device, progress=not args.no_progress,
                         data=args.data, teachers=args.teacher or ())
@@ -897,6 +905,9 @@ def _common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--write-docs", default=None, metavar="DOC",
                         help="with --markdown: replace the generated blocks (scoreboard, comparison, timing) of "
                         "the markdown file DOC, e.g. docs/results.md")
+    parser.add_argument("--rescore", action="store_true",
+                        help="with --markdown: rebuild the results' scoreboard (verdicts, totals) from its rows by the "
+                        "current rules and write it back to RESULTS_JSON; the measured values are untouched")
     parser.add_argument("--block-prefix", default="", metavar="PREFIX",
                         help="with --write-docs: the blocks are named PREFIX + name (e.g. study- for "
                         "study-scoreboard), so one file holds the tables of two runs")

@@ -69,7 +69,7 @@ from rsae.experiments.reproduce_stages import (
     _stage_upgrade,
     train_until_converged,
 )
-from rsae.experiments.scoreboard import SIGMAS, plot_tradeoff, score_row, totals
+from rsae.experiments.scoreboard import build_board, plot_tradeoff
 from rsae.experiments.stages import _hash, _Stages, _write_json
 
 __all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduce", "results_markdown",
@@ -257,11 +257,8 @@ def reproduce(
             m.update({k: measured.get(f"{key}/rsae-s{seed}", blank)[k] for k in _DOWNSTREAM_KEYS})
         for seed, m in zip(cfg.seeds, row["control"]):
             m.update({k: measured.get(f"{key}/control-s{seed}", blank)[k] for k in _DOWNSTREAM_KEYS})
-        score_row(row, cfg.l0_budget)
 
-    board = {"seeds": list(cfg.seeds), "sigmas": SIGMAS, "l0_budget": cfg.l0_budget, "rows": rows,
-             "totals": totals(rows),
-             "totals_by_variant": {v: totals([r for r in rows if r["variant"] == v]) for v in cfg.variants}}
+    board = build_board(rows, cfg.seeds, cfg.l0_budget, cfg.variants)
     results = {
         "config": cfg.to_dict(),
         "device": device,

@@ -36,7 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS", "GROUPS", "SIGMAS", "compare", "combine", "score_row", "totals", "totals_sentences",
+__all__ = ["METRICS", "GROUPS", "SIGMAS", "RELATIVE_TIE", "build_board", "rescore", "compare", "combine", "score_row",
+           "totals", "totals_sentences",
            "scoreboard_markdown", "comparison_markdown", "timing_markdown", "plot_tradeoff"]
 
 METRICS: tuple[tuple[str, str, str, str], ...] = (
@@ -54,8 +55,10 @@ GROUPS = ("reconstruction", "sparsity", "downstream")
 SIGMAS = 2.0
 """A difference counts when it exceeds this many standard deviations of the seed spread."""
 _VERDICTS = ("win", "loss", "tie", "excluded", "n/a")
-_RELATIVE_TIE = 1e-9
-"""Differences below this fraction of the values are ties whatever the spread (float rounding)."""
+RELATIVE_TIE = 1e-3
+"""Differences below this fraction of the larger value are ties whatever the spread: the scoreboard's resolution
+where the seed spread is 0 (a frozen encoder gives every seed the same L0 and probe; a TopK L0 of 15.9998 against
+16.0000 is 4 codes in 320,000, not a loss)."""
 
 
 def _stats(values: Sequence[float | None]) -> dict[str, Any] | None:
@@ -83,8 +86,8 @@ def compare(rsae: Sequence[float | None], reference: float | Sequence[float | No
     diff = r["mean"] - ref["mean"]
     if better == "lower":
         diff = -diff
-    # at zero spread, a difference at the level of float rounding is not a difference
-    margin = max(sigmas * max(r["sd"], ref["sd"]), _RELATIVE_TIE * max(abs(r["mean"]), abs(ref["mean"])))
+    # at zero spread, a difference below the scoreboard's resolution is not a difference
+    margin = max(sigmas * max(r["sd"], ref["sd"]), RELATIVE_TIE * max(abs(r["mean"]), abs(ref["mean"])))
     spread = max(r["sd"], ref["sd"])
     verdict = "win" if diff > margin else "loss" if diff < -margin else "tie"
     return {"verdict": verdict, "difference": diff, "spread": spread}
@@ -150,6 +153,25 @@ def totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def build_board(rows: list[dict[str, Any]], seeds: Sequence[int], l0_budget: float,
+                variants: Sequence[str]) -> dict[str, Any]:
+    """The results' ``scoreboard``: every row scored (:func:`score_row`, in place), the totals and the totals per
+    variant, with the rules they were scored by (``sigmas``, ``relative_tie``, ``l0_budget``)."""
+    for row in rows:
+        score_row(row, l0_budget)
+    return {"seeds": list(seeds), "sigmas": SIGMAS, "relative_tie": RELATIVE_TIE, "l0_budget": l0_budget,
+            "rows": rows, "totals": totals(rows),
+            "totals_by_variant": {v: totals([r for r in rows if r["variant"] == v]) for v in variants}}
+
+
+def rescore(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with its scoreboard rebuilt from its rows by the current rules (:func:`build_board`); the
+    measured values are untouched. ``rsae study --markdown RESULTS --rescore`` writes it back."""
+    board = results["scoreboard"]
+    variants = list(dict.fromkeys(r["variant"] for r in board["rows"]))
+    return {**results, "scoreboard": build_board(board["rows"], board["seeds"], board["l0_budget"], variants)}
+
+
 def totals_sentences(t: dict[str, Any]) -> list[str]:
     """The totals in the paper's form, one sentence per comparison."""
     names = {"vs_teacher": "the teacher", "vs_control": "the control", "verdict": "both the teacher and the control"}
@@ -189,9 +211,11 @@ def scoreboard_markdown(results: dict[str, Any]) -> str:
     """The scoreboard's markdown (totals, row facts, cells) generated from a results dict alone."""
     board = results["scoreboard"]
     lines = [f"Seeds per RSAE and per control: {', '.join(str(s) for s in board['seeds'])}; a cell is a win when "
-             f"RSAE beats both the teacher and the control by more than {board['sigmas']:g} sd of the seed spread, "
-             f"a loss when it is worse than either by that much; rows over the L0 budget ({board['l0_budget']:g} × "
-             "the teacher's L0) have their wins excluded.", ""]
+             f"RSAE beats both the teacher and the control by more than {board['sigmas']:g} sd of the seed spread"
+             + (f" (and by more than {100 * board['relative_tie']:g} % of the value, the resolution at zero spread)"
+                if board.get("relative_tie", 0) >= 1e-6 else "")
+             + f", a loss when it is worse than either by that much; rows over the L0 budget "
+             f"({board['l0_budget']:g} × the teacher's L0) have their wins excluded.", ""]
     lines += [f"* {s}" for s in totals_sentences(board["totals"])]
     for variant, t in board["totals_by_variant"].items():
         lines.append(f"* variant `{variant}`: " + " ".join(totals_sentences(t)[2:]))

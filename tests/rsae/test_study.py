@@ -118,7 +118,10 @@ def test_compare_and_combine_follow_the_two_sd_rule():
     assert compare([1.0, 1.0, 1.0], [1.3, 1.5, 1.7], "lower")["verdict"] == "win"
     assert compare([2.0, 2.0, 2.0], 2.0, "lower")["verdict"] == "tie"  # identical: no win at zero spread
     assert compare([0.1 + 0.2] * 3, 0.3, "higher")["verdict"] == "tie"  # float rounding is no difference
-    assert compare([2.0, 2.0, 2.0], 2.001, "lower")["verdict"] == "win"  # zero spread: any real difference
+    # zero spread: below the resolution (0.1 % of the larger value) a tie, above it a verdict
+    assert compare([16.0] * 3, 15.9998, "lower")["verdict"] == "tie"
+    assert compare([16.0] * 3, 15.98, "lower")["verdict"] == "loss"
+    assert compare([2.0, 2.0, 2.0], 2.01, "lower")["verdict"] == "win"  # zero spread: above the resolution
     assert compare([None, 1.0, 1.0], 2.0, "lower")["verdict"] == "n/a"
     assert combine("win", "win") == "win" and combine("win", "tie") == "tie" and combine("win", "loss") == "loss"
     assert combine("n/a", "win") == "n/a"
@@ -210,3 +213,27 @@ def test_write_docs_regenerates_every_block_and_refuses_a_doc_without_them(tmp_p
     assert "study-scoreboard, study-comparison, study-timing" in capsys.readouterr().out
     assert "stale" not in two.read_text() and two.read_text().startswith(text)
     assert main(["study", "--markdown", str(results), "--write-docs", str(doc), "--block-prefix", "study-"]) == 2
+
+
+def test_rescore_rebuilds_the_scoreboard_by_the_current_rules(tmp_path, capsys):
+    """--rescore recomputes every verdict and total from the rows' measured values (which it leaves alone) and
+    writes the results back as strict JSON; without --markdown it is a usage error."""
+    from rsae.experiments.scoreboard import RELATIVE_TIE, rescore
+
+    original = json.loads((ROOT / "figures" / "results.json").read_text())
+    stale = json.loads(json.dumps(original))
+    stale["scoreboard"]["totals"] = {"stale": True}
+    stale["scoreboard"].pop("relative_tie", None)
+    for row in stale["scoreboard"]["rows"]:
+        for cell in row["cells"].values():
+            cell["verdict"] = "win"
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(stale))
+    assert main(["study", "--markdown", str(path), "--rescore"]) == 0
+    capsys.readouterr()
+    after = json.loads(path.read_text(), parse_constant=pytest.fail)
+    assert after["scoreboard"]["relative_tie"] == RELATIVE_TIE and "stale" not in after["scoreboard"]["totals"]
+    assert after == json.loads(json.dumps(rescore(original)))
+    for a, b in zip(after["scoreboard"]["rows"], original["scoreboard"]["rows"], strict=True):
+        assert a["rsae"] == b["rsae"] and a["control"] == b["control"] and a["teacher"] == b["teacher"]
+    assert main(["study", "--rescore"]) == 2
