@@ -341,8 +341,25 @@ def _compiled_or_eager(name: str, fn: Callable[..., Any], numel: int) -> Callabl
     if not _use_compiled(numel):
         return None
     if name not in _compiled:
+        _raise_recompile_limit()
         _compiled[name] = torch.compile(fn, dynamic=None, options=_INDUCTOR_OPTIONS)
     return _compiled[name]
+
+
+RECOMPILE_LIMIT = 64
+"""Lower bound this module sets on ``torch._dynamo.config.recompile_limit`` when it first compiles a kernel. Each
+kernel is compiled per combination of dtype (float32 training, float64 calibration), rank and grad requirements
+(shared or per-latent scales, per-latent coefficients, inputs that need a gradient), and shape class; one upgrade
+run meets more than torch's default 8, after which dynamo silently runs the kernel eagerly for every new
+combination (measured: the main job's `paper` upgrade stages took 31–36 s each at the default limit, one stage
+12 s in a process that had compiled its variants)."""
+
+
+def _raise_recompile_limit() -> None:
+    config = torch._dynamo.config
+    for key in ("recompile_limit", "cache_size_limit"):  # the name changed across torch versions
+        if hasattr(config, key) and getattr(config, key) < RECOMPILE_LIMIT:
+            setattr(config, key, RECOMPILE_LIMIT)
 
 
 def _call(name: str, fn: Callable[..., Any], numel: int, *args: Any) -> Any:

@@ -645,3 +645,23 @@ def test_tails_stay_finite_and_reject_bad_slopes() -> None:
     for bad in ((0.0,), (math.nan, 1.0), "ab", 3):
         with pytest.raises(ConfigError, match="tails"):
             RationalActivation([0.0, 1.0], [], tails=bad)
+
+
+def test_compiling_a_kernel_raises_dynamos_recompile_limit() -> None:
+    """Past torch's default of 8 variants per kernel, dynamo would run the fused kernels eagerly without a word."""
+    import torch._dynamo
+
+    from rsae.core import rational
+
+    config = torch._dynamo.config
+    key = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    before = getattr(config, key)
+    try:
+        setattr(config, key, 8)
+        rational._compiled.pop("test-kernel", None)
+        with rational.kernel_settings(compile=True, min_numel=0):
+            assert rational._compiled_or_eager("test-kernel", torch.sin, 10) is not None
+        assert getattr(config, key) >= rational.RECOMPILE_LIMIT >= 32
+    finally:
+        rational._compiled.pop("test-kernel", None)
+        setattr(config, key, max(before, rational.RECOMPILE_LIMIT))
