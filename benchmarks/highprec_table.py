@@ -61,9 +61,9 @@ def sweep(variant: str, n_max: int, path: Path, resume: bool) -> None:
     """One continuation sweep k = 1 … n_max/2 (:func:`rational_approx.fitting.highprec.sqrt_sweep`), one JSON line
     per n appended to ``path``; with ``resume``, it continues after the last line."""
     start, levels = None, []
-    if resume and path.exists() and path.stat().st_size:
-        *_, last = path.read_text().splitlines()
-        rec = json.loads(last)
+    done = _records(path, repair=True) if resume else []
+    if done:
+        rec = done[-1]
         with mpmath.workprec(rec["prec"] + 64), working_precision(rec["prec"] + 64):
             levels = [arb_from_mpf(mpmath.mpf(h)) for h in rec["levels"]]
             start = ([arb_from_mpf(mpmath.mpf(t)) for t in rec["reference_t"]], levels)
@@ -88,10 +88,29 @@ def sweep(variant: str, n_max: int, path: Path, resume: bool) -> None:
                   f"{state.iterations} it  {secs:.1f} s", flush=True)
 
 
-def _load(path: Path) -> dict[int, dict]:
+def _records(path: Path, repair: bool = False) -> list[dict]:
+    """The JSON lines of ``path``. A last line cut short (the process was killed while writing it) is skipped, and
+    with ``repair`` removed from the file, so that a resumed sweep appends after the last whole record; any other
+    bad line is an error."""
     if not path.exists():
-        return {}
-    return {r["n"]: r for r in map(json.loads, path.read_text().splitlines())}
+        return []
+    text = path.read_text()
+    lines = text.splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1 or text.endswith("\n"):
+                raise SystemExit(f"{path}: line {i + 1} is not JSON (not a cut-short last line); fix or remove it")
+            print(f"{path}: skipping the cut-short last line {i + 1}", flush=True)
+            if repair:
+                path.write_text("".join(ln + "\n" for ln in lines[:-1]))
+    return records
+
+
+def _load(path: Path) -> dict[int, dict]:
+    return {r["n"]: r for r in _records(path)}
 
 
 def _certify_one(rec: dict, max_intervals: int = 1_000_000) -> dict:
