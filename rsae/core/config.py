@@ -186,9 +186,9 @@ class SAEConfig:
             except ValueError as exc:
                 raise ConfigError(f"SAEConfig.rational_type: {exc}") from exc
         if self.rational_tails is not None:
-            from rsae.core.rational import _check_tails
+            from rsae.core.rational import check_tails
 
-            object.__setattr__(self, "rational_tails", _check_tails(self.rational_tails))
+            object.__setattr__(self, "rational_tails", check_tails(self.rational_tails))
         if not self.rational_floor >= 0 or not math.isfinite(self.rational_b0):
             raise ConfigError(f"SAEConfig.rational_floor must be >= 0 and rational_b0 finite, got "
                               f"{self.rational_floor!r}, {self.rational_b0!r}")

@@ -84,6 +84,7 @@ __all__ = [
     "DEFAULT_TYPES",
     "RationalActivation",
     "RationalCoefficients",
+    "check_tails",
     "configure_kernels",
     "current_kernel_settings",
     "kernel_settings",
@@ -714,7 +715,7 @@ def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c
     positive = bool(positive)
     if tails is None:
         return _SafePadeFunction.apply(h, a, b, b0, log_c_in, log_c_out, positive)
-    left, right = _check_tails(tails)
+    left, right = check_tails(tails)
     c_in = log_c_in.exp().to(h.dtype)
     # clamp(h, −C_in, C_in) > 0 exactly where h > 0 (C_in > 0), so the kernel's mask on it is the gate's mask
     out = _SafePadeFunction.apply(torch.maximum(torch.minimum(h, c_in), -c_in), a, b, b0, log_c_in, log_c_out,
@@ -728,8 +729,9 @@ def rational_activation(h: Tensor, a: Tensor, b: Tensor, log_c_in: Tensor, log_c
     return out.clamp(-big, big)
 
 
-def _check_tails(tails: Any) -> tuple[float, float]:
-    """``tails`` as two finite floats (s_left, s_right), or a ConfigError."""
+def check_tails(tails: Any) -> tuple[float, float]:
+    """``tails`` as two finite floats (s_left, s_right), or a ConfigError (the one check of a tails argument: the
+    kernel, :class:`RationalActivation` and ``SAEConfig.rational_tails`` use it)."""
     try:
         left, right = (float(s) for s in tails)
     except (TypeError, ValueError):
@@ -850,7 +852,7 @@ class RationalActivation(nn.Module):
                  b0: float | Sequence[float] | np.ndarray | Tensor = 0.0,
                  per_latent_coefficients: bool = False, tails: tuple[float, float] | None = None) -> None:
         super().__init__()
-        self.tails = None if tails is None else _check_tails(tails)
+        self.tails = None if tails is None else check_tails(tails)
         if d_sae is not None and (isinstance(d_sae, bool) or not isinstance(d_sae, int) or d_sae < 1):
             raise ConfigError(f"d_sae must be a positive int or None, got {d_sae!r}")
         if per_latent_scales and d_sae is None:

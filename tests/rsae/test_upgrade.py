@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
-from rsae.core.config import TrainConfig
+from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.sae import SAE
 from rsae.core.trainer import Trainer
 from rsae.errors import ConfigError
@@ -292,3 +293,15 @@ def test_calibrate_refuses_a_per_latent_coefficient_student_with_a_way_out(jumpr
     student = rsae_init(jumprelu_teacher, coefficient_sharing="latent_coefficients")
     with pytest.raises(ConfigError, match="per_latent_coefficients"):
         calibrate(student, jumprelu_teacher, tokens[:200], max_iter=2)
+
+
+def test_bad_tails_are_refused_with_a_clear_error(jumprelu_teacher: SAE) -> None:
+    """rsae_init(tails=) takes "primitive", two slopes or None; SAEConfig.rational_tails two finite slopes."""
+    with pytest.raises(ConfigError, match="tails must be 'primitive'"):
+        rsae_init(jumprelu_teacher, tails="linear")
+    with pytest.raises(ConfigError, match="tails"):
+        rsae_init(jumprelu_teacher, tails=(0.0, math.inf))
+    assert rsae_init(jumprelu_teacher, tails=(0.0, 0.5)).cfg.rational_tails == (0.0, 0.5)
+    assert rsae_init(jumprelu_teacher, tails=None).cfg.rational_tails is None
+    with pytest.raises(ConfigError, match="tails"):
+        SAEConfig(d_in=4, d_sae=8, family="rational", rational_tails=(1.0,))
