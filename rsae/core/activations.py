@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from rsae.core import distributed
 from rsae.core.config import SAEConfig
+from rsae.core.metrics import quantile
 from rsae.core.rational import RationalActivation, current_kernel_settings, kernel_settings, rational_activation
 from rsae.core.sparse import Support
 from rsae.errors import ConfigError
@@ -733,7 +734,7 @@ class Rational(Activation):
         sample = h.detach().abs().flatten().float()
         if sample.numel() > 2**24:
             sample = sample[torch.randperm(sample.numel(), device=sample.device)[: 2**24]]
-        scale = float(torch.quantile(sample, 0.999))
+        scale = float(quantile(sample, 0.999))
         if scale > 0 and math.isfinite(scale):
             self.phi.log_c_in.fill_(math.log(scale))
         self.gate_module.initialise_from_data(h)

@@ -33,6 +33,28 @@ class TeacherSetting:
     """Initial JumpReLU threshold θ₀ (x/s units)."""
     dead: bool = False
     """Also train a copy with ``ReproduceConfig.dead_fraction`` of its latents dead (kind ``dead``)."""
+    l0_target: float | None = None
+    """Hold the teacher's training L0 at most this (``TrainConfig.l0_target``: a dual-ascent multiplier μ ≥ 1 on
+    its sparsity penalty). A JumpReLU teacher at a fixed λ₀ keeps trading L0 for MSE (the study's L0 rose from 12
+    to 35 over 2,400 steps) and so never meets the convergence check; with its L0 held it can."""
+
+    def __post_init__(self) -> None:
+        if self.l0_target is not None and not self.l0_target > 0:
+            raise ConfigError(f"TeacherSetting.l0_target must be > 0 or None, got {self.l0_target!r}")
+
+    def key(self) -> dict[str, Any]:
+        """The setting as a stage key (``l0_target`` only when set, so older stage markers keep matching)."""
+        out = dataclasses.asdict(self)
+        if self.l0_target is None:
+            out.pop("l0_target")
+        return out
+
+    @property
+    def label(self) -> str:
+        """The sparsity setting as the tables print it, e.g. ``λ₀=0.1`` or ``λ₀=0.1, L0≤16``."""
+        symbol = {"relu": "λ₁", "jumprelu": "λ₀", "topk": "k", "batchtopk": "k"}.get(self.family, "s")
+        target = "" if self.l0_target is None else f", L0≤{self.l0_target:g}"
+        return f"{symbol}={self.sparsity:g}{target}"
 
     def sae_config(self, d_in: int, d_sae: int) -> SAEConfig:
         """The teacher's :class:`SAEConfig`."""
@@ -133,11 +155,12 @@ class ReproduceConfig:
 # JumpReLU's θ₀ sets much of the final L0 when the threshold moves slowly.
 _STUDY_TEACHERS = (
     TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
-    TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=1.0, dead=True),
+    TeacherSetting("jumprelu-l0=0.1-L0=16", "jumprelu", 0.1, threshold_init=1.0, dead=True, l0_target=16),
     TeacherSetting("topk-k=16", "topk", 16, dead=True),
 )
 """The ``study`` preset's teachers: the main job's three settings (one sparsity level per family, each also with
-dead latents), so that the two runs differ only in data, convergence and fine-tuning length."""
+dead latents), so that the two runs differ only in data, convergence and fine-tuning length — except that the
+JumpReLU teachers train with their L0 held at most 16 (the TopK teachers' k), without which they do not converge."""
 _FULL_TEACHERS = (
     TeacherSetting("relu-l1=1", "relu", 1.0, dead=True),
     TeacherSetting("relu-l1=2", "relu", 2.0),

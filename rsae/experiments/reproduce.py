@@ -38,7 +38,6 @@ Metrics are those of :func:`rsae.core.metrics.evaluate_sae` on the held-out stor
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -77,8 +76,7 @@ __all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduc
 
 
 def _sparsity_label(family: str, sparsity: float) -> str:
-    symbol = {"relu": "λ₁", "jumprelu": "λ₀", "topk": "k", "batchtopk": "k"}.get(family, "s")
-    return f"{symbol}={sparsity:g}"
+    return TeacherSetting("", family, sparsity).label
 
 
 def _teacher_sparsity(cfg: SAEConfig) -> float:
@@ -183,31 +181,34 @@ def reproduce(
                  else str(tcfg)}
         result = stages.run(f"teacher-{label}", t_key, from_disk)
         teacher_list.append({"label": label, "family": tcfg.family, "sparsity": float(_teacher_sparsity(tcfg)),
+                             "sparsity_label": _sparsity_label(tcfg.family, float(_teacher_sparsity(tcfg))),
                              "kind": "saelens", "folder": path, "result": result,
                              "hash": stages.log[f"teacher-{label}"]["config_hash"]})
     if not teachers:
         for setting in cfg.teachers:
             for dead in (False, True) if setting.dead else (False,):
                 label = setting.name + ("-dead" if dead else "")
-                t_key = {"harvest": data_hash, "setting": dataclasses.asdict(setting), "dead": dead, **train_key}
+                t_key = {"harvest": data_hash, "setting": setting.key(), "dead": dead, **train_key}
                 if dead:
                     t_key.update(dead_fraction=cfg.dead_fraction, dead_shift=cfg.dead_shift)
                 result = stages.run(f"teacher-{label}", t_key,
                                     _stage_teacher(cfg, setting, dead, tensors, device, progress))
                 teacher_list.append({"label": label, "family": setting.family, "sparsity": float(setting.sparsity),
+                                     "sparsity_label": setting.label,
                                      "kind": "dead" if dead else "trained", "folder": out / f"teacher-{label}" / "sae",
                                      "result": result, "hash": stages.log[f"teacher-{label}"]["config_hash"]})
 
     rows: list[dict[str, Any]] = []
+    measured: dict[str, Any] = {}  # each teacher's held-out metrics, measured by its first upgrade
     sae_paths: dict[str, tuple[Path, str]] = {}
     shapes: list[tuple[str, str, Path]] = []
     for t in teacher_list:
         sae_paths[f"{t['label']}/teacher"] = (t["folder"], t["hash"])
         for variant in cfg.variants:
-            key = f"{t['family']}/{_sparsity_label(t['family'], t['sparsity'])}/{t['kind']}/{variant}"
+            key = f"{t['family']}/{t['sparsity_label']}/{t['kind']}/{variant}"
             row: dict[str, Any] = {
                 "key": key, "family": t["family"], "sparsity": t["sparsity"],
-                "sparsity_label": _sparsity_label(t["family"], t["sparsity"]), "teacher_kind": t["kind"],
+                "sparsity_label": t["sparsity_label"], "teacher_kind": t["kind"],
                 "teacher_name": t["label"], "variant": variant, "text": harvested["text"].split(":")[0],
                 "convergence": {k: v for k, v in t["result"]["convergence"].items() if k != "curve"},
                 "teacher_dead_fraction": t["result"]["dead_fraction"],
@@ -220,7 +221,7 @@ def reproduce(
                 u_key = {"teacher": t["hash"], "coefficients": coefficients, "variant": variant, "seed": seed,
                          **upgrade_key}
                 up = stages.run(name, u_key, _stage_upgrade(cfg, t["family"], variant, seed, t["folder"],
-                                                            coefficients, tensors, device, progress))
+                                                            coefficients, tensors, device, progress, measured))
                 digest = stages.log[name]["config_hash"]
                 if seed == cfg.seeds[0]:
                     row["teacher"] = dict(up["metrics"]["teacher"])

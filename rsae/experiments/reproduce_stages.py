@@ -163,7 +163,8 @@ def _stage_teacher(cfg: ReproduceConfig, setting: TeacherSetting, dead: bool, da
             with torch.no_grad():
                 sae.b_enc[killed] = -cfg.dead_shift
         t0 = time.perf_counter()
-        tcfg = _train_config(cfg, cfg.teacher_max_steps, cfg.lr, cfg.seed, decay_fraction=0.0)
+        tcfg = _train_config(cfg, cfg.teacher_max_steps, cfg.lr, cfg.seed, decay_fraction=0.0).replace(
+            l0_target=setting.l0_target)
         label = f"teacher {setting.name}{'-dead' if dead else ''}"
         convergence = train_until_converged(sae, tcfg, x, held, eval_every=cfg.teacher_eval_every,
                                             tol=cfg.convergence_tol, progress=progress, label=label)
@@ -185,7 +186,11 @@ def _upgrade_options(variant: str, seed: int) -> dict[str, Any]:
 
 def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, teacher_dir: Path,
                    coefficients: Any, data: Callable[[], dict[str, Tensor]], device: str,
-                   progress: bool) -> Callable[[Path], dict[str, Any]]:
+                   progress: bool, measured: dict[str, Any] | None = None) -> Callable[[Path], dict[str, Any]]:
+    """``measured``: a dict shared by the upgrades of one run; the teacher's held-out metrics are kept in it by
+    teacher folder, so the six upgrades of a teacher measure it once."""
+    measured = {} if measured is None else measured
+
     def run(folder: Path) -> dict[str, Any]:
         from rsae.experiments.upgrade import copy_sae, upgrade
 
@@ -199,7 +204,9 @@ def _stage_upgrade(cfg: ReproduceConfig, family: str, variant: str, seed: int, t
         t0 = time.perf_counter()
         result = upgrade(teacher, train, held, finetune, coefficients=coefficients, train_encoder=not frozen,
                          calibration_tokens=cfg.calibration_tokens, l0_budget=budget, control=True,
-                         progress=progress, **_upgrade_options(variant, seed))
+                         progress=progress, teacher_metrics=measured.get(str(teacher_dir)),
+                         **_upgrade_options(variant, seed))
+        measured[str(teacher_dir)] = result.teacher_metrics
         seconds = time.perf_counter() - t0
         # The control is the teacher fine-tuned by upgrade() itself with the very settings of the student's
         # fine-tune (same steps, optimiser, schedule, seed, data order, L0 target, frozen parameters and final
@@ -249,15 +256,18 @@ def _stage_downstream(cfg: ReproduceConfig, models: dict[str, tuple[Path, str]],
                       progress: bool) -> Callable[[Path], dict[str, Any]]:
     def run(folder: Path) -> dict[str, Any]:
         from rsae.lm.downstream import next_token_losses, probe_dataset, reconstruct, sparse_probe
+        from rsae.lm.hooks import residual_prefix
 
         model = lm.get()
         heldout = _contexts(model, cfg, "heldout")
         ids = heldout.input_ids[: cfg.ce_contexts]
-        batches = [ids[s : s + 8] for s in range(0, len(ids), 8)]
+        # blocks 0..layer run once per batch; every model's pass runs only the blocks after it (same logits)
+        prefixes = [residual_prefix(model, ids[s : s + 8], cfg.layer) for s in range(0, len(ids), 8)]
 
         def mean_ce(edit: Any) -> float:
-            losses = [next_token_losses(model, b, drop_first=cfg.drop_first, layer=None if edit is None else cfg.layer,
-                                        edit=edit) for b in batches]
+            losses = [next_token_losses(model, p.input_ids, drop_first=cfg.drop_first,
+                                        layer=None if edit is None else cfg.layer, edit=edit, prefix=p)
+                      for p in prefixes]
             return float(torch.cat([loss.reshape(-1) for loss in losses]).double().mean())
 
         with torch.no_grad():

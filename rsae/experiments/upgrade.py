@@ -53,7 +53,7 @@ from torch import Tensor
 
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.data import as_source
-from rsae.core.metrics import evaluate_sae
+from rsae.core.metrics import evaluate_sae, quantile
 from rsae.core.rational import kernel_settings, rational_activation
 from rsae.core.sae import SAE
 from rsae.core.strict_json import finite
@@ -315,7 +315,7 @@ def _design_scales(student: SAE, teacher: SAE, h: Tensor, support: Tensor | None
         flat = h.flatten()
         q = 1.0 - teacher.cfg.k / teacher.cfg.d_sae
         sample = flat if flat.numel() <= 2**24 else flat[torch.randperm(flat.numel())[: 2**24]]
-        tau = float(torch.quantile(sample.float(), q))
+        tau = float(quantile(sample.float(), q))
         return torch.tensor(max(tau, 1e-12) / DESIGN_THRESHOLD, dtype=torch.float64)
     kept = h[support] if support is not None else h
     return torch.tensor(max(float(kept.abs().max()), 1e-12), dtype=torch.float64)
@@ -493,6 +493,7 @@ def upgrade(
     seed: int | None = None,
     l1_coefficient: float | None = None,
     calibration_iters: int = 100,
+    teacher_metrics: dict[str, Any] | None = None,
 ) -> UpgradeResult:
     """Run the two-stage upgrade and evaluate teacher, RSAE-init, fine-tuned RSAE (and the control).
 
@@ -537,6 +538,10 @@ def upgrade(
         λ of the paper variant's λ‖z‖₁ (default the teacher's ``l1_coefficient``).
     calibration_iters : int
         L-BFGS iterations per calibration stage (:func:`calibrate`).
+    teacher_metrics : dict, optional
+        The teacher's held-out metrics from an earlier call with the same teacher, ``eval_data`` and
+        ``eval_tokens`` (``UpgradeResult.teacher_metrics``): reused instead of measured again (several upgrades of
+        one teacher — variants, seeds — share them).
     """
     train_src = as_source(train_data)
     seed = finetune.seed if seed is None else int(seed)
@@ -557,11 +562,9 @@ def upgrade(
     student_init = copy_sae(student)
 
     def metrics(model: SAE) -> dict[str, Any]:
-        out = dict(evaluate_sae(model, eval_data, max_tokens=eval_tokens))
-        out["l0_eps"] = _l0_eps(model, eval_data, eval_tokens)
-        return out
+        return dict(evaluate_sae(model, eval_data, max_tokens=eval_tokens, l0_eps=L0_EPS))
 
-    teacher_metrics = metrics(teacher)
+    teacher_metrics = metrics(teacher) if teacher_metrics is None else dict(teacher_metrics)
     init_metrics = metrics(student_init)
     tune = finetune.replace(init_b_dec_geometric_median=False, init_rational_scale_from_data=False, seed=seed)
     if l0_budget is not None and variant == "magnitude":
@@ -636,19 +639,6 @@ def _codes(model: SAE, x: Tensor, batch: int = 4096) -> list[Tensor]:
 def _l0(model: SAE, x: Tensor) -> float:
     """Mean exact non-zeros per token of ``model``'s codes on ``x``."""
     return float(sum(int((z != 0).sum()) for z in _codes(model, x)) / max(1, x.shape[0]))
-
-
-@torch.no_grad()
-def _l0_eps(model: SAE, data: Any, max_tokens: int | None) -> float:
-    """Mean count per token of |z| > L0_EPS · max|z| (max over all evaluated codes) on the held-out tokens."""
-    src = as_source(data)
-    n = src.n_tokens if max_tokens is None else min(max_tokens, src.n_tokens)
-    x = src.sample(n, seed=0)
-    codes = _codes(model, x)
-    top = max(float(z.abs().max()) for z in codes) if codes else 0.0
-    if top == 0.0:
-        return 0.0
-    return float(sum(int((z.abs() > L0_EPS * top).sum()) for z in codes) / n)
 
 
 @torch.no_grad()

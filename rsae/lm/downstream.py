@@ -38,6 +38,7 @@ import importlib.util
 import keyword
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -48,7 +49,7 @@ from tqdm.auto import tqdm
 
 from rsae.errors import ConfigError, DataError, ModelLoadError
 from rsae.lm.corpus import DEFAULT_DROP_FIRST, ContextSet
-from rsae.lm.hooks import edit_residual, residual_stream
+from rsae.lm.hooks import ResidualPrefix, edit_residual, residual_prefix, residual_stream, start_after_block
 from rsae.lm.loading import LanguageModel
 
 __all__ = [
@@ -128,27 +129,32 @@ def next_token_losses(
     drop_first: int = DEFAULT_DROP_FIRST,
     layer: int | None = None,
     edit: Callable[[Tensor], Tensor] | None = None,
+    prefix: ResidualPrefix | None = None,
 ) -> Tensor:
     """Per-prediction CE (nats) [batch, C − 1 − drop_first] of predictions made from positions ≥ drop_first.
 
     With ``layer`` and ``edit``, the residual stream after block ``layer`` at positions ≥ ``drop_first`` is
-    replaced by ``edit`` of it (the leading positions are left untouched).
+    replaced by ``edit`` of it (the leading positions are left untouched). With ``prefix``
+    (:func:`rsae.lm.hooks.residual_prefix` of these ``input_ids``) the pass starts after block ``prefix.layer``
+    from the kept stream, with the same result bit for bit; an ``edit`` must then be at that block.
     """
     input_ids = input_ids.to(lm.device)
     context_length = input_ids.shape[1]
     if not 0 <= drop_first <= context_length - 2:
         raise ConfigError(f"drop_first must lie in [0, {context_length - 2}] for {context_length}-token contexts")
+    if edit is not None and layer is None:
+        raise ConfigError("an edit needs the layer whose output it replaces")
+    if prefix is not None and edit is not None and prefix.layer != layer:
+        raise ConfigError(f"the prefix ends at block {prefix.layer} but the edit is at block {layer}")
 
     def run() -> Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), start_after_block(lm, prefix) if prefix is not None else nullcontext():
             logits = lm.model(input_ids=input_ids, use_cache=False).logits[:, drop_first:-1].float()
         targets = input_ids[:, drop_first + 1 :]
         return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
 
     if edit is None:
         return run()
-    if layer is None:
-        raise ConfigError("an edit needs the layer whose output it replaces")
 
     def edit_tail(h: Tensor) -> Tensor:
         out = h.clone()
@@ -202,10 +208,12 @@ def splice_metrics(
     count = 0
     for start in tqdm(range(0, len(ids), batch_size), desc="splice CE", disable=not progress, file=sys.stderr):
         batch = ids[start : start + batch_size]
+        prefix = residual_prefix(lm, batch, layer)  # blocks 0..layer once; the three passes run only the rest
         losses = [
-            next_token_losses(lm, batch, drop_first=drop_first),
-            next_token_losses(lm, batch, drop_first=drop_first, layer=layer, edit=lambda h: reconstruct(sae, h)),
-            next_token_losses(lm, batch, drop_first=drop_first, layer=layer, edit=torch.zeros_like),
+            next_token_losses(lm, batch, drop_first=drop_first, prefix=prefix),
+            next_token_losses(lm, batch, drop_first=drop_first, layer=layer, edit=lambda h: reconstruct(sae, h),
+                              prefix=prefix),
+            next_token_losses(lm, batch, drop_first=drop_first, layer=layer, edit=torch.zeros_like, prefix=prefix),
         ]
         sums += [float(loss.double().sum()) for loss in losses]
         count += losses[0].numel()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,6 +32,9 @@ __all__ = [
     "autocast_context",
     "AUTOCAST_DTYPES",
     "edit_residual",
+    "ResidualPrefix",
+    "residual_prefix",
+    "start_after_block",
 ]
 
 DEFAULT_LAYER = 15
@@ -162,3 +166,85 @@ def edit_residual(lm: LanguageModel, layer: int, edit: Callable[[Tensor], Tensor
         yield
     finally:
         handle.remove()
+
+
+@dataclass(frozen=True)
+class ResidualPrefix:
+    """The residual stream after block ``layer`` for one batch of contexts, kept so that further passes over the
+    same contexts can skip blocks 0 … ``layer`` (:func:`start_after_block`). Made by :func:`residual_prefix`."""
+
+    input_ids: Tensor
+    """The contexts [batch, ctx] (on the model's device)."""
+    layer: int
+    """The block whose output ``hidden`` is."""
+    hidden: Tensor
+    """Output of block ``layer`` [batch, ctx, d_model] (an inference tensor)."""
+    template: Any
+    """The block's whole output as the block returned it (a tensor, or a tuple whose first entry is the stream)."""
+
+
+def residual_prefix(lm: LanguageModel, input_ids: Tensor, layer: int) -> ResidualPrefix:
+    """Run blocks 0 … ``layer`` on ``input_ids`` once (the pass stops there) and keep their output.
+
+    Every later pass over the same contexts inside :func:`start_after_block` then computes only the blocks after
+    ``layer`` and the head, and its logits are bit for bit those of a full pass (the same operations on the same
+    inputs): the downstream stage of ``rsae reproduce`` splices dozens of SAEs into the same contexts this way.
+    """
+    block = check_layer(lm, layer)
+    input_ids = input_ids.to(lm.device)
+    captured: list[Any] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        captured.append(output)
+        raise _StopForward
+
+    handle = block.register_forward_hook(hook)
+    try:
+        with torch.inference_mode():
+            lm.model(input_ids=input_ids, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise ModelLoadError(f"block {layer} did not run in the forward pass of {type(lm.model).__name__}")
+    return ResidualPrefix(input_ids, int(layer), _block_output(captured[0]), captured[0])
+
+
+@contextmanager
+def start_after_block(lm: LanguageModel, prefix: ResidualPrefix) -> Iterator[None]:
+    """Inside the ``with`` block, forward passes skip blocks 0 … ``prefix.layer``: the earlier blocks pass their
+    input through and block ``prefix.layer`` returns (a copy of) the kept stream, after which its forward hooks
+    (e.g. :func:`edit_residual`) run as usual. Only passes over ``prefix.input_ids`` are allowed (a pre-hook on the
+    model checks; anything else raises ConfigError, since it would silently be given another text's stream).
+    """
+    blocks = decoder_layers(lm.model)
+    check_layer(lm, prefix.layer)
+
+    def passthrough(hidden_states: Tensor, *_args: Any, **_kwargs: Any) -> Any:
+        return _replace_block_output(prefix.template, hidden_states)
+
+    def cached(*_args: Any, **_kwargs: Any) -> Any:
+        return _replace_block_output(prefix.template, prefix.hidden.clone())
+
+    def same_contexts(_module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None or ids.shape != prefix.input_ids.shape or not torch.equal(ids.to(prefix.input_ids.device),
+                                                                                   prefix.input_ids):
+            raise ConfigError("start_after_block: this forward pass is not over the contexts the prefix was made "
+                              "from (residual_prefix(lm, input_ids, layer) for these input_ids)")
+
+    patched = list(blocks[: prefix.layer + 1])
+    own = [block.__dict__.get("forward") for block in patched]  # an instance-level forward (e.g. accelerate's)
+    for i, block in enumerate(patched):
+        block.forward = cached if i == prefix.layer else passthrough
+    handle = lm.model.register_forward_pre_hook(same_contexts, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+        for block, forward in zip(patched, own):
+            if forward is None:
+                del block.forward
+            else:
+                block.forward = forward

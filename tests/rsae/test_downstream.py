@@ -26,7 +26,7 @@ from rsae.lm.downstream import (
     splice_metrics,
     token_labels,
 )
-from rsae.lm.hooks import residual_stream
+from rsae.lm.hooks import decoder_layers, residual_prefix, residual_stream, start_after_block
 from rsae.lm.loading import load_language_model
 
 LAYER = 3  # an early block keeps the probing forward passes cheap
@@ -112,6 +112,37 @@ def test_dropped_positions_are_untouched_and_uncounted(lm, contexts):
         next_token_losses(lm, ids, drop_first=15)
     with pytest.raises(ConfigError, match="layer"):
         next_token_losses(lm, ids, edit=edit)
+
+
+def test_prefix_passes_equal_full_passes_bit_for_bit(lm, contexts):
+    """residual_prefix + start_after_block: the clean, edited and zero-ablated CE of a pass that starts after block
+    SPLICE_LAYER equal those of full passes exactly, the blocks before it really are skipped, the model is restored
+    afterwards, and a pass over other contexts or an edit at another block is refused."""
+    ids = contexts[1].input_ids[:2, :24]
+    pca = PCASAE(residual_stream(lm, contexts[0].input_ids[:4], SPLICE_LAYER)[:, D:].reshape(-1, 576), 16)
+    prefix = residual_prefix(lm, ids, SPLICE_LAYER)
+    assert torch.equal(prefix.hidden, residual_stream(lm, ids, SPLICE_LAYER))
+    calls = []
+    first = decoder_layers(lm.model)[0]
+    spy = first.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        for edit in (None, lambda h: reconstruct(pca, h), torch.zeros_like):
+            layer = None if edit is None else SPLICE_LAYER
+            full = next_token_losses(lm, ids, layer=layer, edit=edit)
+            n_full = len(calls)
+            fast = next_token_losses(lm, ids, layer=layer, edit=edit, prefix=prefix)
+            assert torch.equal(full, fast)
+            assert len(calls) == n_full + 1  # block 0 was called (as a pass-through) once, not run for real twice
+    finally:
+        spy.remove()
+    assert "forward" not in first.__dict__  # the blocks' own forward is back
+    with pytest.raises(ConfigError, match="not over the contexts"):
+        next_token_losses(lm, contexts[1].input_ids[2:4, :24], prefix=prefix)
+    with pytest.raises(ConfigError, match="block"):
+        next_token_losses(lm, ids, layer=LAYER, edit=torch.zeros_like, prefix=prefix)
+    with start_after_block(lm, prefix), torch.inference_mode():  # inside, block 0 passes its input through
+        x = torch.randn(2, 24, 576)
+        assert torch.equal(first(x), x)
 
 
 def test_reconstruct_checks_width():

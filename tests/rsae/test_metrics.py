@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rsae.core.metrics import MetricAccumulator, batch_metrics, evaluate_sae
+from rsae.core.metrics import MetricAccumulator, batch_metrics, evaluate_sae, quantile
 from rsae.core.sae import SAE
-from rsae.errors import DataError
+from rsae.errors import ConfigError, DataError
 from tests.rsae.conftest import make_config
 
 
@@ -63,3 +65,42 @@ def test_evaluate_sae_streams_and_restores_mode() -> None:
         ref = batch_metrics(x, sae.decode(codes), codes)
     assert out["mse"] == pytest.approx(ref["mse"], rel=1e-6)
     assert evaluate_sae(sae, x, batch_size=64, max_tokens=100)["n_tokens"] == 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 3000), q=st.floats(0.0, 1.0), ties=st.booleans(), double=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_quantile_equals_torch_quantile_bit_for_bit(n, q, ties, double, seed):
+    g = torch.Generator().manual_seed(seed)
+    dtype = torch.float64 if double else torch.float32
+    x = torch.randint(-3, 4, (n,), generator=g).to(dtype) if ties else torch.randn(n, generator=g, dtype=dtype)
+    assert torch.equal(quantile(x, q), torch.quantile(x, q))
+
+
+def test_quantile_beyond_torch_limit_and_bad_input():
+    x = torch.arange(2**24 + 3, dtype=torch.float64)  # torch.quantile refuses more than 2**24 entries
+    assert float(quantile(x, 0.5)) == (2**24 + 2) / 2
+    assert float(quantile(x.flip(0), 1.0)) == 2**24 + 2
+    with pytest.raises(DataError, match="NaN"):
+        quantile(torch.tensor([1.0, float("nan")]), 0.5)
+    with pytest.raises(DataError, match="empty"):
+        quantile(torch.zeros(0), 0.5)
+    with pytest.raises(ConfigError):
+        quantile(torch.zeros(3), 1.5)
+
+
+def test_evaluate_sae_l0_eps_counts_magnitudes_above_a_fraction_of_the_max():
+    torch.manual_seed(0)
+    sae = SAE.from_config(make_config("relu", d_in=8, d_sae=32), seed=0)
+    x = torch.randn(1000, 8)
+    out = evaluate_sae(sae, x, batch_size=128, l0_eps=0.01)
+    z = sae.encode(x).detach().abs()
+    assert out["l0_eps"] == float((z > 0.01 * z.max()).sum()) / 1000
+    assert 0 < out["l0_eps"] < out["l0"]
+    assert evaluate_sae(sae, x, l0_eps=0.0)["l0_eps"] == out["l0"]
+    assert "l0_eps" not in evaluate_sae(sae, x)
+    with torch.no_grad():
+        sae.b_enc.fill_(-1e6)  # all codes zero
+    assert evaluate_sae(sae, x, l0_eps=0.25)["l0_eps"] == 0.0
+    with pytest.raises(ConfigError):
+        evaluate_sae(sae, x, l0_eps=1.0)
