@@ -220,6 +220,8 @@ def reproduce(
                 name = f"upgrade-{t['label']}-{variant}-s{seed}"
                 u_key = {"teacher": t["hash"], "coefficients": coefficients, "variant": variant, "seed": seed,
                          **upgrade_key}
+                if t["family"] in ("topk", "batchtopk"):  # τ_k over all entries, not a global-RNG subsample
+                    u_key["design_scale"] = "exact"
                 up = stages.run(name, u_key, _stage_upgrade(cfg, t["family"], variant, seed, t["folder"],
                                                             coefficients, tensors, device, progress, measured))
                 digest = stages.log[name]["config_hash"]

@@ -312,10 +312,9 @@ def _design_scales(student: SAE, teacher: SAE, h: Tensor, support: Tensor | None
     if fit == "jumprelu" and gate == "jumprelu":
         return teacher.activation.threshold.detach().double() / DESIGN_THRESHOLD
     if fit == "topk_gate" and teacher.cfg.k is not None:
-        flat = h.flatten()
-        q = 1.0 - teacher.cfg.k / teacher.cfg.d_sae
-        sample = flat if flat.numel() <= 2**24 else flat[torch.randperm(flat.numel())[: 2**24]]
-        tau = float(quantile(sample.float(), q))
+        # over every entry (an exact selection, no sample): a random subsample drawn from the global RNG made
+        # τ_k, hence the calibrated scales, depend on what the process had run before
+        tau = float(quantile(h.float(), 1.0 - teacher.cfg.k / teacher.cfg.d_sae))
         return torch.tensor(max(tau, 1e-12) / DESIGN_THRESHOLD, dtype=torch.float64)
     kept = h[support] if support is not None else h
     return torch.tensor(max(float(kept.abs().max()), 1e-12), dtype=torch.float64)

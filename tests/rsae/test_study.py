@@ -18,6 +18,7 @@ from rsae.core.config import SAEConfig
 from rsae.core.data import ActivationStore
 from rsae.core.io import save_sae
 from rsae.core.sae import SAE
+from rsae.errors import ConfigError
 from rsae.experiments.report import DOC_BLOCKS
 from rsae.experiments.reproduce import PRESETS, TeacherSetting, reproduce, results_markdown
 from rsae.experiments.scoreboard import (
@@ -237,3 +238,21 @@ def test_rescore_rebuilds_the_scoreboard_by_the_current_rules(tmp_path, capsys):
     for a, b in zip(after["scoreboard"]["rows"], original["scoreboard"]["rows"], strict=True):
         assert a["rsae"] == b["rsae"] and a["control"] == b["control"] and a["teacher"] == b["teacher"]
     assert main(["study", "--rescore"]) == 2
+
+
+def test_teacher_l0_target_holds_the_teachers_l0_and_names_the_row(tmp_path):
+    """TeacherSetting.l0_target reaches the teacher's training (its L0 ends near the target instead of where the
+    penalty alone puts it), appears in the row's sparsity label, and stays out of the stage key when unset."""
+    data = _stores(tmp_path / "data")
+    free = TeacherSetting("jumprelu-l0=0.1", "jumprelu", 0.1, threshold_init=0.3)
+    held = dataclasses.replace(free, name="jumprelu-l0=0.1-L0=2", l0_target=2.0)
+    cfg = dataclasses.replace(_CFG, teachers=(free, held), seeds=(0,), teacher_max_steps=100, lr=0.03,
+                              teacher_eval_every=25, finetune_steps=2, variants=("magnitude",))
+    results = reproduce(cfg, tmp_path / "run", tmp_path / "fig", data=data, progress=False)
+    l0 = {name: t["convergence"]["l0_end"] for name, t in results["teachers"].items()}
+    assert l0["jumprelu-l0=0.1"] > 4.0  # measured 5.5: the penalty alone leaves this many latents on
+    assert l0["jumprelu-l0=0.1-L0=2"] < 0.75 * l0["jumprelu-l0=0.1"]  # measured 3.2, on its way to 2
+    assert [r["sparsity_label"] for r in results["scoreboard"]["rows"]] == ["λ₀=0.1", "λ₀=0.1, L0≤2"]
+    assert "l0_target" not in free.key() and held.key()["l0_target"] == 2.0
+    with pytest.raises(ConfigError, match="l0_target"):
+        TeacherSetting("x", "jumprelu", 0.1, l0_target=0)

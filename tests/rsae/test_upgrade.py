@@ -305,3 +305,20 @@ def test_bad_tails_are_refused_with_a_clear_error(jumprelu_teacher: SAE) -> None
     assert rsae_init(jumprelu_teacher, tails=None).cfg.rational_tails is None
     with pytest.raises(ConfigError, match="tails"):
         SAEConfig(d_in=4, d_sae=8, family="rational", rational_tails=(1.0,))
+
+
+def test_topk_design_scale_is_the_exact_quantile_and_ignores_the_global_rng():
+    """τ_k (the initial C_in of a top-k student) is the (1 − k/d_sae) quantile of all pre-activations, also past
+    torch.quantile's 2²⁴ entries, and does not depend on the global RNG (a subsample drawn from it made resumed and
+    fresh runs of ``rsae reproduce`` calibrate differently)."""
+    from rsae.core.metrics import quantile
+    from rsae.experiments.upgrade import DESIGN_THRESHOLD, _design_scales
+
+    teacher = SAE.from_config(SAEConfig(d_in=8, d_sae=4096, family="topk", k=16), seed=0)
+    student = rsae_init(teacher)
+    h = torch.randn(4097, 4096, generator=torch.Generator().manual_seed(1))  # 2²⁴ + 4096 entries
+    scales = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        scales.append(float(_design_scales(student, teacher, h, None)))
+    assert scales[0] == scales[1] == float(quantile(h, 1 - 16 / 4096)) / DESIGN_THRESHOLD
