@@ -315,16 +315,18 @@ class Trainer:
         if sae.cfg.normalize_decoder:
             sae.normalize_decoder_()
         self._check_finite_weights()
+        logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
         with torch.no_grad():
-            fired = distributed.all_reduce_(out.codes.any(0).to(torch.int32), "max").bool()
+            # from the support on the sparse path: the dense codes are never built (SAEOutput.codes is lazy)
+            fired = distributed.all_reduce_(out.fired_latents().to(torch.int32), "max").bool()
             self.tokens_since_fired += x.shape[0] * self.world_size
             self.tokens_since_fired.masked_fill_(fired, 0)
+            batch_l0 = out.l0() if cfg.l0_target is not None or logged else None
             if cfg.l0_target is not None:
-                l0 = distributed.all_reduce_((out.codes != 0).sum(-1).float().mean(), "mean")
+                l0 = distributed.all_reduce_(batch_l0.clone(), "mean")
                 step = torch.exp(cfg.l0_target_rate * (l0 / cfg.l0_target - 1))
                 self.sparsity_multiplier = (self.sparsity_multiplier * step).clamp(1.0, 1e4)
-        last = self.step + 1 == cfg.steps
-        if (self.step + 1) % cfg.log_every and not last:
+        if not logged:
             return None
         with torch.no_grad():
             xf = x.float()
@@ -337,7 +339,7 @@ class Trainer:
                 "mse": float(losses.mse),
                 "sparsity": float(losses.sparsity),
                 "auxk": float(losses.auxk),
-                "l0": float((out.codes != 0).sum(-1).float().mean()),
+                "l0": float(batch_l0),
                 "fvu": float(losses.mse / variance) if float(variance) > 0 else float("nan"),
                 "dead_fraction": float(dead.float().mean()),
                 "sparsity_multiplier": float(self.sparsity_multiplier),
