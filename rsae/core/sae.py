@@ -126,9 +126,9 @@ class SAEOutput:
         with torch.no_grad():
             if self._codes is not None or self.support is None:
                 return self.codes.reshape(-1, self.codes.shape[-1]).any(0)
-            nonzero = (self.values != 0).to(torch.int32)
-            counts = torch.zeros(self.support.n_cols, dtype=torch.int32, device=nonzero.device)
-            return counts.index_add_(0, self.support.latents, nonzero) > 0
+            nonzero = (self.values != 0).view(torch.uint8)  # 0/1, no copy
+            fired = torch.zeros(self.support.n_cols, dtype=torch.uint8, device=nonzero.device)
+            return fired.scatter_reduce_(0, self.support.latents, nonzero, "amax").bool()
 
     def l0(self) -> Tensor:
         """Mean number of non-zero codes per token, float32 0-d (= ``(codes != 0).sum(-1).float().mean()``, the

@@ -379,12 +379,13 @@ class Trainer:
     def _check_finite_weights(self) -> None:
         """Stop after the update if any parameter became NaN or inf (e.g. a learning rate far too large)."""
         params = dict(self.sae.named_parameters())
-        # One summing pass per parameter first: a NaN or inf entry makes its sum non-finite, so finite sums prove
-        # every entry finite (the exact test costs 4 elementwise passes per parameter). Summed in float64, finite
-        # float32 entries cannot overflow; a non-finite sum (for float64 parameters possibly an overflow of finite
-        # entries) is settled by the exact test.
+        # One summing pass per parameter first: a NaN or inf entry makes its sum non-finite (inf + x is inf or NaN,
+        # NaN stays NaN, in any summation order), so finite sums prove every entry finite (the exact test costs 4
+        # elementwise passes per parameter). Summed in the parameter's own dtype (a float64 sum of float32 weights
+        # first converted the whole tensor, a copy as costly as the sum): a sum that overflows although every entry
+        # is finite is not finite, and the exact test then settles it.
         with torch.no_grad():
-            if bool(torch.isfinite(torch.stack([p.detach().sum(dtype=torch.float64) for p in params.values()])).all()):
+            if bool(torch.isfinite(torch.stack([p.detach().sum().float() for p in params.values()])).all()):
                 return
         finite = torch.stack([torch.isfinite(p.detach()).all() for p in params.values()])
         if not bool(finite.all()):

@@ -193,9 +193,12 @@ def test_non_finite_weights_are_named() -> None:
 
     trainer = Trainer(SAE.from_config(make_config("relu"), seed=0), _cfg(), _data(), progress=False)
     with torch.no_grad():
-        trainer.sae.W_dec.fill_(3e38)  # finite; the float32 sum overflows, the float64 one does not
+        trainer.sae.W_dec.fill_(3e38)  # finite; its float32 sum overflows to inf, so the exact test decides
     trainer._check_finite_weights()
-    for bad in (float("nan"), float("inf")):
+    with torch.no_grad():
+        trainer.sae.W_dec[::2] = -3e38  # overflowing partial sums of both signs (inf - inf = NaN): still finite
+    trainer._check_finite_weights()
+    for bad in (float("nan"), float("inf"), float("-inf")):
         with torch.no_grad():
             trainer.sae.b_enc[3] = bad
         with pytest.raises(TrainingError, match="b_enc non-finite"):
