@@ -310,7 +310,7 @@ class Trainer:
         if sae.cfg.normalize_decoder:
             sae.remove_parallel_decoder_grad_()
         if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+            _clip_grad_norm_(list(sae.parameters()), cfg.grad_clip)
         self.optimizer.step()
         if sae.cfg.normalize_decoder:
             sae.normalize_decoder_()
@@ -630,6 +630,20 @@ def _check_model_tensors(file: Path, model: dict[str, Tensor], sae: SAE) -> None
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise SAEFileError(f"{file}: {key!r} holds NaN or inf; resume from an earlier checkpoint")
+
+
+def _clip_grad_norm_(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """:func:`torch.nn.utils.clip_grad_norm_`, the same computation, without its pass over every gradient when it
+    would multiply them by exactly 1 (total norm within ``max_norm``: the common case). On CPU only: elsewhere the
+    test would wait for the device, so the plain call runs."""
+    if not params or params[0].device.type != "cpu":
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    # torch's coefficient min(max_norm / (total + 1e-6), 1): where it is 1 the product changes no bit; where it is
+    # NaN (a non-finite norm) the comparison fails and the gradients are multiplied, as by clip_grad_norm_
+    if not bool(max_norm / (total + 1e-6) >= 1.0):
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
 
 
 _COEFFICIENTS = (["phi", "a"], ["phi", "b"], ["phi", "b0"])  # last two parts of their parameter names
