@@ -126,9 +126,12 @@ class SAEOutput:
         with torch.no_grad():
             if self._codes is not None or self.support is None:
                 return self.codes.reshape(-1, self.codes.shape[-1]).any(0)
-            nonzero = (self.values != 0).view(torch.uint8)  # 0/1, no copy
-            fired = torch.zeros(self.support.n_cols, dtype=torch.uint8, device=nonzero.device)
-            return fired.scatter_reduce_(0, self.support.latents, nonzero, "amax").bool()
+            nonzero = self.values != 0
+            if nonzero.device.type == "cpu":  # max of 0/1 per latent (the bool viewed as uint8: no copy)
+                fired = torch.zeros(self.support.n_cols, dtype=torch.uint8)
+                return fired.scatter_reduce_(0, self.support.latents, nonzero.view(torch.uint8), "amax").bool()
+            counts = torch.zeros(self.support.n_cols, dtype=torch.int32, device=nonzero.device)
+            return counts.index_add_(0, self.support.latents, nonzero.to(torch.int32)) > 0
 
     def l0(self) -> Tensor:
         """Mean number of non-zero codes per token, float32 0-d (= ``(codes != 0).sum(-1).float().mean()``, the
