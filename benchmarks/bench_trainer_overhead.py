@@ -1,27 +1,42 @@
-"""The Trainer's own overhead on a TopK step: its current code against the two costs it dropped, alternated.
+"""The Trainer's own overhead on a TopK step: its current code against costs it dropped, alternated.
 
-``before`` is a :class:`rsae.core.trainer.Trainer` with the previous behaviour restored: every ``train(until=...)``
-call starts a fresh batch stream (re-reading and re-shuffling the current chunk of ``chunk_tokens``), and the
-weights are checked with ``torch.isfinite(p).all()`` per parameter. ``after`` is the Trainer as it is. Both train
-the same model from the same weights on the same tokens in rounds of ``--steps`` steps (the way
-``bench_vs_saelens.py`` advances it), alternated so that machine load hits both alike; the final weights are
-compared (they must be equal: neither change alters results). ``--profile ROWS`` then profiles ``--steps`` more
-steps of the current Trainer (one ``train`` call) and prints the ROWS most expensive operators by self CPU time,
-grouped by input shapes, which tells the [B, d_sae] passes from the [d_sae, d_in] ones.
+``--before stream`` (default): ``before`` is a :class:`rsae.core.trainer.Trainer` with the previous behaviour
+restored: every ``train(until=...)`` call starts a fresh batch stream (re-reading and re-shuffling the current chunk
+of ``chunk_tokens``), and the weights are checked with ``torch.isfinite(p).all()`` per parameter.
+
+``--before lazy``: ``before`` is the step as it was before the dense codes became lazy (docs/performance.md,
+section 2): the Trainer reads the dead-latent counters' "fired" and the L0 off the dense code matrix
+``SAEOutput.codes`` (so ``Support.to_dense`` runs every step), checks the weights with float64 sums, clips with
+``torch.nn.utils.clip_grad_norm_`` (which multiplies every gradient, by 1 when nothing is clipped), and the sparse
+backward recomputes the support's row offsets (bincount), CSR row pointer and COO indices at each use, zero-fills the
+COO products' results twice (``torch.sparse.mm``) and copies the sampled product's pattern. These are swapped in
+(patched) only while the ``before`` trainer runs.
+
+``after`` is the Trainer as it is. Both train the same model from the same weights on the same tokens in rounds of
+``--steps`` steps (the way ``bench_vs_saelens.py`` advances it), alternated so that machine load hits both alike;
+the final weights are compared (they must be equal: none of the changes alters results). ``--profile ROWS`` then
+profiles ``--steps`` more steps of the current Trainer (one ``train`` call) and prints the ROWS most expensive
+operators by self CPU time, grouped by input shapes, which tells the [B, d_sae] passes from the [d_sae, d_in] ones.
 
     python benchmarks/bench_trainer_overhead.py [--family topk] [--d-sae 4608] [--steps 3] [--rounds 5]
-        [--profile ROWS]
+        [--before stream|lazy] [--profile ROWS]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+import warnings
+from collections.abc import Iterator
 
 import torch
 
+from rsae.core import sparse
+from rsae.core import trainer as trainer_module
 from rsae.core.config import SAEConfig, TrainConfig
-from rsae.core.sae import SAE
+from rsae.core.sae import SAE, SAEOutput
+from rsae.core.sparse import Support
 from rsae.core.trainer import Trainer
 
 
@@ -39,6 +54,73 @@ class BeforeTrainer(Trainer):
             raise self._diverged("non-finite weights")
 
 
+def _previous_transposed_product(support, weights, dense):
+    indices = torch.stack([support.latents, support.rows])
+    z_t = torch.sparse_coo_tensor(indices, weights.to(dense.dtype), (support.n_cols, support.n_rows),
+                                  check_invariants=False)
+    return torch.sparse.mm(z_t, dense)
+
+
+def _previous_sampled_products(grad, table, support, chunk=1 << 13):
+    n = len(support)
+    if n == 0 or grad.device.type != "cpu":
+        return _current["sampled"](grad, table, support, chunk)
+    crow = torch.cat([support.row_offsets(), support.rows.new_tensor([n])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(crow, support.latents, grad.new_zeros(n),
+                                          size=(support.n_rows, support.n_cols), check_invariants=False)
+    return torch.sparse.sampled_addmm(pattern, grad, table.T.to(grad.dtype), beta=0.0).values()
+
+
+def _previous_row_offsets(self):
+    counts = torch.bincount(self.rows, minlength=self.n_rows)
+    return torch.cumsum(counts, 0) - counts
+
+
+_current = {"sampled": sparse._sampled_products}
+
+
+@contextlib.contextmanager
+def previous_lazy_step() -> Iterator[None]:
+    """Swap in the step as it was before the lazy codes (see the module docstring)."""
+    patches = [
+        (sparse, "_transposed_product", _previous_transposed_product),
+        (sparse, "_sampled_products", _previous_sampled_products),
+        (Support, "row_offsets", _previous_row_offsets),
+        (Support, "crow_indices", lambda self: torch.cat([self.row_offsets(), self.rows.new_tensor([len(self)])])),
+        (Support, "transposed_indices", lambda self: torch.stack([self.latents, self.rows])),
+        (Support, "flat", property(lambda self: self.rows * self.n_cols + self.latents)),
+        (SAEOutput, "fired_latents", lambda self: self.codes.any(0)),
+        (SAEOutput, "l0", lambda self: (self.codes != 0).sum(-1).float().mean()),
+        (trainer_module, "_clip_grad_norm_", lambda params, max_norm: torch.nn.utils.clip_grad_norm_(params,
+                                                                                                      max_norm)),
+    ]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    try:
+        for owner, name, value in patches:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+class BeforeLazyTrainer(Trainer):
+    """The Trainer of :func:`previous_lazy_step` (float64 weight sums; the rest is patched in while it runs)."""
+
+    def _check_finite_weights(self) -> None:
+        params = dict(self.sae.named_parameters())
+        with torch.no_grad():
+            if bool(torch.isfinite(torch.stack([p.detach().sum(dtype=torch.float64) for p in params.values()])).all()):
+                return
+        super()._check_finite_weights()
+
+    def train(self, until=None):
+        with previous_lazy_step():
+            return super().train(until)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", choices=["topk", "relu"], default="topk")
@@ -48,6 +130,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8 * 4096)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--before", choices=["stream", "lazy"], default="stream",
+                        help="which earlier step 'before' is (see the module docstring)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS")
     args = parser.parse_args()
     data = torch.randn(args.tokens, args.d_in, generator=torch.Generator().manual_seed(0))
@@ -56,7 +140,8 @@ def main() -> None:
                       log_every=10**6)
     trainers = {name: cls(SAE.from_config(SAEConfig(d_in=args.d_in, d_sae=args.d_sae, **settings), seed=0), cfg,
                           data, progress=False)
-                for name, cls in (("before", BeforeTrainer), ("after", Trainer))}
+                for name, cls in (("before", BeforeTrainer if args.before == "stream" else BeforeLazyTrainer),
+                                  ("after", Trainer))}
     seconds = dict.fromkeys(trainers, 0.0)
     for round_ in range(args.rounds + 1):
         for name, trainer in trainers.items():
@@ -69,7 +154,7 @@ def main() -> None:
                                                   trainers["after"].sae.state_dict().values(), strict=True))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.family}, d_in {args.d_in}, "
           f"d_sae {args.d_sae}, batch {args.batch}, {args.tokens} tokens, {args.rounds} alternated rounds x "
-          f"{args.steps} steps")
+          f"{args.steps} steps, before = {args.before}")
     for name, s in seconds.items():
         print(f"{name:6s} {s / steps * 1e3:8.1f} ms/step")
     print(f"speed-up {seconds['before'] / seconds['after']:.3f}x; final weights equal: {same}")

@@ -35,7 +35,8 @@ Example
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -66,17 +67,109 @@ class Losses(NamedTuple):
     """α · mean over tokens of ‖e − ê‖² on dead latents (0 unless a dead mask was given to a top-k family)."""
 
 
-class SAEOutput(NamedTuple):
-    """Everything one forward pass computes."""
+class SAEOutput:
+    """Everything one forward pass computes: ``x_hat``, ``codes``, ``pre_acts``, ``losses``.
+
+    Unpacks and indexes like the 4-tuple ``(x_hat, codes, pre_acts, losses)`` (``_fields``, ``_asdict``,
+    ``_replace`` as a named tuple's). On the sparse path (a family that selects a support, see
+    :mod:`rsae.core.sparse`) ``codes`` is built from the support and its values when first read, with the grad and
+    inference modes of the forward pass: the same tensor, same values and graph, as building it eagerly; a caller
+    that never reads it (the :class:`rsae.core.trainer.Trainer`) never pays for the dense [B, d_sae] matrix.
+    :meth:`fired_latents` and :meth:`l0` give what the trainer needs from the support directly."""
+
+    __slots__ = ("x_hat", "pre_acts", "losses", "support", "values", "_codes", "_modes")
+    _fields = ("x_hat", "codes", "pre_acts", "losses")
 
     x_hat: Tensor
     """Reconstruction x̂ [B, d_in]."""
-    codes: Tensor
-    """Sparse codes z [B, d_sae] with exact zeros."""
     pre_acts: Tensor
     """Pre-activations h [B, d_sae]."""
     losses: Losses
     """The loss terms (see :class:`Losses`)."""
+    support: Support | None
+    """The selected entries of the codes on the sparse path (None: dense path, ``codes`` given)."""
+    values: Tensor | None
+    """The code values at ``support`` [N] (with their graph), or None."""
+
+    def __init__(
+        self,
+        x_hat: Tensor,
+        codes: Tensor | None,
+        pre_acts: Tensor,
+        losses: Losses,
+        *,
+        support: Support | None = None,
+        values: Tensor | None = None,
+    ) -> None:
+        if codes is None and (support is None or values is None):
+            raise ValueError("SAEOutput needs the codes, or the support and values they are built from")
+        self.x_hat = x_hat
+        self.pre_acts = pre_acts
+        self.losses = losses
+        self.support = support
+        self.values = values
+        self._codes = codes
+        self._modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+
+    @property
+    def codes(self) -> Tensor:
+        """Sparse codes z [B, d_sae] with exact zeros (on the sparse path built on first access, then kept)."""
+        if self._codes is None:
+            grad, inference = self._modes
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                self._codes = self.support.to_dense(self.values)
+        return self._codes
+
+    def fired_latents(self) -> Tensor:
+        """Boolean [d_sae]: the latents with a non-zero code on any token (= ``codes`` [B, d_sae] ``.any(0)``),
+        from the support alone on the sparse path. No graph."""
+        with torch.no_grad():
+            if self._codes is not None or self.support is None:
+                return self.codes.reshape(-1, self.codes.shape[-1]).any(0)
+            nonzero = self.values != 0
+            if nonzero.device.type == "cpu":  # max of 0/1 per latent (the bool viewed as uint8: no copy)
+                fired = torch.zeros(self.support.n_cols, dtype=torch.uint8)
+                return fired.scatter_reduce_(0, self.support.latents, nonzero.view(torch.uint8), "amax").bool()
+            counts = torch.zeros(self.support.n_cols, dtype=torch.int32, device=nonzero.device)
+            return counts.index_add_(0, self.support.latents, nonzero.to(torch.int32)) > 0
+
+    def l0(self) -> Tensor:
+        """Mean number of non-zero codes per token, float32 0-d (= ``(codes != 0).sum(-1).float().mean()``, the
+        same float32 reduction of the same per-token counts), from the support alone on the sparse path."""
+        with torch.no_grad():
+            if self._codes is not None or self.support is None:
+                return (self.codes != 0).sum(-1).float().mean()
+            nonzero = (self.values != 0).to(torch.int64)
+            counts = torch.zeros(self.support.n_rows, dtype=torch.int64, device=nonzero.device)
+            return counts.index_add_(0, self.support.rows, nonzero).float().mean()
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (getattr(self, name) for name in self._fields)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        names = self._fields[index]
+        return tuple(getattr(self, name) for name in names) if isinstance(index, slice) else getattr(self, names)
+
+    def _asdict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._fields}
+
+    def _replace(self, **changes: Any) -> SAEOutput:
+        unknown = set(changes) - set(self._fields)
+        if unknown:
+            raise ValueError(f"SAEOutput has no field(s) {sorted(unknown)}; fields: {list(self._fields)}")
+        if "codes" in changes:  # given codes replace the support they would have been built from
+            fields = {**self._asdict(), **changes}
+            return SAEOutput(*(fields[name] for name in self._fields))
+        return SAEOutput(changes.get("x_hat", self.x_hat), self._codes, changes.get("pre_acts", self.pre_acts),
+                         changes.get("losses", self.losses), support=self.support, values=self.values)
+
+    def __repr__(self) -> str:
+        codes = "<not built: sparse support>" if self._codes is None else repr(self._codes)
+        return (f"SAEOutput(x_hat={self.x_hat!r}, codes={codes}, pre_acts={self.pre_acts!r}, "
+                f"losses={self.losses!r})")
 
 
 class SAE(nn.Module):
@@ -202,16 +295,22 @@ class SAE(nn.Module):
             kept = gather_pre_acts(x, b_dec, self.W_enc, self.b_enc, h.detach(), support)
             values = self.activation.sparse_values(kept, support)
             x_hat = sparse_decode(values, support, self.W_dec) + self.b_dec
-            z = support.to_dense(values)
+            z = None  # built from (support, values) when SAEOutput.codes is read
             sparsity = self.activation.sparse_penalty(kept, values, support, self.W_dec)
-        if support is None or sparsity is None:
-            sparsity = self.activation.penalty(h if support is None else h.detach(), z, self.W_dec)
+            if sparsity is None:  # the penalty needs the dense codes
+                z = support.to_dense(values)
+                sparsity = self.activation.penalty(h.detach(), z, self.W_dec)
+        if support is None:
+            sparsity = self.activation.penalty(h, z, self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)
         mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
         sparsity = sparsity.to(acc)
         auxk = self._auxk(x, b_dec, x_hat, h, dead_mask, auxk_coefficient, auxk_k)
         total = mse + sparsity_scale * sparsity + auxk
-        return SAEOutput(x_hat, z, h, Losses(total, mse, sparsity, auxk))
+        losses = Losses(total, mse, sparsity, auxk)
+        if support is None:
+            return SAEOutput(x_hat, z, h, losses)
+        return SAEOutput(x_hat, z, h, losses, support=support, values=values)
 
     def _auxk(
         self,

@@ -62,6 +62,12 @@ class Support:
         int64 [N]: row b_n and column (latent) j_n of each entry; ``rows`` non-decreasing.
     n_rows, n_cols : int
         Shape of the dense code matrix these entries belong to.
+
+    Notes
+    -----
+    A support is read-only once built: the index tensors derived from it (flat indices, row offsets, the COO and
+    CSR index arrays) are computed on first use and kept, since one training step reads them several times (the
+    gather, the decode and both backward passes).
     """
 
     def __init__(self, rows: Tensor, latents: Tensor, n_rows: int, n_cols: int) -> None:
@@ -69,18 +75,26 @@ class Support:
         self.latents = latents
         self.n_rows = n_rows
         self.n_cols = n_cols
+        self._flat: Tensor | None = None
+        self._offsets: Tensor | None = None
+        self._crow: Tensor | None = None
+        self._transposed_indices: Tensor | None = None
 
     @classmethod
     def from_flat(cls, flat: Tensor, n_rows: int, n_cols: int) -> Support:
         """Support from flat indices into the row-major [n_rows, n_cols] matrix, in ascending order."""
-        return cls(torch.div(flat, n_cols, rounding_mode="floor"), flat % n_cols, n_rows, n_cols)
+        support = cls(torch.div(flat, n_cols, rounding_mode="floor"), flat % n_cols, n_rows, n_cols)
+        support._flat = flat
+        return support
 
     @classmethod
     def from_row_indices(cls, idx: Tensor, n_cols: int) -> Support:
         """Support of a per-row selection ``idx`` [n_rows, k] (e.g. the indices of a top-k)."""
         n_rows, k = idx.shape
         rows = torch.arange(n_rows, device=idx.device).repeat_interleave(k)
-        return cls(rows, idx.reshape(-1), n_rows, n_cols)
+        support = cls(rows, idx.reshape(-1), n_rows, n_cols)
+        support._offsets = torch.arange(0, n_rows * k, k, device=idx.device) if k else rows.new_zeros(n_rows)
+        return support
 
     def __len__(self) -> int:
         return int(self.rows.numel())
@@ -88,12 +102,28 @@ class Support:
     @property
     def flat(self) -> Tensor:
         """Flat row-major indices b_n · n_cols + j_n."""
-        return self.rows * self.n_cols + self.latents
+        if self._flat is None:
+            self._flat = self.rows * self.n_cols + self.latents
+        return self._flat
 
     def row_offsets(self) -> Tensor:
         """Start of each row's entries (the ``offsets`` of a bag sum over rows) [n_rows]."""
-        counts = torch.bincount(self.rows, minlength=self.n_rows)
-        return torch.cumsum(counts, 0) - counts
+        if self._offsets is None:
+            counts = torch.bincount(self.rows, minlength=self.n_rows)
+            self._offsets = torch.cumsum(counts, 0) - counts
+        return self._offsets
+
+    def crow_indices(self) -> Tensor:
+        """The CSR row pointer [n_rows + 1] of the support (row offsets, then N)."""
+        if self._crow is None:
+            self._crow = torch.cat([self.row_offsets(), self.rows.new_tensor([len(self)])])
+        return self._crow
+
+    def transposed_indices(self) -> Tensor:
+        """COO indices [2, N] of the transposed code matrix [n_cols, n_rows]: (j_n, b_n)."""
+        if self._transposed_indices is None:
+            self._transposed_indices = torch.stack([self.latents, self.rows])
+        return self._transposed_indices
 
     def to_dense(self, values: Tensor) -> Tensor:
         """The [n_rows, n_cols] matrix with ``values`` at the support and exact zeros elsewhere."""
@@ -111,10 +141,13 @@ def _bag_sum(table: Tensor, indices: Tensor, offsets: Tensor, weights: Tensor) -
 def _transposed_product(support: Support, weights: Tensor, dense: Tensor) -> Tensor:
     """out[j] = Σ_{n: j_n = j} weights[n] · dense[b_n] [n_cols, d]: the product Zᵀ · dense of the sparse code
     matrix Z with a dense [n_rows, d] matrix (a COO product, which groups the entries by latent itself)."""
-    indices = torch.stack([support.latents, support.rows])
-    z_t = torch.sparse_coo_tensor(indices, weights.to(dense.dtype), (support.n_cols, support.n_rows),
-                                  check_invariants=False)
-    return torch.sparse.mm(z_t, dense)
+    z_t = torch.sparse_coo_tensor(support.transposed_indices(), weights.to(dense.dtype),
+                                  (support.n_cols, support.n_rows), check_invariants=False)
+    if dense.device.type != "cpu":
+        return torch.sparse.mm(z_t, dense)
+    # = torch.sparse.mm(z_t, dense), the same CPU kernel, without its second zero fill of the [n_cols, d] result
+    # (sparse.mm fills a zeros tensor, then the kernel zeroes its result again; with beta = 0 it reads no input)
+    return torch.addmm(dense.new_empty(support.n_cols, dense.shape[1]), z_t, dense, beta=0)
 
 
 def _sampled_products(grad: Tensor, table: Tensor, support: Support, chunk: int = 1 << 13) -> Tensor:
@@ -126,12 +159,12 @@ def _sampled_products(grad: Tensor, table: Tensor, support: Support, chunk: int 
     if n == 0:
         return grad.new_zeros(0)
     if grad.device.type == "cpu":
-        crow = torch.cat([support.row_offsets(), support.rows.new_tensor([n])])
         with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
             warnings.simplefilter("ignore", UserWarning)
-            pattern = torch.sparse_csr_tensor(crow, support.latents, grad.new_zeros(n),
+            pattern = torch.sparse_csr_tensor(support.crow_indices(), support.latents, grad.new_zeros(n),
                                               size=(support.n_rows, support.n_cols), check_invariants=False)
-        return torch.sparse.sampled_addmm(pattern, grad, table.T.to(grad.dtype), beta=0.0).values()
+        # written into the pattern itself (out=): without out= the kernel first copies the pattern to its result
+        return torch.sparse.sampled_addmm(pattern, grad, table.T.to(grad.dtype), beta=0.0, out=pattern).values()
     out = grad.new_empty(n)
     for start in range(0, n, chunk):
         s = slice(start, start + chunk)

@@ -310,21 +310,23 @@ class Trainer:
         if sae.cfg.normalize_decoder:
             sae.remove_parallel_decoder_grad_()
         if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+            _clip_grad_norm_(list(sae.parameters()), cfg.grad_clip)
         self.optimizer.step()
         if sae.cfg.normalize_decoder:
             sae.normalize_decoder_()
         self._check_finite_weights()
+        logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
         with torch.no_grad():
-            fired = distributed.all_reduce_(out.codes.any(0).to(torch.int32), "max").bool()
+            # from the support on the sparse path: the dense codes are never built (SAEOutput.codes is lazy)
+            fired = distributed.all_reduce_(out.fired_latents().to(torch.int32), "max").bool()
             self.tokens_since_fired += x.shape[0] * self.world_size
             self.tokens_since_fired.masked_fill_(fired, 0)
+            batch_l0 = out.l0() if cfg.l0_target is not None or logged else None
             if cfg.l0_target is not None:
-                l0 = distributed.all_reduce_((out.codes != 0).sum(-1).float().mean(), "mean")
+                l0 = distributed.all_reduce_(batch_l0.clone(), "mean")
                 step = torch.exp(cfg.l0_target_rate * (l0 / cfg.l0_target - 1))
                 self.sparsity_multiplier = (self.sparsity_multiplier * step).clamp(1.0, 1e4)
-        last = self.step + 1 == cfg.steps
-        if (self.step + 1) % cfg.log_every and not last:
+        if not logged:
             return None
         with torch.no_grad():
             xf = x.float()
@@ -337,7 +339,7 @@ class Trainer:
                 "mse": float(losses.mse),
                 "sparsity": float(losses.sparsity),
                 "auxk": float(losses.auxk),
-                "l0": float((out.codes != 0).sum(-1).float().mean()),
+                "l0": float(batch_l0),
                 "fvu": float(losses.mse / variance) if float(variance) > 0 else float("nan"),
                 "dead_fraction": float(dead.float().mean()),
                 "sparsity_multiplier": float(self.sparsity_multiplier),
@@ -377,12 +379,13 @@ class Trainer:
     def _check_finite_weights(self) -> None:
         """Stop after the update if any parameter became NaN or inf (e.g. a learning rate far too large)."""
         params = dict(self.sae.named_parameters())
-        # One summing pass per parameter first: a NaN or inf entry makes its sum non-finite, so finite sums prove
-        # every entry finite (the exact test costs 4 elementwise passes per parameter). Summed in float64, finite
-        # float32 entries cannot overflow; a non-finite sum (for float64 parameters possibly an overflow of finite
-        # entries) is settled by the exact test.
+        # One summing pass per parameter first: a NaN or inf entry makes its sum non-finite (inf + x is inf or NaN,
+        # NaN stays NaN, in any summation order), so finite sums prove every entry finite (the exact test costs 4
+        # elementwise passes per parameter). Summed in the parameter's own dtype (a float64 sum of float32 weights
+        # first converted the whole tensor, a copy as costly as the sum): a sum that overflows although every entry
+        # is finite is not finite, and the exact test then settles it.
         with torch.no_grad():
-            if bool(torch.isfinite(torch.stack([p.detach().sum(dtype=torch.float64) for p in params.values()])).all()):
+            if bool(torch.isfinite(torch.stack([p.detach().sum().float() for p in params.values()])).all()):
                 return
         finite = torch.stack([torch.isfinite(p.detach()).all() for p in params.values()])
         if not bool(finite.all()):
@@ -627,6 +630,20 @@ def _check_model_tensors(file: Path, model: dict[str, Tensor], sae: SAE) -> None
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise SAEFileError(f"{file}: {key!r} holds NaN or inf; resume from an earlier checkpoint")
+
+
+def _clip_grad_norm_(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """:func:`torch.nn.utils.clip_grad_norm_`, the same computation, without its pass over every gradient when it
+    would multiply them by exactly 1 (total norm within ``max_norm``: the common case). On CPU only: elsewhere the
+    test would wait for the device, so the plain call runs."""
+    if not params or params[0].device.type != "cpu":
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    # torch's coefficient min(max_norm / (total + 1e-6), 1): where it is 1 the product changes no bit; where it is
+    # NaN (a non-finite norm) the comparison fails and the gradients are multiplied, as by clip_grad_norm_
+    if not bool(max_norm / (total + 1e-6) >= 1.0):
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
 
 
 _COEFFICIENTS = (["phi", "a"], ["phi", "b"], ["phi", "b0"])  # last two parts of their parameter names

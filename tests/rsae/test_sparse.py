@@ -171,3 +171,45 @@ def test_threshold_family_dense_above_density_limit() -> None:
     h[:, int(limit * 400) :] = -1
     support = sae.activation.select(h)  # at most the limit: sparse, exactly the positive entries
     assert support is not None and torch.equal(support.to_dense(torch.ones(len(support))) > 0, h > 0)
+
+
+def test_support_index_caches_equal_their_definitions() -> None:
+    """The index tensors a support keeps (flat, row offsets, CSR row pointer, transposed COO indices) equal their
+    definitions, for a per-row selection (offsets known without a count) and a flat one (uneven rows)."""
+    g = torch.Generator().manual_seed(5)
+    idx = torch.topk(torch.randn(7, 11, generator=g), 3, dim=-1, sorted=False).indices
+    mask = torch.rand(7, 11, generator=g) < 0.3
+    mask[2] = False  # an empty row
+    for support in (Support.from_row_indices(idx, 11),
+                    Support.from_flat(mask.reshape(-1).nonzero().squeeze(1), 7, 11),
+                    Support.from_row_indices(idx[:, :0], 11)):
+        counts = torch.bincount(support.rows, minlength=7)
+        assert torch.equal(support.row_offsets(), torch.cumsum(counts, 0) - counts)
+        assert support.row_offsets().dtype == torch.int64 and support.row_offsets() is support.row_offsets()
+        assert torch.equal(support.flat, support.rows * 11 + support.latents)
+        assert torch.equal(support.crow_indices(), torch.cat([support.row_offsets(), torch.tensor([len(support)])]))
+        assert torch.equal(support.transposed_indices(), torch.stack([support.latents, support.rows]))
+
+
+def test_sparse_backward_products_equal_the_library_calls_bit_for_bit() -> None:
+    """The COO product (one zero fill, addmm with beta = 0) and the sampled product (out= the pattern) are the same
+    CPU kernels as torch.sparse.mm and a plain sampled_addmm: equal bit for bit, not only to rounding."""
+    import warnings
+
+    from rsae.core.sparse import _sampled_products, _transposed_product
+
+    g = torch.Generator().manual_seed(6)
+    idx = torch.topk(torch.randn(64, 50, generator=g), 5, dim=-1, sorted=False).indices
+    support = Support.from_row_indices(idx, 50)
+    weights, dense = torch.randn(len(support), generator=g), torch.randn(64, 9, generator=g)
+    z_t = torch.sparse_coo_tensor(torch.stack([support.latents, support.rows]), weights, (50, 64),
+                                  check_invariants=True)
+    assert torch.equal(_transposed_product(support, weights, dense), torch.sparse.mm(z_t, dense))
+    table = torch.randn(50, 9, generator=g)
+    crow = torch.cat([support.row_offsets(), torch.tensor([len(support)])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(crow, support.latents, torch.zeros(len(support)), size=(64, 50))
+    reference = torch.sparse.sampled_addmm(pattern, dense, table.T, beta=0.0).values()
+    assert torch.equal(_sampled_products(dense, table, support), reference)
+    torch.testing.assert_close(reference, (dense[support.rows] * table[support.latents]).sum(-1))

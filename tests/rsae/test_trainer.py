@@ -193,12 +193,38 @@ def test_non_finite_weights_are_named() -> None:
 
     trainer = Trainer(SAE.from_config(make_config("relu"), seed=0), _cfg(), _data(), progress=False)
     with torch.no_grad():
-        trainer.sae.W_dec.fill_(3e38)  # finite; the float32 sum overflows, the float64 one does not
+        trainer.sae.W_dec.fill_(3e38)  # finite; its float32 sum overflows to inf, so the exact test decides
     trainer._check_finite_weights()
-    for bad in (float("nan"), float("inf")):
+    with torch.no_grad():
+        trainer.sae.W_dec[::2] = -3e38  # overflowing partial sums of both signs (inf - inf = NaN): still finite
+    trainer._check_finite_weights()
+    for bad in (float("nan"), float("inf"), float("-inf")):
         with torch.no_grad():
             trainer.sae.b_enc[3] = bad
         with pytest.raises(TrainingError, match="b_enc non-finite"):
             trainer._check_finite_weights()
         with torch.no_grad():
             trainer.sae.b_enc[3] = 0.0
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.5, 10.0, float("nan"), float("inf")])
+def test_clip_skips_only_a_multiplication_by_one(scale: float, monkeypatch) -> None:
+    """The Trainer's gradient clipping equals torch's clip_grad_norm_ bit for bit (gradient norms within the
+    limit, above it, non-finite), and within the limit it does not touch the gradients."""
+    from rsae.core.trainer import _clip_grad_norm_
+
+    g = torch.Generator().manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(40, 7, generator=g)) for _ in range(3)]
+    for p in ours:
+        p.grad = torch.randn(p.shape, generator=g) * scale
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for p, q in zip(ours, ref, strict=True):
+        q.grad = p.grad.clone()
+    total = torch.nn.utils.clip_grad_norm_(ref, 1.0)
+    clipped = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grads_with_norm_", lambda *a, _f=torch.nn.utils.clip_grads_with_norm_:
+                        clipped.append(_f(*a)))
+    _clip_grad_norm_(ours, 1.0)
+    for p, q in zip(ours, ref, strict=True):
+        assert torch.equal(p.grad, q.grad) or bool(p.grad.isnan().all() and q.grad.isnan().all())
+    assert bool(clipped) == (not float(total) <= 1.0 - 1e-6)
