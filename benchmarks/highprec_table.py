@@ -100,9 +100,10 @@ def _records(path: Path, repair: bool = False) -> list[dict]:
     for i, line in enumerate(lines):
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             if i != len(lines) - 1 or text.endswith("\n"):
-                raise SystemExit(f"{path}: line {i + 1} is not JSON (not a cut-short last line); fix or remove it")
+                message = f"{path}: line {i + 1} is not JSON (not a cut-short last line); fix or remove it"
+                raise SystemExit(message) from exc
             print(f"{path}: skipping the cut-short last line {i + 1}", flush=True)
             if repair:
                 path.write_text("".join(ln + "\n" for ln in lines[:-1]))
