@@ -213,3 +213,22 @@ def test_sparse_backward_products_equal_the_library_calls_bit_for_bit() -> None:
     reference = torch.sparse.sampled_addmm(pattern, dense, table.T, beta=0.0).values()
     assert torch.equal(_sampled_products(dense, table, support), reference)
     torch.testing.assert_close(reference, (dense[support.rows] * table[support.latents]).sum(-1))
+
+
+def test_sparse_products_of_an_empty_support_are_zero(monkeypatch) -> None:
+    """No entries at all (e.g. ReLU codes of constant data: every latent off): the COO product is exact zeros, not
+    the uninitialised buffer the beta = 0 kernel leaves untouched when there is nothing to add (the cause of a
+    flaky 'training diverged' on constant data). Uninitialised memory is made NaN here, so garbage shows."""
+    from rsae.core.sparse import _transposed_product
+
+    new_empty = torch.Tensor.new_empty
+    monkeypatch.setattr(torch.Tensor, "new_empty",
+                        lambda self, *size, **kw: new_empty(self, *size, **kw).fill_(float("nan")))
+    support = Support.from_row_indices(torch.zeros(64, 0, dtype=torch.long), 50)
+    assert len(support) == 0
+    assert torch.equal(_transposed_product(support, torch.zeros(0), torch.randn(64, 9)), torch.zeros(50, 9))
+    one = Support.from_row_indices(torch.zeros(64, 1, dtype=torch.long), 50)  # a non-empty one is still exact
+    dense = torch.randn(64, 9)
+    expected = torch.zeros(50, 9)
+    expected[0] = dense.sum(0)
+    torch.testing.assert_close(_transposed_product(one, torch.ones(64), dense), expected)
