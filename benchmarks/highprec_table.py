@@ -204,8 +204,11 @@ def table(directory: Path, docs: str | None, figure: str | None, out_json: str |
            "n_max_A": max(A) if A else None, "n_max_B": max(B) if B else None,
            "n_max_certified": max(C) if C else None,
            "min_digits": min((r["digits"] or math.inf) for r in both) if both else None,
-           "seconds_A": max((a["cumulative_seconds"] for a in A.values()), default=None),
-           "seconds_B": max((b["cumulative_seconds"] for b in B.values()), default=None),
+           # each n's own wall time, summed: a sweep resumed several times restarts cumulative_seconds
+           "seconds_A": sum(a["seconds"] for a in A.values()) if A else None,
+           "seconds_B": sum(b["seconds"] for b in B.values()) if B else None,
+           "longest_A": max(([a["seconds"], n] for n, a in A.items()), default=None),
+           "longest_B": max(([b["seconds"], n] for n, b in B.items()), default=None),
            "seconds_certify": sum(c["seconds"] for c in C.values()),
            "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})",
            "checks": checks, "extrapolated_stahl_limit": stahl_extrapolation(rows), "rows": rows}
@@ -248,8 +251,11 @@ def summary(out: dict) -> str:
     both = [r for r in rows if r["digits_note"]]
     certs = [r["certificate"] for r in rows if r["certificate"]]
     txt = (f"Coverage of this run (goal: every even n ≤ 160, brackets to n = 120): run A reached n = {out['n_max_A']} "
-           f"in {out['seconds_A']:.0f} s, run B n = {out['n_max_B']} in {out['seconds_B']:.0f} s "
-           f"({out['machine']}, shared with other jobs, `nice`).")
+           f"in {out['seconds_A']:.0f} s, run B n = {out['n_max_B']} in {out['seconds_B']:.0f} s ({out['machine']}, "
+           "shared with other jobs, `nice`; the sum of each n's wall time over the sweeps' resumed invocations, "
+           "which includes time a sweep was paused while other jobs were timed: the longest n took "
+           f"{out['longest_A'][0]:.0f} s in A (n = {out['longest_A'][1]}) and {out['longest_B'][0]:.0f} s in B "
+           f"(n = {out['longest_B'][1]})).")
     if both:
         low = min(both, key=lambda r: r["digits"] if r["digits"] is not None else math.inf)
         n20 = [r["n"] for r in both if r["digits"] is None or r["digits"] >= 20]
