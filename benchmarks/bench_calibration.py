@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if scale is None:
         marker = args.store.parent / "stage.json"
         scale = json.loads(marker.read_text())["result"]["scale"] if marker.is_file() else 1.0
-    store = ActivationStore.open(args.store)
-    x = torch.cat(list(store.iter_batches(65536, shuffle=False))) / scale
+    x = ActivationStore.open(args.store).read_all() / scale
     teacher = load_sae(args.teacher)
     rows = []
     for seed in range(args.seeds):

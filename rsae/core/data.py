@@ -174,6 +174,10 @@ class BatchSource:
         if buffered and not drop_last:
             yield torch.cat(buffer)
 
+    def read_all(self) -> Tensor:
+        """Every token in storage order as one float32 tensor [n_tokens, d_in] (in memory: for stores that fit)."""
+        return torch.cat(list(self.iter_batches(65536, shuffle=False)))
+
     def sample(self, n: int, seed: int = 0) -> Tensor:
         """``n`` distinct tokens drawn uniformly without replacement, in storage order, float32 [n, d_in]."""
         if not 0 < n <= self.n_tokens:

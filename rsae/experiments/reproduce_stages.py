@@ -97,8 +97,7 @@ def _stage_harvest(cfg: ReproduceConfig, lm: _LM, progress: bool) -> Callable[[P
 
 
 def _read_store(path: Path) -> Tensor:
-    store = ActivationStore.open(path)
-    return torch.cat(list(store.iter_batches(65536, shuffle=False)))
+    return ActivationStore.open(path).read_all()
 
 
 def _train_config(cfg: ReproduceConfig, steps: int, lr: float, seed: int, decay_fraction: float = 0.2) -> TrainConfig:

@@ -144,3 +144,13 @@ def test_as_source_and_tensor_source_validation(tmp_path) -> None:
         TensorSource(torch.ones(3))
     with pytest.raises(DataError, match="floating"):
         TensorSource(torch.ones(3, 2, dtype=torch.long))
+
+
+def test_read_all_is_every_token_in_storage_order(tmp_path) -> None:
+    data = np.random.default_rng(3).standard_normal((70_000, 4)).astype(np.float32)  # > one 65,536-token read
+    with ActivationStore.create(tmp_path / "s", 4, shard_tokens=30_000) as writer:
+        writer.append(data[:50_000])
+        writer.append(data[50_000:])
+    store = ActivationStore.open(tmp_path / "s")
+    assert torch.equal(store.read_all(), torch.from_numpy(data))
+    assert torch.equal(TensorSource(data).read_all(), torch.from_numpy(data))
