@@ -109,16 +109,22 @@ def residual_streams(
     ``autocast`` for Llama-style models, whose residual additions promote to float32 (callers that need float32
     cast anyway). ``autocast`` (``"bf16"``, ``"fp16"`` or ``None``) runs the pass under :func:`autocast_context`.
     """
+    return {layer: _block_output(output) for layer, output in _block_outputs(lm, input_ids, layers, autocast).items()}
+
+
+def _block_outputs(lm: LanguageModel, input_ids: Tensor, layers: Sequence[int], autocast: str | None) -> dict[int, Any]:
+    """The whole outputs (as each block returns them) of the blocks ``layers`` from one inference-mode forward
+    pass that stops right after the deepest of them (a hook raises)."""
     wanted = sorted(set(int(layer) for layer in layers))
     if not wanted:
         raise ConfigError("layers must name at least one block")
     blocks = {layer: check_layer(lm, layer) for layer in wanted}
     deepest = wanted[-1]
-    captured: dict[int, Tensor] = {}
+    captured: dict[int, Any] = {}
 
     def make_hook(layer: int) -> Callable[..., None]:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            captured[layer] = _block_output(output)
+            captured[layer] = output
             if layer == deepest:
                 raise _StopForward
 
@@ -133,6 +139,8 @@ def residual_streams(
     finally:
         for handle in handles:
             handle.remove()
+    if deepest not in captured:
+        raise ModelLoadError(f"block {deepest} did not run in the forward pass of {type(lm.model).__name__}")
     return captured
 
 
@@ -190,25 +198,9 @@ def residual_prefix(lm: LanguageModel, input_ids: Tensor, layer: int) -> Residua
     ``layer`` and the head, and its logits are bit for bit those of a full pass (the same operations on the same
     inputs): the downstream stage of ``rsae reproduce`` splices dozens of SAEs into the same contexts this way.
     """
-    block = check_layer(lm, layer)
     input_ids = input_ids.to(lm.device)
-    captured: list[Any] = []
-
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        captured.append(output)
-        raise _StopForward
-
-    handle = block.register_forward_hook(hook)
-    try:
-        with torch.inference_mode():
-            lm.model(input_ids=input_ids, use_cache=False)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise ModelLoadError(f"block {layer} did not run in the forward pass of {type(lm.model).__name__}")
-    return ResidualPrefix(input_ids, int(layer), _block_output(captured[0]), captured[0])
+    output = _block_outputs(lm, input_ids, [layer], None)[int(layer)]
+    return ResidualPrefix(input_ids, int(layer), _block_output(output), output)
 
 
 @contextmanager
