@@ -13,10 +13,17 @@ from rsae.errors import ConfigError
 from rsae.lm.corpus import DEFAULT_DROP_FIRST
 from rsae.lm.hooks import DEFAULT_LAYER
 
-__all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting"]
+__all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "sparsity_label"]
 
 VARIANTS = ("magnitude", "paper")
 """Upgrade variants :func:`reproduce` can run (see :func:`_upgrade_options`)."""
+
+
+def sparsity_label(family: str, sparsity: float, l0_target: float | None = None) -> str:
+    """A teacher's sparsity setting as the tables print it, e.g. ``λ₀=0.1`` or ``λ₀=0.1, L0≤16``."""
+    symbol = {"relu": "λ₁", "jumprelu": "λ₀", "topk": "k", "batchtopk": "k"}.get(family, "s")
+    target = "" if l0_target is None else f", L0≤{l0_target:g}"
+    return f"{symbol}={sparsity:g}{target}"
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,8 @@ class TeacherSetting:
 
     @property
     def label(self) -> str:
-        """The sparsity setting as the tables print it, e.g. ``λ₀=0.1`` or ``λ₀=0.1, L0≤16``."""
-        symbol = {"relu": "λ₁", "jumprelu": "λ₀", "topk": "k", "batchtopk": "k"}.get(self.family, "s")
-        target = "" if self.l0_target is None else f", L0≤{self.l0_target:g}"
-        return f"{symbol}={self.sparsity:g}{target}"
+        """The sparsity setting as the tables print it (:func:`sparsity_label`)."""
+        return sparsity_label(self.family, self.sparsity, self.l0_target)
 
     def sae_config(self, d_in: int, d_sae: int) -> SAEConfig:
         """The teacher's :class:`SAEConfig`."""

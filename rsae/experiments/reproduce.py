@@ -55,7 +55,7 @@ from rsae.core.metrics import evaluate_sae
 from rsae.core.strict_json import finite
 from rsae.errors import ConfigError, DataError
 from rsae.experiments.figures import _plot_shapes
-from rsae.experiments.presets import PRESETS, VARIANTS, ReproduceConfig, TeacherSetting
+from rsae.experiments.presets import PRESETS, VARIANTS, ReproduceConfig, TeacherSetting, sparsity_label
 from rsae.experiments.report import results_markdown
 from rsae.experiments.reproduce_stages import (
     _DOWNSTREAM_KEYS,
@@ -73,10 +73,6 @@ from rsae.experiments.stages import _hash, _Stages, _write_json
 
 __all__ = ["PRESETS", "VARIANTS", "ReproduceConfig", "TeacherSetting", "reproduce", "results_markdown",
            "train_until_converged"]
-
-
-def _sparsity_label(family: str, sparsity: float) -> str:
-    return TeacherSetting("", family, sparsity).label
 
 
 def _teacher_sparsity(cfg: SAEConfig) -> float:
@@ -181,7 +177,7 @@ def reproduce(
                  else str(tcfg)}
         result = stages.run(f"teacher-{label}", t_key, from_disk)
         teacher_list.append({"label": label, "family": tcfg.family, "sparsity": float(_teacher_sparsity(tcfg)),
-                             "sparsity_label": _sparsity_label(tcfg.family, float(_teacher_sparsity(tcfg))),
+                             "sparsity_label": sparsity_label(tcfg.family, float(_teacher_sparsity(tcfg))),
                              "kind": "saelens", "folder": path, "result": result,
                              "hash": stages.log[f"teacher-{label}"]["config_hash"]})
     if not teachers:
