@@ -141,12 +141,12 @@ def _bag_sum(table: Tensor, indices: Tensor, offsets: Tensor, weights: Tensor) -
 def _transposed_product(support: Support, weights: Tensor, dense: Tensor) -> Tensor:
     """out[j] = Σ_{n: j_n = j} weights[n] · dense[b_n] [n_cols, d]: the product Zᵀ · dense of the sparse code
     matrix Z with a dense [n_rows, d] matrix (a COO product, which groups the entries by latent itself)."""
+    if weights.numel() == 0:  # no entries (the CPU kernel below would return its uninitialised input untouched)
+        return dense.new_zeros(support.n_cols, dense.shape[1])
     z_t = torch.sparse_coo_tensor(support.transposed_indices(), weights.to(dense.dtype),
                                   (support.n_cols, support.n_rows), check_invariants=False)
     if dense.device.type != "cpu":
         return torch.sparse.mm(z_t, dense)
-    if weights.numel() == 0:  # no entries: the kernel below would return its uninitialised input untouched
-        return dense.new_zeros(support.n_cols, dense.shape[1])
     # = torch.sparse.mm(z_t, dense), the same CPU kernel, without its second zero fill of the [n_cols, d] result
     # (sparse.mm fills a zeros tensor, then the kernel zeroes its result again; with beta = 0 it reads no input)
     return torch.addmm(dense.new_empty(support.n_cols, dense.shape[1]), z_t, dense, beta=0)
