@@ -59,6 +59,7 @@ __all__ = [
     "NoGate",
     "Rational",
     "jumprelu_ste",
+    "relu_l1_decode",
     "step_ste",
     "make_activation",
     "make_gate",
@@ -148,6 +149,67 @@ def _l1(z: Tensor, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
     return z.abs().sum(-1).mean()
 
 
+class _ReLUL1DecodeFunction(torch.autograd.Function):
+    """The dense ReLU path in one autograd node (h [B, d_sae]): codes z = max(h, 0), the reconstruction
+    x̂ = z W_dec + b_dec and the L1 penalty mean_tokens Σ_j z_j w_j (w_j ≥ 0: the decoder-row norms, or 1).
+
+    The plain formulation (``torch.relu``, :func:`_l1`, ``z @ W_dec + b_dec``) makes eight passes over [B, d_sae]
+    tensors beside the relu and the products (abs, the product with w and the row sums; in the backward sgn, two
+    products, a reduction for ∂w, the accumulation of the two gradients of z, relu's backward into a new tensor).
+    Here, with z ≥ 0: forward the relu and one column sum s_j = Σ_b z_bj (the penalty is s · w / B, and s_j ≠ 0
+    says which latents fired, for the trainer's dead-latent counters); backward ∂z = ∂x̂ W_decᵀ + ∂pen · w / B in
+    one ``addmm`` (the row added as the product's bias), relu's mask applied in place, and ∂w = ∂pen · s / B.
+    (|z|'s subgradient at 0 is 0 in the plain formulation, and relu passes nothing there: the same gradients.)
+    Same values and gradients as the plain formulation to float rounding (the sums run in another order);
+    ``tests/rsae/test_relu_l1.py``."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, W_dec: Tensor, b_dec: Tensor, weights: Tensor | None):
+        z = torch.relu(h)
+        column_sums = z.sum(0)
+        penalty = (column_sums @ weights if weights is not None else column_sums.sum()) / h.shape[0]
+        x_hat = torch.addmm(b_dec, z, W_dec)
+        ctx.save_for_backward(z, W_dec, column_sums, weights)
+        ctx.mark_non_differentiable(column_sums)
+        ctx.set_materialize_grads(False)  # the codes' gradient is None unless z is used (no [B, d_sae] zero fill)
+        return x_hat, z, penalty, column_sums
+
+    @staticmethod
+    def backward(ctx, grad_x_hat: Tensor | None, grad_z: Tensor | None, grad_penalty: Tensor | None, _sums):
+        z, W_dec, column_sums, weights = ctx.saved_tensors
+        scale = (grad_penalty if grad_penalty is not None else z.new_zeros(())) / z.shape[0]
+        row = scale * weights if weights is not None else scale.expand(z.shape[1])
+        grad_h = grad_W_dec = grad_b_dec = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_h = (torch.addmm(row, grad_x_hat, W_dec.T) if grad_x_hat is not None
+                      else row.expand_as(z).contiguous())
+            if grad_z is not None:
+                grad_h += grad_z
+            # relu's backward (∂ where z > 0, else 0), written over the fresh ∂z
+            torch.ops.aten.threshold_backward.grad_input(grad_h, z, 0, grad_input=grad_h)
+        if grad_x_hat is not None and ctx.needs_input_grad[1]:
+            grad_W_dec = z.T @ grad_x_hat
+        if grad_x_hat is not None and ctx.needs_input_grad[2]:
+            grad_b_dec = grad_x_hat.sum(0)
+        if weights is not None and ctx.needs_input_grad[3]:
+            grad_weights = scale * column_sums
+        return grad_h, grad_W_dec, grad_b_dec, grad_weights
+
+
+def relu_l1_decode(h: Tensor, W_dec: Tensor, b_dec: Tensor, weight_by_decoder_norm: bool
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The dense ReLU path from pre-activations ``h`` [..., d_sae]: codes z = max(h, 0), the reconstruction
+    x̂ = z W_dec + b_dec, the L1 penalty mean_tokens Σ_j z_j (· ‖W_dec[j]‖) without its coefficient, and the
+    latents that fired (boolean [d_sae]); one autograd node (:class:`_ReLUL1DecodeFunction`), gradients for h,
+    W_dec and b_dec. The penalty is the mean over all leading positions, as :func:`_l1`'s."""
+    flat = h.reshape(-1, h.shape[-1])
+    weights = W_dec.norm(dim=1).to(flat.dtype) if weight_by_decoder_norm else None
+    x_hat, z, penalty, column_sums = _ReLUL1DecodeFunction.apply(flat, W_dec.to(flat.dtype), b_dec.to(flat.dtype),
+                                                                 weights)
+    # z ≥ 0 (or NaN): a column sum is 0 exactly when every entry of the column is 0 (NaN ≠ 0 fires, as in any())
+    return z.reshape(h.shape), x_hat.reshape(*h.shape[:-1], x_hat.shape[-1]), penalty, column_sums != 0
+
+
 def _l1_sparse(values: Tensor, support: Support, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
     """:func:`_l1` from the support's values: Σ_n |v_n| (· ‖W_dec[j_n]‖) / B."""
     if weight_by_decoder_norm:
@@ -155,9 +217,19 @@ def _l1_sparse(values: Tensor, support: Support, W_dec: Tensor, weight_by_decode
     return values.abs().sum() / support.n_rows
 
 
-def _threshold_support(mask: Tensor, max_density: float) -> Support | None:
-    """The support of ``mask`` [B, d_sae] when at most ``max_density`` of it is set, else None (dense path)."""
-    if int(mask.sum()) > max_density * mask.numel():
+def _threshold_support(h: Tensor, mask_of, max_density: float) -> Support | None:
+    """The support ``mask_of(h)`` of pre-activations ``h`` [B, d_sae] when at most ``max_density`` of its entries
+    are set, else None (dense path).
+
+    A dense batch is recognised on its first rows: when the first ⌈B/16⌉ rows alone hold more set entries than
+    the whole batch may, the answer is None without building the mask of the rest (the same answer as counting
+    all of it; on a fresh model's ~50 % dense codes this saves a full pass over h and its count)."""
+    budget = max_density * h.numel()
+    head = h[: -(-h.shape[0] // 16)]
+    if head.shape[0] < h.shape[0] and int(torch.count_nonzero(mask_of(head))) > budget:
+        return None
+    mask = mask_of(h)
+    if int(torch.count_nonzero(mask)) > budget:
         return None
     return Support.from_flat(mask.reshape(-1).nonzero().squeeze(1), mask.shape[0], mask.shape[1])
 
@@ -165,7 +237,8 @@ def _threshold_support(mask: Tensor, max_density: float) -> Support | None:
 def _jumprelu_support(h: Tensor, threshold: Tensor, bandwidth: float, max_density: float) -> Support | None:
     """Entries that fire (h > θ) or lie in the STE window |h − θ| < ε/2 (they carry ∂/∂θ): every entry whose
     code or gradient can be non-zero."""
-    return _threshold_support((h > threshold) | ((h - threshold).abs() < bandwidth / 2), max_density)
+    return _threshold_support(h, lambda rows: (rows > threshold) | ((rows - threshold).abs() < bandwidth / 2),
+                              max_density)
 
 
 def _topk_indices(h: Tensor, k: int) -> Tensor:
@@ -198,6 +271,16 @@ class Activation(nn.Module):
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         """Sparsity penalty (already multiplied by its coefficient); zero for families without one."""
         return h.new_zeros(())
+
+    def dense_forward(self, h: Tensor, W_dec: Tensor, b_dec: Tensor
+                      ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        """The dense path from pre-activations ``h``: codes z = ``self(h)``, the reconstruction
+        x̂ = z W_dec + b_dec when computed here (else None: :meth:`rsae.core.sae.SAE.decode`), the penalty
+        ``penalty(h, z, W_dec)`` and, when computed on the way, the latents that fired (boolean [d_sae], else
+        None: the caller reads them off z). A family may compute them together (:class:`ReLU` does, in one
+        autograd node)."""
+        z = self(h)
+        return z, None, self.penalty(h, z, W_dec), None
 
     def gated(self, h: Tensor, magnitude) -> Tensor:
         """z = m(h) ⊙ g(h): this family's support m applied to the magnitude map ``magnitude(values, latents)``
@@ -280,11 +363,18 @@ class ReLU(Activation):
         on = torch.relu(h) if self.l1_on == "pre_acts" else z
         return self.l1_coefficient * _l1(on, W_dec, self.weight_by_decoder_norm)
 
+    def dense_forward(self, h: Tensor, W_dec: Tensor, b_dec: Tensor
+                      ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        if self.l1_on == "pre_acts" or torch.is_autocast_enabled(h.device.type):
+            return super().dense_forward(h, W_dec, b_dec)
+        z, x_hat, l1, fired = relu_l1_decode(h, W_dec, b_dec, self.weight_by_decoder_norm)
+        return z, x_hat, self.l1_coefficient * l1, fired
+
     @torch.no_grad()
     def select(self, h: Tensor) -> Support | None:
         if self.l1_on == "pre_acts":
             return None
-        return _threshold_support(h > 0, self.sparse_max_density)
+        return _threshold_support(h, lambda rows: rows > 0, self.sparse_max_density)
 
     def sparse_penalty(self, kept: Tensor, values: Tensor, support: Support, W_dec: Tensor) -> Tensor | None:
         if self.l1_on == "pre_acts":

@@ -77,7 +77,7 @@ class SAEOutput:
     that never reads it (the :class:`rsae.core.trainer.Trainer`) never pays for the dense [B, d_sae] matrix.
     :meth:`fired_latents` and :meth:`l0` give what the trainer needs from the support directly."""
 
-    __slots__ = ("x_hat", "pre_acts", "losses", "support", "values", "_codes", "_modes")
+    __slots__ = ("x_hat", "pre_acts", "losses", "support", "values", "_codes", "_modes", "_fired")
     _fields = ("x_hat", "codes", "pre_acts", "losses")
 
     x_hat: Tensor
@@ -100,6 +100,7 @@ class SAEOutput:
         *,
         support: Support | None = None,
         values: Tensor | None = None,
+        fired: Tensor | None = None,
     ) -> None:
         if codes is None and (support is None or values is None):
             raise ValueError("SAEOutput needs the codes, or the support and values they are built from")
@@ -109,6 +110,7 @@ class SAEOutput:
         self.support = support
         self.values = values
         self._codes = codes
+        self._fired = fired
         self._modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
 
     @property
@@ -124,6 +126,8 @@ class SAEOutput:
         """Boolean [d_sae]: the latents with a non-zero code on any token (= ``codes`` [B, d_sae] ``.any(0)``),
         from the support alone on the sparse path. No graph."""
         with torch.no_grad():
+            if self._fired is not None:  # computed with the codes (the dense ReLU path)
+                return self._fired
             if self._codes is not None or self.support is None:
                 return self.codes.reshape(-1, self.codes.shape[-1]).any(0)
             nonzero = self.values != 0
@@ -164,7 +168,8 @@ class SAEOutput:
             fields = {**self._asdict(), **changes}
             return SAEOutput(*(fields[name] for name in self._fields))
         return SAEOutput(changes.get("x_hat", self.x_hat), self._codes, changes.get("pre_acts", self.pre_acts),
-                         changes.get("losses", self.losses), support=self.support, values=self.values)
+                         changes.get("losses", self.losses), support=self.support, values=self.values,
+                         fired=self._fired)
 
     def __repr__(self) -> str:
         codes = "<not built: sparse support>" if self._codes is None else repr(self._codes)
@@ -286,9 +291,11 @@ class SAE(nn.Module):
         b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
         h = self.pre_acts(x)
         support = self.activation.select(h.detach()) if self.sparse and h.dim() == 2 else None
+        fired = None
         if support is None:
-            z = self.activation(h)
-            x_hat = self.decode(z)
+            z, x_hat, sparsity, fired = self.activation.dense_forward(h, self.W_dec, self.b_dec)
+            if x_hat is None:
+                x_hat = self.decode(z)
         else:
             # Sparse path: the codes' entries are gathered from h without its graph, so neither the encoder's
             # nor the decoder's backward forms a dense [B, d_sae] product (rsae.core.sparse).
@@ -300,8 +307,6 @@ class SAE(nn.Module):
             if sparsity is None:  # the penalty needs the dense codes
                 z = support.to_dense(values)
                 sparsity = self.activation.penalty(h.detach(), z, self.W_dec)
-        if support is None:
-            sparsity = self.activation.penalty(h, z, self.W_dec)
         acc = _accumulation_dtype(x_hat.dtype)
         mse = (x_hat.to(acc) - x.to(acc)).pow(2).sum(-1).mean()
         sparsity = sparsity.to(acc)
@@ -309,7 +314,7 @@ class SAE(nn.Module):
         total = mse + sparsity_scale * sparsity + auxk
         losses = Losses(total, mse, sparsity, auxk)
         if support is None:
-            return SAEOutput(x_hat, z, h, losses)
+            return SAEOutput(x_hat, z, h, losses, fired=fired)
         return SAEOutput(x_hat, z, h, losses, support=support, values=values)
 
     def _auxk(

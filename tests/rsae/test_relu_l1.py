@@ -1,0 +1,99 @@
+"""The dense ReLU path in one autograd node (``relu_l1_decode``) against the plain formulation, and the density
+decision of the threshold families' supports."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsae.core import activations
+from rsae.core.activations import Activation, _l1, _threshold_support, relu_l1_decode
+from rsae.core.config import SAEConfig
+from rsae.core.sae import SAE
+
+
+def _plain(h, W_dec, b_dec, weight_by_norm):
+    z = torch.relu(h)
+    return z, z @ W_dec + b_dec, _l1(z, W_dec, weight_by_norm)
+
+
+@pytest.mark.parametrize("weight_by_norm", [True, False])
+def test_gradcheck_float64(weight_by_norm: bool) -> None:
+    generator = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 6, dtype=torch.float64, generator=generator).requires_grad_()
+    W = torch.randn(6, 4, dtype=torch.float64, generator=generator).requires_grad_()
+    b = torch.randn(4, dtype=torch.float64, generator=generator).requires_grad_()
+    # every output used: reconstruction, codes and penalty
+    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[:3], (h, W, b))
+    # the codes unused (their gradient is None inside the node), then the reconstruction unused
+    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[1:3:1], (h, W, b))
+    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[0], (h, W, b))
+    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[2], (h, W, b))
+
+
+@pytest.mark.parametrize("weight_by_norm", [True, False])
+def test_equals_the_plain_formulation_float32(weight_by_norm: bool) -> None:
+    generator = torch.Generator().manual_seed(1)
+    h0 = torch.randn(512, 384, generator=generator)
+    W0 = torch.randn(384, 48, generator=generator)
+    b0 = torch.randn(48, generator=generator)
+    g = torch.randn(512, 48, generator=generator)
+    results = []
+    for fn in (lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[:3], lambda h, W, b: _plain(
+            h, W, b, weight_by_norm)):
+        h, W, b = (t.clone().requires_grad_() for t in (h0, W0, b0))
+        z, x_hat, penalty = fn(h, W, b)
+        ((x_hat * g).sum() + 3.0 * penalty).backward()
+        results.append((z.detach(), x_hat.detach(), penalty.detach(), h.grad, W.grad, b.grad))
+    for fused, plain in zip(*results):
+        scale = plain.abs().max()
+        assert torch.allclose(fused, plain, rtol=0, atol=2e-6 * float(scale)), (fused - plain).abs().max() / scale
+    assert torch.equal(results[0][0], results[1][0])  # the codes are bit-identical
+
+
+def test_fired_latents_and_leading_dimensions() -> None:
+    generator = torch.Generator().manual_seed(2)
+    h = torch.randn(3, 5, 40, generator=generator) - 2.0  # many latents never fire
+    W, b = torch.randn(40, 8, generator=generator), torch.zeros(8)
+    z, x_hat, penalty, fired = relu_l1_decode(h, W, b, True)
+    assert z.shape == h.shape and x_hat.shape == (3, 5, 8)
+    assert torch.equal(fired, (torch.relu(h) != 0).reshape(-1, 40).any(0))
+    assert 0 < int(fired.sum()) < 40
+    assert torch.allclose(penalty, _l1(torch.relu(h), W, True), rtol=1e-6)
+
+
+@pytest.mark.parametrize("weight_by_norm", [True, False])
+def test_relu_sae_dense_step_equals_the_plain_path(weight_by_norm: bool, monkeypatch) -> None:
+    cfg = SAEConfig(d_in=24, d_sae=96, family="relu", l1_coefficient=0.7, l1_weight_by_decoder_norm=weight_by_norm)
+    x = torch.randn(256, 24, generator=torch.Generator().manual_seed(3))
+    outputs = []
+    for plain in (False, True):
+        if plain:  # the Activation base class: relu, then SAE.decode, then ReLU.penalty
+            monkeypatch.setattr(activations.ReLU, "dense_forward", Activation.dense_forward)
+        sae = SAE.from_config(cfg, seed=0)
+        out = sae(x)
+        assert out.support is None  # ~50 % dense codes: the dense path
+        out.losses.total.backward()
+        outputs.append((out.losses.total.detach(), out.codes.detach(), out.fired_latents(),
+                        *(p.grad for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))))
+    fused, plain = outputs
+    assert torch.equal(fused[1], plain[1]) and torch.equal(fused[2], plain[2])
+    for a, b in zip(fused[:1] + fused[3:], plain[:1] + plain[3:]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("density", [0.0, 0.004, 0.009, 0.0105, 0.02, 0.3])
+@pytest.mark.parametrize("dense_head", [False, True])
+def test_threshold_support_decision_equals_the_full_count(density: float, dense_head: bool) -> None:
+    """The first-rows shortcut gives the answer of counting the whole mask, also when the head is unrepresentative."""
+    generator = torch.Generator().manual_seed(4)
+    h = torch.rand(640, 200, generator=generator)
+    mask = h < density
+    if dense_head:  # all set entries of the batch in its first rows
+        mask = mask.reshape(-1).sort(descending=True).values.reshape(mask.shape)
+    h = mask.float()
+    support = _threshold_support(h, lambda rows: rows > 0, 0.01)
+    expected_dense = int(mask.sum()) > 0.01 * mask.numel()
+    assert (support is None) == expected_dense
+    if support is not None:
+        assert torch.equal(support.to_dense(torch.ones(support.latents.numel())).bool(), mask)
