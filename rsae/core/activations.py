@@ -59,7 +59,7 @@ __all__ = [
     "NoGate",
     "Rational",
     "jumprelu_ste",
-    "relu_l1_decode",
+    "l1_decode",
     "step_ste",
     "make_activation",
     "make_gate",
@@ -149,65 +149,74 @@ def _l1(z: Tensor, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
     return z.abs().sum(-1).mean()
 
 
-class _ReLUL1DecodeFunction(torch.autograd.Function):
-    """The dense ReLU path in one autograd node (h [B, d_sae]): codes z = max(h, 0), the reconstruction
-    x̂ = z W_dec + b_dec and the L1 penalty mean_tokens Σ_j z_j w_j (w_j ≥ 0: the decoder-row norms, or 1).
+class _L1DecodeFunction(torch.autograd.Function):
+    """Codes, L1 penalty and reconstruction of the dense path in one autograd node: from u [B, d_sae] the codes
+    z = max(u, 0) (``relu=True``, u the pre-activations) or z = u (the codes themselves, any sign), the penalty
+    mean_tokens Σ_j |z_j| w_j (w_j ≥ 0: the decoder-row norms, or 1) and x̂ = z W_dec + b_dec.
 
-    The plain formulation (``torch.relu``, :func:`_l1`, ``z @ W_dec + b_dec``) makes eight passes over [B, d_sae]
-    tensors beside the relu and the products (abs, the product with w and the row sums; in the backward sgn, two
-    products, a reduction for ∂w, the accumulation of the two gradients of z, relu's backward into a new tensor).
-    Here, with z ≥ 0: forward the relu and one column sum s_j = Σ_b z_bj (the penalty is s · w / B, and s_j ≠ 0
-    says which latents fired, for the trainer's dead-latent counters); backward ∂z = ∂x̂ W_decᵀ + ∂pen · w / B in
-    one ``addmm`` (the row added as the product's bias), relu's mask applied in place, and ∂w = ∂pen · s / B.
-    (|z|'s subgradient at 0 is 0 in the plain formulation, and relu passes nothing there: the same gradients.)
-    Same values and gradients as the plain formulation to float rounding (the sums run in another order);
-    ``tests/rsae/test_relu_l1.py``."""
+    The plain formulation (the codes, :func:`_l1`, ``z @ W_dec + b_dec``) makes eight passes over [B, d_sae] tensors
+    beside the codes and the products (abs, the product with w and the row sums; in the backward sgn, two
+    products, a reduction for ∂w, the accumulation of the two gradients of z, and for a relu its backward into a new
+    tensor). Here the forward makes one column sum s_j = Σ_b |z_bj| (the penalty is s · w / B; s_j ≠ 0 says which
+    latents fired, for the trainer's dead-latent counters), and the backward forms ∂z = ∂x̂ W_decᵀ + ∂pen ·
+    sgn(z) w / B: for a relu in one ``addmm`` (the row as the product's bias; sgn(z) = 1 where relu passes a
+    gradient) with relu's mask applied in place, for signed codes as ``mm`` and one ``addcmul_`` with sgn(z);
+    ∂w = ∂pen · s / B. Same values and gradients as the plain formulation to float rounding (the sums run in
+    another order); ``tests/rsae/test_relu_l1.py``."""
 
     @staticmethod
-    def forward(ctx, h: Tensor, W_dec: Tensor, b_dec: Tensor, weights: Tensor | None):
-        z = torch.relu(h)
-        column_sums = z.sum(0)
-        penalty = (column_sums @ weights if weights is not None else column_sums.sum()) / h.shape[0]
+    def forward(ctx, u: Tensor, W_dec: Tensor, b_dec: Tensor, weights: Tensor | None, relu: bool):
+        z = torch.relu(u) if relu else u
+        column_sums = (z if relu else z.abs()).sum(0)
+        penalty = (column_sums @ weights if weights is not None else column_sums.sum()) / u.shape[0]
         x_hat = torch.addmm(b_dec, z, W_dec)
         ctx.save_for_backward(z, W_dec, column_sums, weights)
+        ctx.relu = relu
         ctx.mark_non_differentiable(column_sums)
         ctx.set_materialize_grads(False)  # the codes' gradient is None unless z is used (no [B, d_sae] zero fill)
-        return x_hat, z, penalty, column_sums
+        # (z = u is returned as an output of its own, so that autograd keeps the graph of u and of z apart)
+        return x_hat, z if relu else z.view_as(z), penalty, column_sums
 
     @staticmethod
     def backward(ctx, grad_x_hat: Tensor | None, grad_z: Tensor | None, grad_penalty: Tensor | None, _sums):
         z, W_dec, column_sums, weights = ctx.saved_tensors
         scale = (grad_penalty if grad_penalty is not None else z.new_zeros(())) / z.shape[0]
         row = scale * weights if weights is not None else scale.expand(z.shape[1])
-        grad_h = grad_W_dec = grad_b_dec = grad_weights = None
+        grad_u = grad_W_dec = grad_b_dec = grad_weights = None
         if ctx.needs_input_grad[0]:
-            grad_h = (torch.addmm(row, grad_x_hat, W_dec.T) if grad_x_hat is not None
-                      else row.expand_as(z).contiguous())
+            if ctx.relu:
+                grad_u = (torch.addmm(row, grad_x_hat, W_dec.T) if grad_x_hat is not None
+                          else row.expand_as(z).contiguous())
+            else:
+                grad_u = grad_x_hat @ W_dec.T if grad_x_hat is not None else torch.zeros_like(z)
+                grad_u.addcmul_(torch.sgn(z), row)
             if grad_z is not None:
-                grad_h += grad_z
-            # relu's backward (∂ where z > 0, else 0), written over the fresh ∂z
-            torch.ops.aten.threshold_backward.grad_input(grad_h, z, 0, grad_input=grad_h)
+                grad_u += grad_z
+            if ctx.relu:  # relu's backward (∂ where z > 0, else 0), written over the fresh ∂z
+                torch.ops.aten.threshold_backward.grad_input(grad_u, z, 0, grad_input=grad_u)
         if grad_x_hat is not None and ctx.needs_input_grad[1]:
             grad_W_dec = z.T @ grad_x_hat
         if grad_x_hat is not None and ctx.needs_input_grad[2]:
             grad_b_dec = grad_x_hat.sum(0)
         if weights is not None and ctx.needs_input_grad[3]:
             grad_weights = scale * column_sums
-        return grad_h, grad_W_dec, grad_b_dec, grad_weights
+        return grad_u, grad_W_dec, grad_b_dec, grad_weights, None
 
 
-def relu_l1_decode(h: Tensor, W_dec: Tensor, b_dec: Tensor, weight_by_decoder_norm: bool
-                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The dense ReLU path from pre-activations ``h`` [..., d_sae]: codes z = max(h, 0), the reconstruction
-    x̂ = z W_dec + b_dec, the L1 penalty mean_tokens Σ_j z_j (· ‖W_dec[j]‖) without its coefficient, and the
-    latents that fired (boolean [d_sae]); one autograd node (:class:`_ReLUL1DecodeFunction`), gradients for h,
-    W_dec and b_dec. The penalty is the mean over all leading positions, as :func:`_l1`'s."""
-    flat = h.reshape(-1, h.shape[-1])
+def l1_decode(u: Tensor, W_dec: Tensor, b_dec: Tensor, weight_by_decoder_norm: bool, relu: bool = False
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The dense path's codes, reconstruction and L1 penalty in one autograd node (:class:`_L1DecodeFunction`).
+
+    From ``u`` [..., d_sae]: the codes z = max(u, 0) when ``relu`` (u the pre-activations), else z = u; the
+    reconstruction x̂ = z W_dec + b_dec; the penalty mean_tokens Σ_j |z_j| (· ‖W_dec[j]‖), without its coefficient,
+    the mean over all leading positions as :func:`_l1`'s; and the latents that fired (boolean [d_sae]).
+    Returns ``(z, x_hat, penalty, fired)``, with gradients for u, W_dec and b_dec."""
+    flat = u.reshape(-1, u.shape[-1])
     weights = W_dec.norm(dim=1).to(flat.dtype) if weight_by_decoder_norm else None
-    x_hat, z, penalty, column_sums = _ReLUL1DecodeFunction.apply(flat, W_dec.to(flat.dtype), b_dec.to(flat.dtype),
-                                                                 weights)
-    # z ≥ 0 (or NaN): a column sum is 0 exactly when every entry of the column is 0 (NaN ≠ 0 fires, as in any())
-    return z.reshape(h.shape), x_hat.reshape(*h.shape[:-1], x_hat.shape[-1]), penalty, column_sums != 0
+    x_hat, z, penalty, column_sums = _L1DecodeFunction.apply(flat, W_dec.to(flat.dtype), b_dec.to(flat.dtype),
+                                                             weights, relu)
+    # a column sum of |z| is 0 exactly when every entry of the column is 0 (NaN ≠ 0 fires, as in any())
+    return z.reshape(u.shape), x_hat.reshape(*u.shape[:-1], x_hat.shape[-1]), penalty, column_sums != 0
 
 
 def _l1_sparse(values: Tensor, support: Support, W_dec: Tensor, weight_by_decoder_norm: bool) -> Tensor:
@@ -281,6 +290,15 @@ class Activation(nn.Module):
         autograd node)."""
         z = self(h)
         return z, None, self.penalty(h, z, W_dec), None
+
+    def gated_dense_forward(self, h: Tensor, magnitude, W_dec: Tensor, b_dec: Tensor
+                            ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        """:meth:`dense_forward` of this family as a gate with the magnitude map ``magnitude``: codes
+        ``gated(h, magnitude)``, reconstruction (or None), ``gated_penalty`` and fired latents (or None), computed
+        together where the family can share work (ReLU: one L1-and-decode node; JumpReLU and the cutoff gate: the
+        step once for the codes and the penalty)."""
+        z = self.gated(h, magnitude)
+        return z, None, self.gated_penalty(h, z, W_dec, magnitude), None
 
     def gated(self, h: Tensor, magnitude) -> Tensor:
         """z = m(h) ⊙ g(h): this family's support m applied to the magnitude map ``magnitude(values, latents)``
@@ -367,7 +385,14 @@ class ReLU(Activation):
                       ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
         if self.l1_on == "pre_acts" or torch.is_autocast_enabled(h.device.type):
             return super().dense_forward(h, W_dec, b_dec)
-        z, x_hat, l1, fired = relu_l1_decode(h, W_dec, b_dec, self.weight_by_decoder_norm)
+        z, x_hat, l1, fired = l1_decode(h, W_dec, b_dec, self.weight_by_decoder_norm, relu=True)
+        return z, x_hat, self.l1_coefficient * l1, fired
+
+    def gated_dense_forward(self, h: Tensor, magnitude, W_dec: Tensor, b_dec: Tensor
+                            ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        if self.l1_on == "pre_acts" or torch.is_autocast_enabled(h.device.type):
+            return super().gated_dense_forward(h, magnitude, W_dec, b_dec)
+        z, x_hat, l1, fired = l1_decode(self.gated(h, magnitude), W_dec, b_dec, self.weight_by_decoder_norm)
         return z, x_hat, self.l1_coefficient * l1, fired
 
     @torch.no_grad()
@@ -416,6 +441,12 @@ class JumpReLU(Activation):
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         return self.l0_coefficient * step_ste(h, self.threshold.to(h.dtype), self.bandwidth).sum(-1).mean()
+
+    def gated_dense_forward(self, h: Tensor, magnitude, W_dec: Tensor, b_dec: Tensor
+                            ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        # gated() and penalty() share the step H(h − θ) (one node; its θ-gradient sums both uses)
+        step = step_ste(h, self.threshold.to(h.dtype), self.bandwidth)
+        return magnitude(h, None) * step, None, self.l0_coefficient * step.sum(-1).mean(), None
 
     @torch.no_grad()
     def select(self, h: Tensor) -> Support | None:
@@ -571,6 +602,13 @@ class CutoffGate(Activation):
         fired = step_ste(magnitude(h, None), self.log_cutoff.exp().to(h.dtype), self.bandwidth)
         return self.l0_coefficient * fired.sum(-1).mean()
 
+    def gated_dense_forward(self, h: Tensor, magnitude, W_dec: Tensor, b_dec: Tensor
+                            ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        # gated() and gated_penalty() share u = g(h) and the step H(u − τ)
+        u = magnitude(h, None)
+        step = step_ste(u, self.log_cutoff.exp().to(u.dtype), self.bandwidth)
+        return u * step, None, self.l0_coefficient * step.sum(-1).mean(), None
+
     def file_tensors(self) -> dict[str, Tensor]:
         return {"rational_cutoff": self.log_cutoff.detach().exp()}
 
@@ -595,6 +633,13 @@ class NoGate(Activation):
 
     def penalty(self, h: Tensor, z: Tensor, W_dec: Tensor) -> Tensor:
         return self.l1_coefficient * _l1(z, W_dec, self.weight_by_decoder_norm)
+
+    def gated_dense_forward(self, h: Tensor, magnitude, W_dec: Tensor, b_dec: Tensor
+                            ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        if torch.is_autocast_enabled(h.device.type):
+            return super().gated_dense_forward(h, magnitude, W_dec, b_dec)
+        z, x_hat, l1, fired = l1_decode(magnitude(h, None), W_dec, b_dec, self.weight_by_decoder_norm)
+        return z, x_hat, self.l1_coefficient * l1, fired
 
 
 def make_gate(cfg: SAEConfig) -> Activation:
@@ -783,6 +828,12 @@ class Rational(Activation):
     def forward(self, h: Tensor) -> Tensor:
         z = self.gate_module.gated(h, self.magnitude)
         return torch.where(z.abs() >= self.floor, z, 0) if self.floor > 0 else z
+
+    def dense_forward(self, h: Tensor, W_dec: Tensor, b_dec: Tensor
+                      ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        if self.floor > 0:
+            return super().dense_forward(h, W_dec, b_dec)
+        return self.gate_module.gated_dense_forward(h, self.magnitude, W_dec, b_dec)
 
     @torch.no_grad()
     def select(self, h: Tensor) -> Support | None:

@@ -1,5 +1,6 @@
-"""The dense ReLU path in one autograd node (``relu_l1_decode``) against the plain formulation, and the density
-decision of the threshold families' supports."""
+"""The dense path's codes, L1 penalty and reconstruction in one autograd node (``l1_decode``; ReLU, the relu gate,
+no gate) against the plain formulation, the gates' shared steps, and the density decision of the threshold
+families' supports."""
 
 from __future__ import annotations
 
@@ -7,40 +8,42 @@ import pytest
 import torch
 
 from rsae.core import activations
-from rsae.core.activations import Activation, _l1, _threshold_support, relu_l1_decode
+from rsae.core.activations import Activation, _l1, _threshold_support, l1_decode
 from rsae.core.config import SAEConfig
 from rsae.core.sae import SAE
 
 
-def _plain(h, W_dec, b_dec, weight_by_norm):
-    z = torch.relu(h)
+def _plain(h, W_dec, b_dec, weight_by_norm, relu=True):
+    z = torch.relu(h) if relu else h
     return z, z @ W_dec + b_dec, _l1(z, W_dec, weight_by_norm)
 
 
+@pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("weight_by_norm", [True, False])
-def test_gradcheck_float64(weight_by_norm: bool) -> None:
+def test_gradcheck_float64(weight_by_norm: bool, relu: bool) -> None:
     generator = torch.Generator().manual_seed(0)
     h = torch.randn(7, 6, dtype=torch.float64, generator=generator).requires_grad_()
     W = torch.randn(6, 4, dtype=torch.float64, generator=generator).requires_grad_()
     b = torch.randn(4, dtype=torch.float64, generator=generator).requires_grad_()
     # every output used: reconstruction, codes and penalty
-    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[:3], (h, W, b))
+    assert torch.autograd.gradcheck(lambda h, W, b: l1_decode(h, W, b, weight_by_norm, relu)[:3], (h, W, b))
     # the codes unused (their gradient is None inside the node), then the reconstruction unused
-    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[1:3:1], (h, W, b))
-    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[0], (h, W, b))
-    assert torch.autograd.gradcheck(lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[2], (h, W, b))
+    assert torch.autograd.gradcheck(lambda h, W, b: l1_decode(h, W, b, weight_by_norm, relu)[1:3:1], (h, W, b))
+    assert torch.autograd.gradcheck(lambda h, W, b: l1_decode(h, W, b, weight_by_norm, relu)[0], (h, W, b))
+    assert torch.autograd.gradcheck(lambda h, W, b: l1_decode(h, W, b, weight_by_norm, relu)[2], (h, W, b))
 
 
+@pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("weight_by_norm", [True, False])
-def test_equals_the_plain_formulation_float32(weight_by_norm: bool) -> None:
+def test_equals_the_plain_formulation_float32(weight_by_norm: bool, relu: bool) -> None:
     generator = torch.Generator().manual_seed(1)
     h0 = torch.randn(512, 384, generator=generator)
     W0 = torch.randn(384, 48, generator=generator)
     b0 = torch.randn(48, generator=generator)
     g = torch.randn(512, 48, generator=generator)
     results = []
-    for fn in (lambda h, W, b: relu_l1_decode(h, W, b, weight_by_norm)[:3], lambda h, W, b: _plain(
-            h, W, b, weight_by_norm)):
+    for fn in (lambda h, W, b: l1_decode(h, W, b, weight_by_norm, relu)[:3], lambda h, W, b: _plain(
+            h, W, b, weight_by_norm, relu)):
         h, W, b = (t.clone().requires_grad_() for t in (h0, W0, b0))
         z, x_hat, penalty = fn(h, W, b)
         ((x_hat * g).sum() + 3.0 * penalty).backward()
@@ -55,7 +58,7 @@ def test_fired_latents_and_leading_dimensions() -> None:
     generator = torch.Generator().manual_seed(2)
     h = torch.randn(3, 5, 40, generator=generator) - 2.0  # many latents never fire
     W, b = torch.randn(40, 8, generator=generator), torch.zeros(8)
-    z, x_hat, penalty, fired = relu_l1_decode(h, W, b, True)
+    z, x_hat, penalty, fired = l1_decode(h, W, b, True, relu=True)
     assert z.shape == h.shape and x_hat.shape == (3, 5, 8)
     assert torch.equal(fired, (torch.relu(h) != 0).reshape(-1, 40).any(0))
     assert 0 < int(fired.sum()) < 40
@@ -97,3 +100,45 @@ def test_threshold_support_decision_equals_the_full_count(density: float, dense_
     assert (support is None) == expected_dense
     if support is not None:
         assert torch.equal(support.to_dense(torch.ones(support.latents.numel())).bool(), mask)
+
+
+GATES = {
+    "rational/relu-gate": dict(family="rational", rational_gate="relu", l1_coefficient=0.7,
+                               l1_weight_by_decoder_norm=True),
+    "rational/relu-gate-unweighted": dict(family="rational", rational_gate="relu", l1_coefficient=0.7),
+    "rational/no-gate": dict(family="rational", rational_gate="none", l1_coefficient=0.7,
+                             l1_weight_by_decoder_norm=True),
+    "rational/jumprelu-gate": dict(family="rational", rational_gate="jumprelu", l0_coefficient=0.3,
+                                   jumprelu_bandwidth=0.5),
+    "rational/cutoff-gate": dict(family="rational", rational_gate="cutoff", l0_coefficient=0.3),
+}
+
+
+@pytest.mark.parametrize("case", list(GATES))
+def test_rational_gate_dense_step_equals_the_plain_path(case: str, monkeypatch) -> None:
+    """Each gate's ``gated_dense_forward`` (one L1-and-decode node, or the step shared by codes and penalty)
+    against gated(), SAE.decode and gated_penalty() computed apart, float64: loss, codes and every gradient."""
+    cfg = SAEConfig(d_in=12, d_sae=40, dtype="float64", **GATES[case])
+    x = torch.randn(64, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    outputs = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setattr(activations.Rational, "dense_forward", Activation.dense_forward)
+        sae = SAE.from_config(cfg, seed=1)
+        with torch.no_grad():
+            sae.b_enc.normal_(0, 0.3, generator=torch.Generator().manual_seed(6))
+        out = sae(x)
+        assert out.support is None  # the dense path
+        out.losses.total.backward()
+        grads = {name: p.grad.clone() for name, p in sae.named_parameters() if p.grad is not None}
+        outputs.append((out.losses, out.codes.detach(), out.fired_latents(), grads))
+    (losses, codes, fired, grads), (losses_ref, codes_ref, fired_ref, grads_ref) = outputs
+    assert torch.equal(codes, codes_ref) and torch.equal(fired, fired_ref)
+    assert 0 < float(losses_ref.sparsity.detach())
+    for a, b in zip(losses, losses_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert grads.keys() == grads_ref.keys() and len(grads) >= 5  # W_enc, b_enc, W_dec, b_dec and φ's parameters
+    for name in grads:
+        torch.testing.assert_close(grads[name], grads_ref[name], rtol=1e-10, atol=1e-12, msg=name)
+        if "threshold" in name or "cutoff" in name:  # the shared step's straight-through gradient is exercised
+            assert grads[name].abs().max() > 0, name
