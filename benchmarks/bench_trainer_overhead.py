@@ -12,14 +12,21 @@ backward recomputes the support's row offsets (bincount), CSR row pointer and CO
 COO products' results twice (``torch.sparse.mm``) and copies the sampled product's pattern. These are swapped in
 (patched) only while the ``before`` trainer runs.
 
+``--before dense``: ``before`` is the dense threshold step as it was before the L1-and-decode node
+(docs/performance.md, section 3): codes, ``SAE.decode`` and the penalty (:func:`rsae.core.activations._l1`) as
+separate autograd operations (``Activation.dense_forward`` of the base class, for ReLU and the rational gates), the
+fired latents read off the dense codes, and the density of a threshold support counted on the whole batch with
+``mask.sum()``. This change alters results to float rounding, so the final weights are compared by their largest
+relative difference instead.
+
 ``after`` is the Trainer as it is. Both train the same model from the same weights on the same tokens in rounds of
 ``--steps`` steps (the way ``bench_vs_saelens.py`` advances it), alternated so that machine load hits both alike;
 the final weights are compared (they must be equal: none of the changes alters results). ``--profile ROWS`` then
 profiles ``--steps`` more steps of the current Trainer (one ``train`` call) and prints the ROWS most expensive
 operators by self CPU time, grouped by input shapes, which tells the [B, d_sae] passes from the [d_sae, d_in] ones.
 
-    python benchmarks/bench_trainer_overhead.py [--family topk] [--d-sae 4608] [--steps 3] [--rounds 5]
-        [--before stream|lazy] [--profile ROWS]
+    python benchmarks/bench_trainer_overhead.py [--family topk|relu|relu-norm|rational-relu|rational-jumprelu]
+        [--d-sae 4608] [--steps 3] [--rounds 5] [--before stream|lazy|dense] [--profile ROWS]
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from collections.abc import Iterator
 
 import torch
 
-from rsae.core import sparse
+from rsae.core import activations, sparse
 from rsae.core import trainer as trainer_module
 from rsae.core.config import SAEConfig, TrainConfig
 from rsae.core.sae import SAE, SAEOutput
@@ -121,27 +128,68 @@ class BeforeLazyTrainer(Trainer):
             return super().train(until)
 
 
+def _previous_threshold_support(h, mask_of, max_density):
+    mask = mask_of(h)
+    if int(mask.sum()) > max_density * mask.numel():
+        return None
+    return Support.from_flat(mask.reshape(-1).nonzero().squeeze(1), mask.shape[0], mask.shape[1])
+
+
+@contextlib.contextmanager
+def previous_dense_step() -> Iterator[None]:
+    """Swap in the dense threshold step as it was before the L1-and-decode node (see the module docstring)."""
+    base = activations.Activation.dense_forward
+    patches = [(activations.ReLU, "dense_forward", base), (activations.Rational, "dense_forward", base),
+               (activations, "_threshold_support", _previous_threshold_support)]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    try:
+        for owner, name, value in patches:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+class BeforeDenseTrainer(Trainer):
+    """The Trainer with the step of :func:`previous_dense_step` patched in while it runs."""
+
+    def train(self, until=None):
+        with previous_dense_step():
+            return super().train(until)
+
+
+FAMILIES = {
+    "topk": dict(family="topk", k=32),
+    "relu": dict(family="relu", l1_coefficient=5.0),
+    "relu-norm": dict(family="relu", l1_coefficient=5.0, l1_weight_by_decoder_norm=True),
+    "rational-relu": dict(family="rational", rational_gate="relu", l1_coefficient=5.0,
+                          l1_weight_by_decoder_norm=True),
+    "rational-jumprelu": dict(family="rational", rational_gate="jumprelu", l0_coefficient=1.0),
+}
+BEFORE = {"stream": BeforeTrainer, "lazy": BeforeLazyTrainer, "dense": BeforeDenseTrainer}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--family", choices=["topk", "relu"], default="topk")
+    parser.add_argument("--family", choices=list(FAMILIES), default="topk")
     parser.add_argument("--d-in", type=int, default=576)
     parser.add_argument("--d-sae", type=int, default=4608)
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--tokens", type=int, default=8 * 4096)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--before", choices=["stream", "lazy"], default="stream",
+    parser.add_argument("--before", choices=list(BEFORE), default="stream",
                         help="which earlier step 'before' is (see the module docstring)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS")
     args = parser.parse_args()
     data = torch.randn(args.tokens, args.d_in, generator=torch.Generator().manual_seed(0))
-    settings = dict(family="topk", k=32) if args.family == "topk" else dict(family="relu", l1_coefficient=5.0)
+    settings = FAMILIES[args.family]
     cfg = TrainConfig(steps=10**6, batch_size=args.batch, lr=3e-4, warmup_steps=0, decay_fraction=0.0,
                       log_every=10**6)
     trainers = {name: cls(SAE.from_config(SAEConfig(d_in=args.d_in, d_sae=args.d_sae, **settings), seed=0), cfg,
                           data, progress=False)
-                for name, cls in (("before", BeforeTrainer if args.before == "stream" else BeforeLazyTrainer),
-                                  ("after", Trainer))}
+                for name, cls in (("before", BEFORE[args.before]), ("after", Trainer))}
     seconds = dict.fromkeys(trainers, 0.0)
     for round_ in range(args.rounds + 1):
         for name, trainer in trainers.items():
@@ -150,14 +198,17 @@ def main() -> None:
             if round_:
                 seconds[name] += time.perf_counter() - start
     steps = args.rounds * args.steps
-    same = all(torch.equal(a, b) for a, b in zip(trainers["before"].sae.state_dict().values(),
-                                                  trainers["after"].sae.state_dict().values(), strict=True))
+    pairs = list(zip(trainers["before"].sae.state_dict().values(), trainers["after"].sae.state_dict().values(),
+                     strict=True))
+    same = all(torch.equal(a, b) for a, b in pairs)
+    worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in pairs)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.family}, d_in {args.d_in}, "
           f"d_sae {args.d_sae}, batch {args.batch}, {args.tokens} tokens, {args.rounds} alternated rounds x "
           f"{args.steps} steps, before = {args.before}")
     for name, s in seconds.items():
         print(f"{name:6s} {s / steps * 1e3:8.1f} ms/step")
-    print(f"speed-up {seconds['before'] / seconds['after']:.3f}x; final weights equal: {same}")
+    print(f"speed-up {seconds['before'] / seconds['after']:.3f}x; final weights equal: {same}"
+          + ("" if same else f" (largest difference {worst:.1e} of the tensor's largest entry)"))
     if args.profile > 0:
         from torch.profiler import ProfilerActivity, profile
 

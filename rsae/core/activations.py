@@ -269,10 +269,11 @@ class Activation(nn.Module):
     """Where :class:`Rational` keeps this gate's tensors in its state dict (``""``: beside φ's, ``"batch."``: under
     ``batch``), the keys of checkpoints written before the gates were modules of their own; None (new gates): under
     ``gate_module.``."""
-    sparse_max_density: float = 0.01
+    sparse_max_density: float = 0.02
     """Threshold families (ReLU, JumpReLU and those gates) take the sparse path when at most this fraction of
     the batch's codes is selected; above it the dense products are faster (docs/performance.md measures the
-    crossover with ``benchmarks/bench_sparse_crossover.py``)."""
+    crossover with ``benchmarks/bench_sparse_crossover.py``: between 3 % and 4 % for ReLU on this 2-core CPU when
+    idle, between 1 % and 2 % under heavy load)."""
 
     def forward(self, h: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
