@@ -89,6 +89,19 @@ _current = {"sampled": sparse._sampled_products}
 
 
 @contextlib.contextmanager
+def _patched(patches: list[tuple[object, str, object]]) -> Iterator[None]:
+    """Set each ``owner.name = value`` of ``patches`` within the block, then restore what was there."""
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    try:
+        for owner, name, value in patches:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+@contextlib.contextmanager
 def previous_lazy_step() -> Iterator[None]:
     """Swap in the step as it was before the lazy codes (see the module docstring)."""
     patches = [
@@ -103,14 +116,8 @@ def previous_lazy_step() -> Iterator[None]:
         (trainer_module, "_clip_grad_norm_", lambda params, max_norm: torch.nn.utils.clip_grad_norm_(params,
                                                                                                       max_norm)),
     ]
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
-    try:
-        for owner, name, value in patches:
-            setattr(owner, name, value)
+    with _patched(patches):
         yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
 
 
 class BeforeLazyTrainer(Trainer):
@@ -141,14 +148,8 @@ def previous_dense_step() -> Iterator[None]:
     base = activations.Activation.dense_forward
     patches = [(activations.ReLU, "dense_forward", base), (activations.Rational, "dense_forward", base),
                (activations, "_threshold_support", _previous_threshold_support)]
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
-    try:
-        for owner, name, value in patches:
-            setattr(owner, name, value)
+    with _patched(patches):
         yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
 
 
 class BeforeDenseTrainer(Trainer):

@@ -75,7 +75,9 @@ class SAEOutput:
     :mod:`rsae.core.sparse`) ``codes`` is built from the support and its values when first read, with the grad and
     inference modes of the forward pass: the same tensor, same values and graph, as building it eagerly; a caller
     that never reads it (the :class:`rsae.core.trainer.Trainer`) never pays for the dense [B, d_sae] matrix.
-    :meth:`fired_latents` and :meth:`l0` give what the trainer needs from the support directly."""
+    :meth:`fired_latents` and :meth:`l0` give what the trainer needs from the support directly, and
+    :meth:`fired_latents` returns ``fired`` when the dense path computed it with the codes (the L1-and-decode node
+    of :func:`rsae.core.activations.l1_decode`)."""
 
     __slots__ = ("x_hat", "pre_acts", "losses", "support", "values", "_codes", "_modes", "_fired")
     _fields = ("x_hat", "codes", "pre_acts", "losses")
