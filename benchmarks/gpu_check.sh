@@ -11,7 +11,7 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" \
   | tee "$out/device.txt"
-timeout 180 python3 -m pytest -q tests/rsae/test_sparse.py tests/rsae/test_rational.py -k cuda 2>&1 | tee "$out/tests.txt"
+timeout 180 python3 -m pytest -q tests/rsae/test_sparse.py tests/rsae/test_rational.py tests/rsae/test_relu_l1.py -k cuda 2>&1 | tee "$out/tests.txt"
 timeout 120 python3 benchmarks/bench_train_step.py --device cuda --repeats 10 --warmup 3 --dense \
   --json "$out/train_step_cuda.json" 2>&1 | tee "$out/train_step_cuda.txt"
 timeout 90 python3 benchmarks/bench_train_step.py --device cuda --repeats 10 --warmup 3 --autocast-bf16 \

@@ -12,19 +12,21 @@ from rsae.core.activations import Activation, _l1, _threshold_support, l1_decode
 from rsae.core.config import SAEConfig
 from rsae.core.sae import SAE
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # the CUDA cases run where a device is present
+
 
 def _plain(h, W_dec, b_dec, weight_by_norm, relu=True):
     z = torch.relu(h) if relu else h
     return z, z @ W_dec + b_dec, _l1(z, W_dec, weight_by_norm)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("weight_by_norm", [True, False])
-def test_gradcheck_float64(weight_by_norm: bool, relu: bool) -> None:
+def test_gradcheck_float64(weight_by_norm: bool, relu: bool, device: str) -> None:
     generator = torch.Generator().manual_seed(0)
-    h = torch.randn(7, 6, dtype=torch.float64, generator=generator).requires_grad_()
-    W = torch.randn(6, 4, dtype=torch.float64, generator=generator).requires_grad_()
-    b = torch.randn(4, dtype=torch.float64, generator=generator).requires_grad_()
+    h, W, b = (torch.randn(*shape, dtype=torch.float64, generator=generator).to(device).requires_grad_()
+               for shape in ((7, 6), (6, 4), (4,)))
     # every output used: reconstruction, codes and penalty
     assert torch.autograd.gradcheck(lambda h, W, b: l1_decode(h, W, b, weight_by_norm, relu)[:3], (h, W, b))
     # the codes unused (their gradient is None inside the node), then the reconstruction unused
@@ -114,19 +116,20 @@ GATES = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(GATES))
-def test_rational_gate_dense_step_equals_the_plain_path(case: str, monkeypatch) -> None:
+def test_rational_gate_dense_step_equals_the_plain_path(case: str, device: str, monkeypatch) -> None:
     """Each gate's ``gated_dense_forward`` (one L1-and-decode node, or the step shared by codes and penalty)
     against gated(), SAE.decode and gated_penalty() computed apart, float64: loss, codes and every gradient."""
-    cfg = SAEConfig(d_in=12, d_sae=40, dtype="float64", **GATES[case])
-    x = torch.randn(64, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    cfg = SAEConfig(d_in=12, d_sae=40, dtype="float64", device=device, **GATES[case])
+    x = torch.randn(64, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5)).to(device)
     outputs = []
     for plain in (False, True):
         if plain:
             monkeypatch.setattr(activations.Rational, "dense_forward", Activation.dense_forward)
         sae = SAE.from_config(cfg, seed=1)
         with torch.no_grad():
-            sae.b_enc.normal_(0, 0.3, generator=torch.Generator().manual_seed(6))
+            sae.b_enc.copy_(torch.randn(40, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * 0.3)
         out = sae(x)
         assert out.support is None  # the dense path
         out.losses.total.backward()
