@@ -6,6 +6,10 @@ process's own memory), its file-backed RSS (``RssFile``: mapped store pages, whi
 time) and its peak RSS (``VmHWM``, both kinds), from ``/proc/self/status`` (Linux). The store is memory-mapped and
 read one shuffle chunk at a time, so the anonymous memory should not grow with the store.
 
+The child runs twice per store: right after the store was written (its pages still in the page cache as the writes
+left them), and again after every shard was flushed and dropped from the page cache (``posix_fadvise
+(POSIX_FADV_DONTNEED)``, no root needed), as a store written by an earlier process and read cold.
+
     python benchmarks/bench_memmap_rss.py --dir /tmp/stores [--gigabytes 0.25 2.0] [--json F]
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -50,6 +55,17 @@ def write_store(folder: Path, gigabytes: float, d_in: int) -> int:
     return n_tokens
 
 
+def drop_from_page_cache(folder: Path) -> None:
+    """Flush every file of ``folder`` and ask the kernel to drop its pages from the page cache."""
+    for file in folder.iterdir():
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dir", required=True, help="scratch folder for the stores (deleted afterwards)")
@@ -64,20 +80,23 @@ def main() -> None:
         if folder.exists():
             shutil.rmtree(folder)
         n_tokens = write_store(folder, gb, args.d_in)
-        out = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(args.steps)], capture_output=True,
-                             text=True, check=True).stdout.split()
-        mib = [int(v) / 1024 for v in out[-6:]]
-        row = {"store_gb": gb, "n_tokens": n_tokens}
-        for i, when in enumerate(("before", "after")):
-            row.update({f"{k}_{when}_mib": mib[3 * i + j] for j, k in enumerate(("anon", "file", "peak"))})
-        rows.append(row)
-        print(f"store {gb:5.2f} GB ({n_tokens} tokens): anonymous RSS {row['anon_before_mib']:7.1f} -> "
-              f"{row['anon_after_mib']:7.1f} MiB, file-backed (memmap pages) {row['file_before_mib']:7.1f} -> "
-              f"{row['file_after_mib']:7.1f} MiB, peak RSS {row['peak_after_mib']:7.1f} MiB", flush=True)
+        for cache in ("just written", "cold"):
+            if cache == "cold":
+                drop_from_page_cache(folder)
+            out = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(args.steps)], capture_output=True,
+                                 text=True, check=True).stdout.split()
+            mib = [int(v) / 1024 for v in out[-6:]]
+            row = {"store_gb": gb, "n_tokens": n_tokens, "page_cache": cache}
+            for i, when in enumerate(("before", "after")):
+                row.update({f"{k}_{when}_mib": mib[3 * i + j] for j, k in enumerate(("anon", "file", "peak"))})
+            rows.append(row)
+            print(f"store {gb:5.2f} GB ({n_tokens} tokens, {cache:12s}): anonymous RSS {row['anon_before_mib']:7.1f} "
+                  f"-> {row['anon_after_mib']:7.1f} MiB, file-backed (memmap pages) {row['file_before_mib']:7.1f} -> "
+                  f"{row['file_after_mib']:7.1f} MiB, peak RSS {row['peak_after_mib']:7.1f} MiB", flush=True)
         shutil.rmtree(folder)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"args": vars(args), "rows": rows}, handle, indent=2)
+            json.dump({"args": vars(args), "rows": rows}, handle, indent=2, allow_nan=False)
 
 
 if __name__ == "__main__":
