@@ -15,8 +15,9 @@ COO products' results twice (``torch.sparse.mm``) and copies the sampled product
 ``--before dense``: ``before`` is the dense threshold step as it was before the L1-and-decode node
 (docs/performance.md, section 3): codes, ``SAE.decode`` and the penalty (:func:`rsae.core.activations._l1`) as
 separate autograd operations (``Activation.dense_forward`` of the base class, for ReLU and the rational gates), the
-fired latents read off the dense codes, and the density of a threshold support counted on the whole batch with
-``mask.sum()``. This change alters results to float rounding, so the final weights are compared by their largest
+fired latents read off the dense codes, the density of a threshold support counted on the whole batch with
+``mask.sum()``, and the straight-through backward of JumpReLU and of the step with a float copy of the window and
+the products before the reduction. This change alters results to float rounding, so the final weights are compared by their largest
 relative difference instead.
 
 ``after`` is the Trainer as it is. Both train the same model from the same weights on the same tokens in rounds of
@@ -25,7 +26,7 @@ the final weights are compared (they must be equal: none of the changes alters r
 profiles ``--steps`` more steps of the current Trainer (one ``train`` call) and prints the ROWS most expensive
 operators by self CPU time, grouped by input shapes, which tells the [B, d_sae] passes from the [d_sae, d_in] ones.
 
-    python benchmarks/bench_trainer_overhead.py [--family topk|relu|relu-norm|rational-relu|rational-jumprelu]
+    python benchmarks/bench_trainer_overhead.py [--family topk|relu|relu-norm|jumprelu|rational-relu|rational-jumprelu]
         [--d-sae 4608] [--steps 3] [--rounds 5] [--before stream|lazy|dense] [--profile ROWS]
 """
 
@@ -135,6 +136,20 @@ class BeforeLazyTrainer(Trainer):
             return super().train(until)
 
 
+def _previous_jumprelu_backward(ctx, grad_out):
+    h, threshold = ctx.saved_tensors
+    eps = ctx.bandwidth
+    grad_h = grad_out * (h > threshold).to(grad_out.dtype)
+    window = ((h - threshold).abs() < eps / 2).to(grad_out.dtype)
+    return grad_h, (grad_out * window * (-threshold / eps)).sum_to_size(threshold.shape), None
+
+
+def _previous_step_backward(ctx, grad_out):
+    h, threshold = ctx.saved_tensors
+    window = ((h - threshold).abs() < ctx.bandwidth / 2).to(grad_out.dtype)
+    return None, (grad_out * window * (-1.0 / ctx.bandwidth)).sum_to_size(threshold.shape), None
+
+
 def _previous_threshold_support(h, mask_of, max_density):
     mask = mask_of(h)
     if int(mask.sum()) > max_density * mask.numel():
@@ -147,7 +162,9 @@ def previous_dense_step() -> Iterator[None]:
     """Swap in the dense threshold step as it was before the L1-and-decode node (see the module docstring)."""
     base = activations.Activation.dense_forward
     patches = [(activations.ReLU, "dense_forward", base), (activations.Rational, "dense_forward", base),
-               (activations, "_threshold_support", _previous_threshold_support)]
+               (activations, "_threshold_support", _previous_threshold_support),
+               (activations._JumpReLUFunction, "backward", staticmethod(_previous_jumprelu_backward)),
+               (activations._StepFunction, "backward", staticmethod(_previous_step_backward))]
     with _patched(patches):
         yield
 
@@ -164,6 +181,7 @@ FAMILIES = {
     "topk": dict(family="topk", k=32),
     "relu": dict(family="relu", l1_coefficient=5.0),
     "relu-norm": dict(family="relu", l1_coefficient=5.0, l1_weight_by_decoder_norm=True),
+    "jumprelu": dict(family="jumprelu", l0_coefficient=1.0),
     "rational-relu": dict(family="rational", rational_gate="relu", l1_coefficient=5.0,
                           l1_weight_by_decoder_norm=True),
     "rational-jumprelu": dict(family="rational", rational_gate="jumprelu", l0_coefficient=1.0),

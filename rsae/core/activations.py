@@ -66,6 +66,14 @@ __all__ = [
 ]
 
 
+def _window_sum(grad_out: Tensor, h: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """Σ grad_out · K((h − θ)/ε) reduced to θ's shape (the rectangle kernel K(u) = 1[|u| < 1/2]), in θ's dtype:
+    the straight-through θ-gradients below are this times −θ/ε (JumpReLU) or −1/ε (the step). A ``where`` and one
+    reduction instead of a float copy of the window and two products over all of h."""
+    inside = torch.where((h - threshold).abs() < bandwidth / 2, grad_out, 0)
+    return inside.to(threshold.dtype).sum_to_size(threshold.shape)
+
+
 class _JumpReLUFunction(torch.autograd.Function):
     """z = h · H(h − θ) with the rectangle-kernel straight-through gradient for θ."""
 
@@ -79,10 +87,8 @@ class _JumpReLUFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         h, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
-        grad_h = grad_out * (h > threshold).to(grad_out.dtype)
-        window = ((h - threshold).abs() < eps / 2).to(grad_out.dtype)
-        grad_threshold = (grad_out * window * (-threshold / eps)).sum_to_size(threshold.shape)
-        return grad_h, grad_threshold, None
+        grad_h = grad_out * (h > threshold)  # the boolean mask is promoted inside the product (no float copy)
+        return grad_h, _window_sum(grad_out, h, threshold, eps) * (-threshold / eps), None
 
 
 class _StepFunction(torch.autograd.Function):
@@ -98,8 +104,7 @@ class _StepFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         h, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
-        window = ((h - threshold).abs() < eps / 2).to(grad_out.dtype)
-        grad_threshold = (grad_out * window * (-1.0 / eps)).sum_to_size(threshold.shape)
+        grad_threshold = _window_sum(grad_out, h, threshold, eps) * (-1.0 / eps)
         return None, grad_threshold, None
 
 
