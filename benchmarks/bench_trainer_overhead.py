@@ -217,17 +217,20 @@ def main() -> None:
             if round_:
                 seconds[name] += time.perf_counter() - start
     steps = args.rounds * args.steps
-    pairs = list(zip(trainers["before"].sae.state_dict().values(), trainers["after"].sae.state_dict().values(),
-                     strict=True))
-    same = all(torch.equal(a, b) for a, b in pairs)
-    worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in pairs)
+    after_state = trainers["after"].sae.state_dict()
+    pairs = {name: (value, after_state[name]) for name, value in trainers["before"].sae.state_dict().items()}
+    same = all(torch.equal(a, b) for a, b in pairs.values())
+    differences = {name: float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for name, (a, b) in pairs.items()}
+    worst_name = max(differences, key=differences.get)
+    worst = differences[worst_name]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.family}, d_in {args.d_in}, "
           f"d_sae {args.d_sae}, batch {args.batch}, {args.tokens} tokens, {args.rounds} alternated rounds x "
           f"{args.steps} steps, before = {args.before}")
     for name, s in seconds.items():
         print(f"{name:6s} {s / steps * 1e3:8.1f} ms/step")
     print(f"speed-up {seconds['before'] / seconds['after']:.3f}x; final weights equal: {same}"
-          + ("" if same else f" (largest difference {worst:.1e} of the tensor's largest entry)"))
+          + ("" if same else f" (largest difference {worst:.1e} of the tensor's largest entry, in {worst_name}; "
+                                 f"W_enc {differences['W_enc']:.1e}, W_dec {differences['W_dec']:.1e})"))
     if args.profile > 0:
         from torch.profiler import ProfilerActivity, profile
 
