@@ -215,7 +215,12 @@ def l1_decode(u: Tensor, W_dec: Tensor, b_dec: Tensor, weight_by_decoder_norm: b
     From ``u`` [..., d_sae]: the codes z = max(u, 0) when ``relu`` (u the pre-activations), else z = u; the
     reconstruction x̂ = z W_dec + b_dec; the penalty mean_tokens Σ_j |z_j| (· ‖W_dec[j]‖), without its coefficient,
     the mean over all leading positions as :func:`_l1`'s; and the latents that fired (boolean [d_sae]).
-    Returns ``(z, x_hat, penalty, fired)``, with gradients for u, W_dec and b_dec."""
+    Returns ``(z, x_hat, penalty, fired)``, with gradients for u, W_dec and b_dec. Under autocast the plain
+    operations run instead (autocast casts each of them; the node's products would see mixed dtypes)."""
+    if torch.is_autocast_enabled(u.device.type):
+        z = torch.relu(u) if relu else u
+        fired = (z != 0).reshape(-1, z.shape[-1]).any(0)
+        return z, z @ W_dec + b_dec, _l1(z, W_dec, weight_by_decoder_norm), fired
     flat = u.reshape(-1, u.shape[-1])
     weights = W_dec.norm(dim=1).to(flat.dtype) if weight_by_decoder_norm else None
     x_hat, z, penalty, column_sums = _L1DecodeFunction.apply(flat, W_dec.to(flat.dtype), b_dec.to(flat.dtype),
@@ -389,14 +394,14 @@ class ReLU(Activation):
 
     def dense_forward(self, h: Tensor, W_dec: Tensor, b_dec: Tensor
                       ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
-        if self.l1_on == "pre_acts" or torch.is_autocast_enabled(h.device.type):
+        if self.l1_on == "pre_acts":
             return super().dense_forward(h, W_dec, b_dec)
         z, x_hat, l1, fired = l1_decode(h, W_dec, b_dec, self.weight_by_decoder_norm, relu=True)
         return z, x_hat, self.l1_coefficient * l1, fired
 
     def gated_dense_forward(self, h: Tensor, magnitude, W_dec: Tensor, b_dec: Tensor
                             ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
-        if self.l1_on == "pre_acts" or torch.is_autocast_enabled(h.device.type):
+        if self.l1_on == "pre_acts":
             return super().gated_dense_forward(h, magnitude, W_dec, b_dec)
         z, x_hat, l1, fired = l1_decode(self.gated(h, magnitude), W_dec, b_dec, self.weight_by_decoder_norm)
         return z, x_hat, self.l1_coefficient * l1, fired
@@ -642,8 +647,6 @@ class NoGate(Activation):
 
     def gated_dense_forward(self, h: Tensor, magnitude, W_dec: Tensor, b_dec: Tensor
                             ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
-        if torch.is_autocast_enabled(h.device.type):
-            return super().gated_dense_forward(h, magnitude, W_dec, b_dec)
         z, x_hat, l1, fired = l1_decode(magnitude(h, None), W_dec, b_dec, self.weight_by_decoder_norm)
         return z, x_hat, self.l1_coefficient * l1, fired
 

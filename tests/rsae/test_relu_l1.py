@@ -145,3 +145,25 @@ def test_rational_gate_dense_step_equals_the_plain_path(case: str, device: str, 
         torch.testing.assert_close(grads[name], grads_ref[name], rtol=1e-10, atol=1e-12, msg=name)
         if "threshold" in name or "cutoff" in name:  # the shared step's straight-through gradient is exercised
             assert grads[name].abs().max() > 0, name
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_under_autocast_the_plain_operations_run(relu: bool) -> None:
+    """Under autocast the node would see mixed dtypes; l1_decode runs the plain operations (each cast by autocast)
+    and gives what they give, gradients included."""
+    generator = torch.Generator().manual_seed(7)
+    h0, W0, b0 = torch.randn(32, 20, generator=generator), torch.randn(20, 6, generator=generator), torch.randn(6)
+    results = []
+    for fused in (True, False):
+        h, W, b = (t.clone().requires_grad_() for t in (h0, W0, b0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if fused:
+                z, x_hat, penalty, fired = l1_decode(h, W, b, True, relu=relu)
+            else:
+                z, x_hat, penalty = _plain(h, W, b, True, relu)
+                fired = (z != 0).any(0)
+        assert not torch.equal(x_hat, z.detach().float() @ W0 + b0)  # autocast cast the decoder product to bf16
+        (x_hat.float().sum() + penalty).backward()
+        results.append((z.detach(), x_hat.detach(), penalty.detach(), fired, h.grad, W.grad, b.grad))
+    for fused, plain in zip(*results):
+        assert torch.equal(fused, plain)
