@@ -13,17 +13,17 @@ COO products' results twice (``torch.sparse.mm``) and copies the sampled product
 (patched) only while the ``before`` trainer runs.
 
 ``--before dense``: ``before`` is the dense threshold step as it was before the L1-and-decode node
-(docs/performance.md, section 3): codes, ``SAE.decode`` and the penalty (:func:`rsae.core.activations._l1`) as
+(docs/performance.md, section 2): codes, ``SAE.decode`` and the penalty (:func:`rsae.core.activations._l1`) as
 separate autograd operations (``Activation.dense_forward`` of the base class, for ReLU and the rational gates), the
 fired latents read off the dense codes, the density of a threshold support counted on the whole batch with
 ``mask.sum()``, and the straight-through backward of JumpReLU and of the step with a float copy of the window and
-the products before the reduction. This change alters results to float rounding, so the final weights are compared by their largest
-relative difference instead.
+the products before the reduction. This change alters results to float rounding, so when the final weights differ
+the largest relative difference is printed, with the tensor it is in.
 
 ``after`` is the Trainer as it is. Both train the same model from the same weights on the same tokens in rounds of
 ``--steps`` steps (the way ``bench_vs_saelens.py`` advances it), alternated so that machine load hits both alike;
-the final weights are compared (they must be equal: none of the changes alters results). ``--profile ROWS`` then
-profiles ``--steps`` more steps of the current Trainer (one ``train`` call) and prints the ROWS most expensive
+the final weights are compared (for ``stream`` and ``lazy`` they must be equal: those changes alter no result).
+``--profile ROWS`` then profiles ``--steps`` more steps of the current Trainer (one ``train`` call) and prints the ROWS most expensive
 operators by self CPU time, grouped by input shapes, which tells the [B, d_sae] passes from the [d_sae, d_in] ones.
 
     python benchmarks/bench_trainer_overhead.py [--family topk|relu|relu-norm|jumprelu|rational-relu|rational-jumprelu]

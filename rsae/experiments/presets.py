@@ -253,6 +253,6 @@ PRESETS: dict[str, ReproduceConfig] = {
     ),
 }
 """``tiny`` (the slow test: a few hundred tokens, tiny SAEs), ``default`` (the main job, ``make reproduce``:
-≈ 12.5 min from scratch on a quiet 2-core CPU, docs/results.md), ``study`` (``rsae study``: 500k stdlib-source tokens,
+≈ 8.5 min from scratch on an idle 2-core CPU, docs/results.md), ``study`` (``rsae study``: 500k stdlib-source tokens,
 d_sae = 4 × d_in, the main job's six teachers trained to convergence, 100 fine-tuning steps) and ``full``
 (``rsae study --device cuda``: 2M tokens, d_sae = 8 × d_in, two sparsity levels per family, five seeds)."""
