@@ -79,7 +79,8 @@ def main() -> None:
     print(f"largest measured density with a faster sparse step: {crossover}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"setup": header, "args": vars(args), "rows": rows, "crossover": crossover}, handle, indent=2)
+            json.dump({"setup": header, "args": vars(args), "rows": rows, "crossover": crossover}, handle, indent=2,
+                      allow_nan=False)
 
 
 if __name__ == "__main__":
