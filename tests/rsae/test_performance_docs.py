@@ -43,21 +43,19 @@ def test_saelens_rows_are_quoted(name: str) -> None:
         assert _quoted(line) or cited, f"{name}: {line!r} is not in docs/performance.md"
 
 
-@pytest.mark.parametrize("name", _named("sparse_crossover"))
-def test_crossover_rows_are_quoted(name: str) -> None:
+PRINTED = {  # how each benchmark prints one JSON row (bench_sparse_crossover.py, bench_train_step.py)
+    "sparse_crossover": lambda row: (f"density {row['density']:7.4f}  sparse {row['sparse_ms']:8.1f} ms  dense "
+                                     f"{row['dense_ms']:8.1f} ms"),
+    "train_step_cpu": lambda row: f"{row['case']:42s} {row['ms']:9.1f} ms  L0 {row['l0']:7.1f}",
+}
+
+
+@pytest.mark.parametrize(("prefix", "name"), [(p, n) for p in PRINTED for n in _named(p)])
+def test_printed_rows_are_quoted(prefix: str, name: str) -> None:
     rows = _load(name)["rows"]
     assert rows
     for row in rows:
-        line = f"density {row['density']:7.4f}  sparse {row['sparse_ms']:8.1f} ms  dense {row['dense_ms']:8.1f} ms"
-        assert _quoted(line), f"{name}: {line!r} is not in docs/performance.md"
-
-
-@pytest.mark.parametrize("name", _named("train_step_cpu"))
-def test_train_step_rows_are_quoted(name: str) -> None:
-    rows = _load(name)["rows"]
-    assert rows
-    for row in rows:
-        line = f"{row['case']:42s} {row['ms']:9.1f} ms  L0 {row['l0']:7.1f}"
+        line = PRINTED[prefix](row)
         assert _quoted(line), f"{name}: {line!r} is not in docs/performance.md"
 
 
